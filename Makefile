@@ -1,0 +1,60 @@
+# Async Databases in Python. `make lab` to learn, `make test` to check everything.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# The test suite keeps its databases and progress apart from yours.
+TEST_HOME := $(CURDIR)/.course/test
+NB ?=
+
+.PHONY: lab test doctor progress verify reset build db-stop db-reset clean help
+help:
+	@echo "make lab               start JupyterLab on the welcome notebook (installs on first run)"
+	@echo "make test              run the whole test suite (what CI runs)"
+	@echo "make doctor            check Python, packages, data, SQLite and PostgreSQL"
+	@echo "make progress          table of your exercises and what to do next"
+	@echo "make verify [NB=04]    re-run your workbooks in fresh kernels and report each check"
+	@echo "make reset NB=04       restore a workbook; your copy is saved in .course/backups/"
+	@echo "make build             regenerate exercises/ from solutions/ (course authors)"
+	@echo "make db-stop           stop the course's PostgreSQL"
+	@echo "make db-reset          stop it and delete it; it is rebuilt when next needed"
+
+# (Re)install when the pins change. Nothing is downloaded outside PyPI.
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))' || \
+	  { echo "The course needs Python 3.11, 3.12 or 3.13; '$(PYTHON)' is another. Try: make $(MAKECMDGOALS) PYTHON=python3.12"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/00-welcome.ipynb
+
+test: $(STAMP)
+	@rm -rf $(TEST_HOME)
+	COURSE_HOME=$(TEST_HOME) $(BIN)/python -m pytest -n 2 --dist loadscope -q
+	COURSE_HOME=$(TEST_HOME) $(BIN)/python tests/after_suite.py
+
+doctor: $(STAMP)
+	@$(BIN)/python -m course doctor
+
+progress: $(STAMP)
+	@$(BIN)/python -m course progress
+
+verify: $(STAMP)
+	@$(BIN)/python -m course verify $(NB)
+
+reset: $(STAMP)
+	@$(BIN)/python -m course reset $(NB)
+
+build: $(STAMP)
+	$(BIN)/python -m course build $(NB)
+
+db-stop: $(STAMP)
+	@$(BIN)/python -m course db stop
+
+db-reset: $(STAMP)
+	@$(BIN)/python -m course db reset
+
+clean:
+	rm -rf $(VENV)

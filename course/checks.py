@@ -1,0 +1,177 @@
+"""Exercises with async-aware checks, progressive hints and the reference solution.
+
+A lesson's check module declares its exercises:
+
+    q1 = Exercise("00", "q1", "mmss", checker=_check_mmss, hints=[...])
+
+and a workbook calls `await ex.q1.check(mmss)`. The checker receives the learner's answer and
+uses `call()` to run it; it raises `Wrong("reason")` to reject it, and may return a short
+remark for a correct answer. Every outcome prints one deterministic line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from course import progress
+from course.errors import explanation_for
+
+DEFAULT_LIMIT = 10.0  # seconds; generous, only there so a deadlock cannot hang the notebook
+
+STUB_MESSAGE = "your code here"
+
+
+class Wrong(Exception):
+    """Raised by a checker: the answer is wrong, for the reason given."""
+
+
+class NotAttempted(Exception):
+    """The learner's code still raises the stub's NotImplementedError."""
+
+
+class LearnerError(Exception):
+    """The learner's code raised an exception; the original is in __cause__."""
+
+
+FORGOT_AWAIT = ("did you forget `await`? Your code got a coroutine object where it needed a "
+                "result: put `await` in front of the async call.")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exercise: str
+    status: str  # "correct", "wrong", "not attempted" or "error"
+    message: str = ""
+
+    @property
+    def line(self) -> str:
+        icon = {"correct": "✅", "wrong": "❌", "not attempted": "⏳", "error": "⚠️"}[self.status]
+        label = {"correct": "correct", "wrong": "not yet", "not attempted": "not attempted yet",
+                 "error": "the check itself failed"}[self.status]
+        return f"{icon} {self.exercise} {label}" + (f": {self.message}" if self.message else ".")
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return text
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run the learner's function, sync or async, and return its result.
+
+    Translates the stub into NotAttempted, a forgotten await into Wrong, and any other
+    exception into LearnerError.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except NotImplementedError as exc:
+            raise NotAttempted(str(exc)) from None
+        except (Wrong, NotAttempted, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            item = explanation_for(exc)
+            if item is not None and "never awaited" in item.title:
+                raise Wrong(FORGOT_AWAIT) from exc
+            raise LearnerError(_describe(exc)) from exc
+        if inspect.iscoroutine(result):
+            result.close()
+            raise Wrong("your function returned a coroutine object instead of its result: "
+                        "did you forget `await`?")
+        gc.collect()  # a coroutine created and dropped without await warns when collected
+    for warning in caught:
+        if "was never awaited" in str(warning.message):
+            name = str(warning.message).split("'")[1] if "'" in str(warning.message) else "a coroutine"
+            raise Wrong(f"{name}() was called but never awaited: put `await` in front of it.")
+    return result
+
+
+Checker = Callable[[Any], Awaitable[str | None]]
+
+
+@dataclass
+class Exercise:
+    """One checked exercise of a workbook."""
+
+    lesson: str                 # "00"
+    name: str                   # "q1"
+    function: str               # the name the learner defines, for messages and solution()
+    checker: Checker
+    hints: list[str] = field(default_factory=list)
+    limit: float = DEFAULT_LIMIT
+    title: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.lesson}.{self.name}"
+
+    async def evaluate(self, answer: Any) -> Outcome:
+        """Judge an answer and return the Outcome, printing nothing."""
+        if inspect.iscoroutine(answer):
+            answer.close()
+            return Outcome(self.name, "wrong",
+                           f"pass the function itself, `{self.function}`, not a call to it "
+                           f"(`{self.function}(...)`).")
+        if not callable(answer):
+            return Outcome(self.name, "wrong",
+                           f"pass your function `{self.function}` itself; this is a "
+                           f"{type(answer).__name__}.")
+        try:
+            async with asyncio.timeout(self.limit):
+                remark = await self.checker(answer)
+        except NotAttempted:
+            return Outcome(self.name, "not attempted",
+                           f"replace `raise NotImplementedError` in {self.function} with your code.")
+        except Wrong as exc:
+            return Outcome(self.name, "wrong", str(exc))
+        except LearnerError as exc:
+            message = f"your code raised {exc}"
+            item = explanation_for(exc.__cause__) if exc.__cause__ else None
+            if item is not None:
+                message += f" ({item.title}: see `course.explain`)"
+            return Outcome(self.name, "wrong", message)
+        except TimeoutError:
+            return Outcome(self.name, "wrong",
+                           f"it did not finish within {self.limit:g} s. Is something waiting for "
+                           "ever: a lock, a connection never released, an event never set?")
+        except Exception as exc:  # a bug in the check, not in the learner's code
+            return Outcome(self.name, "error", f"{_describe(exc)}. Please report it.")
+        return Outcome(self.name, "correct", remark or "")
+
+    async def check(self, answer: Any) -> None:
+        """Check an answer, print one line, and record it in your progress."""
+        outcome = await self.evaluate(answer)
+        progress.record(self.lesson, self.name, outcome.status)
+        print(outcome.line)
+
+    def hint(self, n: int = 1) -> None:
+        """Print hint n (1 is the gentlest)."""
+        if not self.hints:
+            print(f"💬 {self.name} has no hints; try the solution with {self.name}.solution().")
+            return
+        n = max(1, min(n, len(self.hints)))
+        more = f" (next: .hint({n + 1}))" if n < len(self.hints) else ""
+        print(f"💬 {self.name} hint {n}/{len(self.hints)}: {self.hints[n - 1]}{more}")
+
+    def solution(self) -> None:
+        """Print the reference solution, taken from solutions/."""
+        from course.build import solution_source
+
+        print(solution_source(self.lesson, self.function))
+
+
+def exercises_of(module: Any) -> list[Exercise]:
+    """The exercises a lesson's check module declares, in order."""
+    found = [v for v in vars(module).values() if isinstance(v, Exercise)]
+    return sorted(found, key=lambda e: (len(e.name), e.name))

@@ -1,0 +1,135 @@
+"""`python -m course ...`: the commands behind make progress, verify, reset, build and db-*."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from course.errors import CourseError
+from course.paths import EXERCISES, ROOT
+
+
+def _lessons(arg: str | None) -> list[str]:
+    if arg:
+        return [arg.zfill(2)]
+    return sorted({p.name[:2] for p in EXERCISES.glob("[0-9][0-9]-*.ipynb")})
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from course.workbooks import progress_table
+
+    print(progress_table())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from course.workbooks import verify
+
+    lessons = _lessons(args.lesson)
+    results = {}
+    for lesson in tqdm(lessons, desc="running workbooks", unit="notebook", disable=len(lessons) < 2):
+        results[lesson] = verify(lesson)
+    for lesson, outcomes in results.items():
+        print(f"\nLesson {lesson}")
+        for outcome in outcomes or []:
+            print(f"  {outcome.message}")
+        if not outcomes:
+            print("  (no check printed a result; did a cell fail before the checks?)")
+    print()
+    from course.workbooks import progress_table
+
+    print(progress_table())
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from course.workbooks import reset
+
+    if not args.lesson:
+        raise CourseError("make reset needs a lesson number.", "run `make reset NB=04`, for example.")
+    target, backup = reset(args.lesson.zfill(2))
+    print(f"Restored {target.relative_to(ROOT)}. Your previous version is saved as "
+          f"{backup.relative_to(ROOT) if backup.is_relative_to(ROOT) else backup}.")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from course.build import build_all, execute
+
+    written = build_all(args.lesson.zfill(2) if args.lesson else None)
+    for path in tqdm(written, desc="executing new workbooks", unit="notebook", disable=not written):
+        execute(path)
+    print(f"{len(written)} workbook(s) rebuilt" + "".join(f"\n  {p.relative_to(ROOT)}" for p in written))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from course.build import execute
+
+    for name in tqdm(args.paths, desc="executing", unit="notebook"):
+        execute(Path(name).resolve())
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    import asyncio
+    import shutil
+
+    from course import postgres
+
+    if args.action == "start":
+        db = asyncio.run(postgres.fresh_postgres("smoke_test"))
+        print(f"PostgreSQL is ready: {db!r}")
+    elif args.action == "stop":
+        print("stopped the course's PostgreSQL" if postgres.stop_local() else "it was not running")
+    elif args.action == "status":
+        running = postgres.is_local_running()
+        print("the course's PostgreSQL is running" if running else "the course's PostgreSQL is stopped")
+        return 1 if running and args.expect_stopped else 0
+    elif args.action == "reset":
+        postgres.stop_local()
+        shutil.rmtree(postgres.pgdata(), ignore_errors=True)
+        print("removed .course/pgdata; the next notebook that needs PostgreSQL rebuilds it.")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from course.doctor import report
+
+    asyncio.run(report())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("progress", help="table of every exercise and its state").set_defaults(func=cmd_progress)
+    sub.add_parser("doctor", help="check the set-up").set_defaults(func=cmd_doctor)
+    for name, func, text in [("verify", cmd_verify, "re-run your workbooks in fresh kernels"),
+                             ("reset", cmd_reset, "restore a workbook (your copy is backed up)"),
+                             ("build", cmd_build, "write exercises/ from solutions/")]:
+        p = sub.add_parser(name, help=text)
+        p.add_argument("lesson", nargs="?", default=None)
+        p.set_defaults(func=func)
+    p = sub.add_parser("run", help="execute notebooks in place (for authors)")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("db", help="the embedded PostgreSQL")
+    p.add_argument("action", choices=["start", "stop", "status", "reset"])
+    p.add_argument("--expect-stopped", action="store_true")
+    p.set_defaults(func=cmd_db)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CourseError as exc:
+        print(f"⚠️ {exc.problem}\nFix: {exc.fix}", file=sys.stderr)
+        return 2

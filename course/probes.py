@@ -1,0 +1,178 @@
+"""Behaviour probes that checks use instead of the wall clock.
+
+- InFlight: how many calls of an async function ran at the same time.
+- Heartbeat: whether the event loop was blocked while some code ran.
+- checked_out(): how many pool connections are still out after a call.
+- StatementCounter: how many SQL statements a SQLAlchemy engine executed.
+- fail_on_call(): make the n-th call fail, to prove a transaction rolls back.
+- HOSTILE_INPUTS: strings that break SQL built by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+class InFlight:
+    """Count calls of an async function in flight: the peak shows real concurrency.
+
+        probe = InFlight()
+        fake_query = probe.track(fake_query)
+        ...
+        probe.peak   # most calls running at once
+    """
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+        self.started = 0
+        self.finished = 0
+        self.cancelled = 0
+
+    def track(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def tracked(*args: Any, **kwargs: Any) -> Any:
+            self.now += 1
+            self.started += 1
+            self.peak = max(self.peak, self.now)
+            try:
+                result = await fn(*args, **kwargs)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            finally:
+                self.now -= 1
+            self.finished += 1
+            return result
+
+        return tracked
+
+
+class Heartbeat:
+    """Tick every `interval` seconds while code runs; a long gap means the loop was blocked.
+
+        async with Heartbeat() as beat:
+            await learner_code()
+        beat.blocked      # True if some tick came `limit` seconds late or later
+    """
+
+    def __init__(self, interval: float = 0.01, limit: float = 0.25) -> None:
+        self.interval = interval
+        self.limit = limit  # generous: real blocking in exercises lasts 0.5 s or more
+        self.longest_gap = 0.0
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _beat(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(self.interval)
+            now = time.perf_counter()
+            self.longest_gap = max(self.longest_gap, now - last - self.interval)
+            self.ticks += 1
+            last = now
+
+    async def __aenter__(self) -> Heartbeat:
+        self._task = asyncio.create_task(self._beat())
+        await asyncio.sleep(0)  # let the first tick start before the measured code
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        await asyncio.sleep(0)  # let a tick that is due observe the gap
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+    @property
+    def blocked(self) -> bool:
+        return self.longest_gap >= self.limit
+
+
+def checked_out(pool: Any) -> int:
+    """Connections currently checked out of an asyncpg pool or a SQLAlchemy engine's pool."""
+    if hasattr(pool, "get_idle_size"):  # asyncpg.Pool
+        return pool.get_size() - pool.get_idle_size()
+    inner = getattr(pool, "pool", pool)  # AsyncEngine/Engine -> Pool
+    if hasattr(inner, "checkedout"):
+        return inner.checkedout()
+    raise TypeError(f"cannot count connections of {type(pool).__name__}")
+
+
+class StatementCounter:
+    """Count SQL statements a SQLAlchemy engine executes (sync or async engine).
+
+        with StatementCounter(engine) as counter:
+            await load_things()
+        counter.count, counter.statements
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = getattr(engine, "sync_engine", engine)
+        self.statements: list[str] = []
+
+    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        self.statements.append(statement)
+
+    def __enter__(self) -> StatementCounter:
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._on_execute)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._on_execute)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+class InjectedFailure(Exception):
+    """The failure a check injects on purpose."""
+
+
+def fail_on_call(fn: Callable[..., Any], n: int, exc: BaseException | None = None) -> Callable[..., Any]:
+    """Wrap fn (sync or async) so that its n-th call raises InjectedFailure instead of running."""
+    calls = 0
+
+    def _tick() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            raise exc or InjectedFailure(f"injected failure on call {n}")
+
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def failing_async(*args: Any, **kwargs: Any) -> Any:
+            _tick()
+            return await fn(*args, **kwargs)
+
+        return failing_async
+
+    @functools.wraps(fn)
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        _tick()
+        return fn(*args, **kwargs)
+
+    return failing
+
+
+# Inputs that break or subvert SQL built from strings; bound parameters treat them as data.
+HOSTILE_INPUTS: tuple[str, ...] = (
+    "x' OR '1'='1",
+    "O'Brien",
+    "'; DROP TABLE track; --",
+    'Guns N\' Roses "live"',
+    "%",
+    "_",
+)

@@ -1,0 +1,106 @@
+"""The learner's side of the workbooks: progress table, verify and reset."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+
+from course import progress
+from course.build import read_notebook, workbook_from
+from course.checks import Exercise, Outcome, exercises_of
+from course.errors import CourseError
+from course.paths import EXERCISES, SOLUTIONS, state_dir
+
+OUTCOME_LINE = re.compile(r"^(✅|❌|⏳|⚠️) (q\d+) (correct|not yet|not attempted yet|the check itself failed)")
+STATUS_OF = {"correct": "correct", "not yet": "wrong", "not attempted yet": "not attempted",
+             "the check itself failed": "error"}
+
+
+def all_exercises() -> list[Exercise]:
+    """Every checked exercise of the course, in lesson order."""
+    import course.lessons
+
+    found: list[Exercise] = []
+    for info in sorted(pkgutil.iter_modules(course.lessons.__path__), key=lambda m: m.name):
+        if re.match(r"l\d\d_", info.name):
+            found += exercises_of(importlib.import_module(f"course.lessons.{info.name}"))
+    return found
+
+
+def progress_table() -> str:
+    """A table of every exercise and its latest outcome, then the next one to do."""
+    done = progress.load()
+    rows = ["lesson  exercise  state            function", "------  --------  ---------------  --------"]
+    next_up = None
+    for ex in all_exercises():
+        status = done.get(ex.key, {}).get("status", "not attempted")
+        mark = {"correct": "✅", "wrong": "❌", "error": "⚠️"}.get(status, "⏳")
+        rows.append(f"{ex.lesson:<6}  {ex.name:<8}  {mark} {status:<13}  {ex.function}")
+        if next_up is None and status != "correct":
+            next_up = ex
+    solved = sum(1 for ex in all_exercises() if done.get(ex.key, {}).get("status") == "correct")
+    rows.append(f"\n{solved} of {len(all_exercises())} exercises correct.")
+    if next_up is not None:
+        book = next(iter(sorted(EXERCISES.glob(f"{next_up.lesson}-*.ipynb"))), None)
+        rows.append(f"Next: {next_up.name} ({next_up.function}) in exercises/{book.name if book else next_up.lesson}.")
+    else:
+        rows.append("Every exercise is correct. Well done!")
+    return "\n".join(rows)
+
+
+def _workbook(lesson: str) -> Path:
+    matches = sorted(EXERCISES.glob(f"{lesson}-*.ipynb"))
+    if not matches:
+        known = ", ".join(sorted(p.name[:2] for p in EXERCISES.glob("[0-9][0-9]-*.ipynb")))
+        raise CourseError(f"There is no workbook for lesson {lesson!r}.", f"use one of: {known}.")
+    return matches[0]
+
+
+def reset(lesson: str) -> tuple[Path, Path]:
+    """Back up the learner's workbook to .course/backups/, then restore it from solutions/."""
+    target = _workbook(lesson)
+    backups = state_dir() / "backups"
+    backups.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    backup = backups / f"{target.stem}-{stamp}.ipynb"
+    n = 1
+    while backup.exists():
+        backup, n = backups / f"{target.stem}-{stamp}-{n}.ipynb", n + 1
+    shutil.copy2(target, backup)  # even a corrupt notebook is kept, byte for byte
+    if backup.read_bytes() != target.read_bytes():
+        raise CourseError("The backup could not be written; nothing was reset.", f"check free disk space in {backups}.")
+    fresh = workbook_from(SOLUTIONS / target.name)
+    nbformat.write(fresh, target)
+    return target, backup
+
+
+def outcomes_in(nb: nbformat.NotebookNode) -> list[Outcome]:
+    """The check lines a notebook printed, as Outcomes."""
+    found = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            for line in str(output.get("text", "")).splitlines():
+                if (m := OUTCOME_LINE.match(line)) is not None:
+                    found.append(Outcome(m.group(2), STATUS_OF[m.group(3)], line))
+    return found
+
+
+def verify(lesson: str, timeout: int = 300) -> list[Outcome]:
+    """Run a learner's workbook top to bottom in a fresh kernel; the file itself is untouched."""
+    from nbclient import NotebookClient
+
+    source = _workbook(lesson)
+    nb = read_notebook(source)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(source.parent)}})
+    try:
+        client.execute()
+    except Exception as exc:  # a dead kernel or a cell over the time limit
+        print(f"⚠️ {source.name}: the run stopped early ({type(exc).__name__}).")
+    return outcomes_in(nb)

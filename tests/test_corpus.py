@@ -1,0 +1,64 @@
+"""Every check rejects each known wrong answer with the right words, and treats the stub as
+not attempted. (That each passes its solution is proven by nbval on solutions/ and by
+tests/test_repo.py, which reads the stored check lines.)"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+
+import pytest
+
+import course.lessons
+import tests.corpus
+from course.checks import exercises_of
+from tests.corpus import WrongAnswer
+
+LESSONS = sorted(m.name for m in pkgutil.iter_modules(course.lessons.__path__) if m.name[:1] == "l")
+
+
+def corpus_of(lesson: str) -> list[WrongAnswer]:
+    try:
+        module = importlib.import_module(f"tests.corpus.{lesson}")
+    except ModuleNotFoundError:
+        return []
+    return [v for v in vars(module).values() if isinstance(v, WrongAnswer)]
+
+
+CASES = [(lesson, entry) for lesson in LESSONS for entry in corpus_of(lesson)]
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_every_exercise_has_a_wrong_answer(lesson: str) -> None:
+    checks = {ex.name for ex in exercises_of(importlib.import_module(f"course.lessons.{lesson}"))}
+    covered = {entry.exercise for entry in corpus_of(lesson)}
+    assert checks, f"{lesson} declares no exercises"
+    assert checks <= covered, f"{lesson}: no wrong answer in tests/corpus for {sorted(checks - covered)}"
+
+
+@pytest.mark.parametrize(("lesson", "entry"), CASES, ids=[f"{lesson}-{e.label}" for lesson, e in CASES])
+def test_wrong_answer_is_rejected(lesson: str, entry: WrongAnswer) -> None:
+    module = importlib.import_module(f"course.lessons.{lesson}")
+    outcome = asyncio.run(getattr(module, entry.exercise).evaluate(entry.answer))
+    assert outcome.status == "wrong", outcome.line
+    assert entry.expect.lower() in outcome.message.lower(), outcome.line
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_stub_is_not_attempted(lesson: str) -> None:
+    def stub(*args, **kwargs):
+        raise NotImplementedError("your code here")
+
+    async def async_stub(*args, **kwargs):
+        raise NotImplementedError("your code here")
+
+    for ex in exercises_of(importlib.import_module(f"course.lessons.{lesson}")):
+        for fn in (stub, async_stub):
+            outcome = asyncio.run(ex.evaluate(fn))
+            assert outcome.status == "not attempted", outcome.line
+
+
+def test_corpus_modules_match_lessons() -> None:
+    names = {m.name for m in pkgutil.iter_modules(tests.corpus.__path__)}
+    assert names <= set(LESSONS), f"corpus modules without a lesson: {sorted(names - set(LESSONS))}"
