@@ -32,7 +32,8 @@ CONNECT_TIMEOUT = 10
 class PgDatabase:
     """A database made for one notebook or check. Its repr never shows a password."""
 
-    name: str
+    label: str                   # the name the notebook asked for
+    name: str                    # the real database name: label, learner and process
     dsn: str = field(repr=False)
     where: str = "the course's embedded PostgreSQL"
 
@@ -42,7 +43,7 @@ class PgDatabase:
         return self.dsn.replace("postgresql://", "postgresql+asyncpg://", 1)
 
     def __repr__(self) -> str:
-        return f"PgDatabase({self.name!r} on {self.where})"
+        return f"PgDatabase({self.label!r} on {self.where})"
 
 
 def mask(url: str) -> str:
@@ -220,15 +221,37 @@ async def _ensure_template(admin: asyncpg.Connection, dsn: str) -> str:
         await admin.execute("SELECT pg_advisory_unlock($1)", TEMPLATE_LOCK)
 
 
+def _database_name(label: str) -> str:
+    """label_p<pid>, so two kernels (or test workers) running the same notebook never collide."""
+    base = re.sub(r"[^a-z0-9_]+", "_", label.lower()).strip("_") or "scratch"
+    if _shared_server_url() is not None:
+        base = f"{_learner_prefix()}_{base}"
+    suffix = f"_p{os.getpid()}"
+    return base[: 63 - len(suffix)] + suffix
+
+
+async def _drop_orphans(admin: asyncpg.Connection) -> None:
+    """Drop databases left by processes of this machine that have exited."""
+    import psutil
+
+    prefix = f"{_learner_prefix()}_" if _shared_server_url() is not None else ""
+    names = await admin.fetch(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname ~ '_p[0-9]+$'",
+        f"{prefix}%",
+    )
+    for (name,) in names:
+        pid = int(name.rsplit("_p", 1)[1])
+        if not psutil.pid_exists(pid):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 async def fresh_postgres(name: str = "scratch") -> PgDatabase:
     """Create (or re-create) a database holding a fresh copy of Chinook, and describe it."""
     admin, dsn, where = await connect_admin()
     try:
         template = await _ensure_template(admin, dsn)
-        database = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "scratch"
-        if _shared_server_url() is not None:
-            database = f"{_learner_prefix()}_{database}"
-        database = database[:63]
+        await _drop_orphans(admin)
+        database = _database_name(name)
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         try:
             await admin.execute(f'CREATE DATABASE "{database}" TEMPLATE "{template}"')
@@ -239,7 +262,7 @@ async def fresh_postgres(name: str = "scratch") -> PgDatabase:
             ) from None
     finally:
         await admin.close()
-    return PgDatabase(database, _with_database(dsn, database), where)
+    return PgDatabase(name, database, _with_database(dsn, database), where)
 
 
 async def drop_postgres(db: PgDatabase) -> None:

@@ -43,9 +43,24 @@ def _safe(name: str) -> str:
     return cleaned or "scratch"
 
 
+def _drop_orphans(folder: Path) -> None:
+    """Delete copies made by processes that have exited."""
+    import psutil
+
+    for path in folder.glob("*-p*.db*"):
+        match = re.search(r"-p(\d+)\.db", path.name)
+        if match and not psutil.pid_exists(int(match.group(1))):
+            path.unlink(missing_ok=True)
+
+
 def fresh_sqlite(name: str = "scratch") -> Path:
-    """Copy Chinook to .course/sqlite/<name>.db, replacing any older copy, and return its path."""
-    target = _folder() / f"{_safe(name)}.db"
+    """Copy Chinook to .course/sqlite/<name>-p<pid>.db, replacing any older copy; return its path.
+
+    The process id keeps two kernels (or test workers) running the same notebook apart.
+    """
+    folder = _folder()
+    _drop_orphans(folder)
+    target = folder / f"{_safe(name)}-p{os.getpid()}.db"
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     shutil.copyfile(template(), target)
