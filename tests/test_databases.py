@@ -8,16 +8,19 @@ import os
 import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from course import postgres
+from course import postgres, reaper
 from course.errors import CourseError
-from course.paths import DATASETS
+from course.paths import DATASETS, ROOT
 from course.postgres import drop_postgres, fresh_postgres, mask
 from course.sqlite import fresh_sqlite
 
@@ -95,8 +98,35 @@ def test_fresh_postgres_clones_the_template() -> None:
 def test_dead_handles_are_pruned(tmp_path) -> None:
     handles = tmp_path / ".handle_pids.json"
     handles.write_text(json.dumps([os.getpid(), 999_999_999]))
-    postgres._prune_dead_handles(tmp_path)
+    assert reaper.live_users(tmp_path) == [os.getpid()]
     assert json.loads(handles.read_text()) == [os.getpid()]
+
+
+KILLED_KERNEL = """
+import asyncio, os, signal, course
+asyncio.run(course.fresh_postgres("killed"))
+print("joined", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # like a kernel stopped without a goodbye
+"""
+
+
+def test_a_killed_kernel_does_not_leave_postgres_running(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    run = subprocess.run([sys.executable, "-c", KILLED_KERNEL], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, check=False)
+    assert "joined" in run.stdout, run.stderr[-2000:]
+    assert postgres.is_local_running(), "the cluster should outlive its first user a moment"
+    for _ in range(60):  # the watcher waits 2 s, then stops it
+        if not postgres.is_local_running():
+            break
+        time.sleep(0.25)
+    assert not postgres.is_local_running(), "the watcher did not stop the orphaned cluster"
+    for _ in range(40):
+        if not reaper.running(tmp_path / "pgdata"):
+            break
+        time.sleep(0.25)
+    assert not reaper.running(tmp_path / "pgdata"), "the watcher should exit with the cluster"
 
 
 def test_a_cluster_that_cannot_start_is_explained(monkeypatch, tmp_path) -> None:
