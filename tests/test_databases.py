@@ -86,13 +86,34 @@ def test_fresh_postgres_clones_the_template() -> None:
             assert str(await conn.fetchval("SELECT SUM(total) FROM invoice")) == "2328.60"
             assert str(await conn.fetchval("SELECT invoice_date FROM invoice WHERE invoice_id = 1")) == "2021-01-01 00:00:00"
             socket_only = await conn.fetchval("SHOW listen_addresses")
+            fsync = await conn.fetchval("SHOW fsync")
         finally:
             await conn.close()
         assert socket_only == ""  # Unix socket only
+        assert fsync == "off"  # a disposable cluster, tuned for quick clones
         assert repr(db) == "PgDatabase('test_clone' on the course's embedded PostgreSQL)"
         await drop_postgres(db)
 
     asyncio.run(main())
+
+
+def test_a_kernel_survives_make_db_stop(monkeypatch, tmp_path) -> None:
+    """`make db-stop` while a notebook is open: its next fresh_postgres() starts the cluster again."""
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    async def main() -> None:
+        await fresh_postgres("before_stop")
+        assert postgres.stop_local()
+        db = await fresh_postgres("after_stop")
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            assert await conn.fetchval("SELECT COUNT(*) FROM genre") == 25
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+    postgres.stop_local()
 
 
 def test_dead_handles_are_pruned(tmp_path) -> None:
