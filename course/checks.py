@@ -58,7 +58,8 @@ class Outcome:
 
 
 def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""  # drop DETAIL: lines
+    text = f"{type(exc).__name__}: {first_line}".strip().rstrip(":")
     if len(text) > 160:
         text = text[:157] + "..."
     return text

@@ -81,12 +81,24 @@ EXPLANATIONS = [
 ]
 
 
+def _raised_in(exc: BaseException, fragment: str) -> bool:
+    """Whether the traceback of exc passes through a file whose path contains fragment."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if fragment in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def explanation_for(exc: BaseException) -> Explanation | None:
     """The explanation that matches this exception, if there is one."""
     text = f"{type(exc).__name__}: {exc}"
     code = getattr(exc, "code", None)
     if code:
         text += f" ({code})"
+    if isinstance(exc, TimeoutError) and _raised_in(exc, "asyncpg/pool.py"):
+        text += " (waiting for a pool connection)"  # asyncpg's acquire timeout has no message
     for item in EXPLANATIONS:
         if re.search(item.pattern, text, flags=re.IGNORECASE):
             return item

@@ -167,3 +167,18 @@ def test_blocking_code_is_still_stopped_afterwards(limit: float) -> None:
 
     outcome = asyncio.run(Exercise("99", "q2", "sleepy", slow, limit=limit).evaluate(sleepy))
     assert outcome.status == "wrong" and "did not finish" in outcome.message
+
+
+def test_a_multi_line_error_is_reported_on_one_line() -> None:
+    from course.checks import Exercise, call
+
+    def answer() -> None:
+        raise ValueError("insert violates a constraint\nDETAIL: Key (track_id)=(0) is not present.")
+
+    async def checker(fn) -> str:  # noqa: ANN001
+        await call(fn)
+        return "unreachable"
+
+    outcome = asyncio.run(Exercise("99", "q1", "answer", checker).evaluate(answer))
+    assert outcome.status == "wrong" and "\n" not in outcome.line
+    assert outcome.line.endswith("your code raised ValueError: insert violates a constraint")

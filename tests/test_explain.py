@@ -11,6 +11,13 @@ import pytest
 from course.errors import explain, explanation_for
 
 
+@pytest.fixture(scope="module")
+def postgres_dsn() -> str:
+    from course.postgres import fresh_postgres
+
+    return asyncio.run(fresh_postgres("test_explain")).dsn
+
+
 def _raised(coro_factory) -> BaseException:
     try:
         asyncio.run(coro_factory())
@@ -73,6 +80,17 @@ def test_queue_pool_limit() -> None:
         engine.connect().execute(text("select 1"))
     held.close()
     assert explanation_for(info.value).title == "the connection pool is exhausted"
+
+
+def test_asyncpg_pool_acquire_timeout(postgres_dsn: str) -> None:
+    import asyncpg
+
+    async def exhaust() -> None:
+        async with asyncpg.create_pool(postgres_dsn, min_size=1, max_size=1) as pool:
+            async with pool.acquire():
+                await pool.acquire(timeout=0.05)
+
+    assert explanation_for(_raised(exhaust)).title == "the connection pool is exhausted"
 
 
 def test_event_loop_is_closed() -> None:
