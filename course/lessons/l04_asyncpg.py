@@ -1,0 +1,556 @@
+"""Checks for exercises/04-asyncpg.ipynb."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from course.checks import Exercise, LearnerError, Wrong, call
+from course.postgres import drop_postgres, fresh_postgres
+from course.probes import HOSTILE_INPUTS, InjectedFailure, checked_out
+
+
+class _QueryLog:
+    """Collects the SQL text of every statement a connection runs (asyncpg query logger)."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+
+    def __call__(self, record: Any) -> None:
+        self.queries.append(record.query)
+
+
+async def _logged(conn: asyncpg.Connection, fn: Any, *args: Any) -> tuple[Any, list[str]]:
+    """Call the learner's fn(conn, *args) and return its result and the statements it ran."""
+    log = _QueryLog()
+    with conn.query_logger(log):
+        try:
+            result = await call(fn, conn, *args)
+        finally:
+            await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon
+    return result, log.queries
+
+
+def _rows(got: Any, what: str) -> list[tuple]:
+    """The learner's rows as plain tuples, or a Wrong that says what came back instead."""
+    if not isinstance(got, list):
+        raise Wrong(f"{what} should return a list of rows (what conn.fetch returns), "
+                    f"not {type(got).__name__}.")
+    try:
+        return [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in got]
+    except TypeError:
+        raise Wrong(f"{what} should return a list of rows; one item is "
+                    f"{type(got[0]).__name__ if got else 'missing'}.") from None
+
+
+def _one_line(checker: Any) -> Any:
+    """Keep an outcome on one line: PostgreSQL errors often add a DETAIL line to the message."""
+
+    @functools.wraps(checker)
+    async def wrapped(answer: Any) -> str:
+        try:
+            return await checker(answer)
+        except LearnerError as exc:
+            lines = str(exc).splitlines()
+            if len(lines) > 1:
+                raise LearnerError(lines[0]) from exc.__cause__
+            raise
+
+    return wrapped
+
+
+def _quoted(values: list[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+# --- q1: customers from a list of countries ----------------------------------------------
+
+CUSTOMERS_SQL = """
+    SELECT customer_id, first_name, last_name, country
+    FROM customer
+    WHERE country = any($1::text[])
+    ORDER BY country, last_name
+"""
+
+COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"]]
+
+
+@_one_line
+async def _check_customers_in(customers_in) -> str:
+    db = await fresh_postgres("check_04_q1")
+    try:
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            return await _customers_cases(conn, customers_in)
+        finally:
+            await conn.close()
+    finally:
+        await drop_postgres(db)
+
+
+async def _customers_cases(conn: asyncpg.Connection, customers_in) -> str:
+    texts: set[str] = set()
+    for countries in COUNTRY_CASES:
+        got, queries = await _logged(conn, customers_in, list(countries))
+        rows = _rows(got, f"customers_in(conn, [{_quoted(countries)}])")
+        if any(country in q for q in queries for country in countries):
+            raise Wrong("the country names are inside your SQL text: you built the query from "
+                        "strings (f-string, + or join). Send them as one bound parameter: "
+                        "`WHERE country = any($1::text[])`, then pass the list.")
+        if len(queries) > 1:
+            raise Wrong(f"customers_in ran {len(queries)} queries for {len(countries)} countries. "
+                        "Ask once for the whole list: `WHERE country = any($1::text[])`.")
+        texts.update(queries)
+        expected = [tuple(r) for r in await conn.fetch(CUSTOMERS_SQL, countries)]
+        _compare_customers(countries, rows, expected)
+    if len(texts) > 1:
+        raise Wrong("your SQL text changes with the number of countries (IN ($1, $2, ...) built "
+                    "for each list), so PostgreSQL prepares a new statement every time. Use one "
+                    "statement for any list: `WHERE country = any($1::text[])`.")
+    for countries in ([], ["Atlantis"]):
+        got = await call(customers_in, conn, countries)
+        if _rows(got, f"customers_in(conn, {countries})") != []:
+            raise Wrong(f"customers_in(conn, {countries}) should return an empty list.")
+    hostile = [*HOSTILE_INPUTS, "Portugal"]
+    try:
+        got, queries = await _logged(conn, customers_in, hostile)
+    except LearnerError as exc:
+        raise Wrong(f"a country named {HOSTILE_INPUTS[1]!r} broke your query ({exc}). Values "
+                    "must never become SQL text: bind the list as $1.") from None
+    expected = [tuple(r) for r in await conn.fetch(CUSTOMERS_SQL, ["Portugal"])]
+    in_text = [h for h in HOSTILE_INPUTS if len(h) > 1 and any(h in q for q in queries)]
+    if in_text or _rows(got, "customers_in") != expected:
+        raise Wrong(f"with hostile names such as {HOSTILE_INPUTS[0]!r} in the list, you returned "
+                    f"{len(got)} rows instead of Portugal's {len(expected)}: the input changed "
+                    "your SQL. Bind the list as one parameter, $1.")
+    return "one statement for every list, and hostile names stay data."
+
+
+def _compare_customers(countries: list[str], rows: list[tuple], expected: list[tuple]) -> None:
+    call_text = f"customers_in(conn, [{_quoted(countries)}])"
+    if rows == expected:
+        return
+    if rows and len(rows[0]) != 4:
+        raise Wrong(f"each row should have 4 columns (customer_id, first_name, last_name, "
+                    f"country); yours have {len(rows[0])}. Name the columns instead of SELECT *.")
+    if sorted(rows) == sorted(expected):
+        raise Wrong(f"{call_text} returned the right customers in the wrong order: ORDER BY "
+                    "country, then last_name.")
+    raise Wrong(f"{call_text} returned {len(rows)} rows; expected {len(expected)}, the "
+                f"customers of those countries. The first should be {expected[0]}.")
+
+
+q1 = Exercise(
+    "04", "q1", "customers_in", _check_customers_in,
+    hints=["Send the whole list as one parameter: asyncpg turns a Python list into a "
+           "PostgreSQL array.",
+           "`WHERE country = any($1::text[])` matches any element of the array $1; pass "
+           "`countries` as the argument after the SQL.",
+           "`return await conn.fetch(\"SELECT customer_id, first_name, last_name, country FROM "
+           "customer WHERE country = any($1::text[]) ORDER BY country, last_name\", countries)`"],
+    title="Customers from a list of countries",
+)
+
+
+# --- q2: the top-N artists by number of tracks --------------------------------------------
+
+TOP_ARTISTS_SQL = """
+    SELECT ar.name, count(*) AS tracks
+    FROM track AS t
+    JOIN album AS al ON al.album_id = t.album_id
+    JOIN artist AS ar ON ar.artist_id = al.artist_id
+    GROUP BY ar.artist_id, ar.name
+    ORDER BY tracks DESC, ar.name
+    LIMIT $1
+"""
+
+
+@_one_line
+async def _check_top_artists(top_artists) -> str:
+    db = await fresh_postgres("check_04_q2")
+    try:
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            return await _top_artists_cases(conn, top_artists)
+        finally:
+            await conn.close()
+    finally:
+        await drop_postgres(db)
+
+
+async def _top_artists_cases(conn: asyncpg.Connection, top_artists) -> str:
+    texts: set[str] = set()
+    for n in (5, 1, 12, 0):
+        got, queries = await _logged(conn, top_artists, n)
+        rows = _rows(got, f"top_artists(conn, {n})")
+        texts.update(queries)
+        expected = [tuple(r) for r in await conn.fetch(TOP_ARTISTS_SQL, n)]
+        if rows == expected:
+            continue
+        if len(rows) != n:
+            raise Wrong(f"top_artists(conn, {n}) returned {len(rows)} rows; expected {n} rows "
+                        f"for n={n}. Pass n itself to LIMIT $1 (no +1 or -1).")
+        if rows and len(rows[0]) != 2:
+            raise Wrong("each row should have two columns: the artist's name and its number "
+                        "of tracks.")
+        if sorted(rows) == sorted(expected):
+            raise Wrong(f"top_artists(conn, {n}) has the right artists in the wrong order: most "
+                        "tracks first (ORDER BY tracks DESC), then by name.")
+        if n == 5 and ("Lost", 92) in rows:
+            raise Wrong("Deep Purple and Lost both have 92 tracks; break the tie by name "
+                        "(ORDER BY tracks DESC, name), so Deep Purple comes fifth.")
+        raise Wrong(f"top_artists(conn, {n}) should start with {expected[0]}; yours starts with "
+                    f"{rows[0] if rows else 'nothing'}. Count tracks per artist: join track to "
+                    "album to artist and GROUP BY the artist.")
+    if len(texts) > 1:
+        raise Wrong("your SQL text changes with n: the number is inside the SQL. Bind it "
+                    "instead: `LIMIT $1`, with n as the argument.")
+    return "Iron Maiden leads with 213 tracks; ties broken by name."
+
+
+q2 = Exercise(
+    "04", "q2", "top_artists", _check_top_artists,
+    hints=["Tracks belong to albums and albums to artists: join track → album → artist, then "
+           "GROUP BY the artist and count(*).",
+           "ORDER BY the count DESC, then by name, so ties come out the same every time.",
+           "LIMIT $1 and pass n as the argument: `await conn.fetch(sql, n)`."],
+    title="The top-N artists by number of tracks",
+)
+
+
+# --- q3: an invoice and its lines, all or nothing -----------------------------------------
+
+# Chinook's keys have no defaults; let PostgreSQL number new rows (the workbook does the same).
+IDENTITY_DDL = """
+    ALTER TABLE invoice ALTER COLUMN invoice_id ADD GENERATED BY DEFAULT AS IDENTITY;
+    SELECT setval(pg_get_serial_sequence('invoice', 'invoice_id'), max(invoice_id)) FROM invoice;
+    ALTER TABLE invoice_line ALTER COLUMN invoice_line_id ADD GENERATED BY DEFAULT AS IDENTITY;
+    SELECT setval(pg_get_serial_sequence('invoice_line', 'invoice_line_id'), max(invoice_line_id))
+    FROM invoice_line;
+"""
+
+# The check's own failure: the database refuses to sell track 13, whatever the code does first.
+REFUSE_TRACK_13 = """
+    CREATE FUNCTION course_refuse_track_13() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.track_id = 13 THEN
+            RAISE EXCEPTION 'track 13 is not for sale (a failure injected by the check)';
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER refuse_track_13 BEFORE INSERT ON invoice_line
+        FOR EACH ROW EXECUTE FUNCTION course_refuse_track_13();
+"""
+
+GOOD_LINES = [(1, 2), (2819, 1), (3, 1)]  # 0.99 × 2 + 1.99 + 0.99
+GOOD_TOTAL = Decimal("4.96")
+FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
+MISSING_LINES = [(7, 1), (999_999, 1)]
+
+
+async def _counts(observer: asyncpg.Connection) -> tuple[int, int]:
+    return (await observer.fetchval("SELECT count(*) FROM invoice"),
+            await observer.fetchval("SELECT count(*) FROM invoice_line"))
+
+
+@_one_line
+async def _check_create_invoice(create_invoice) -> str:
+    db = await fresh_postgres("check_04_q3")
+    try:
+        conn = await asyncpg.connect(db.dsn)
+        observer = await asyncpg.connect(db.dsn)  # sees only what was committed
+        try:
+            await conn.execute(IDENTITY_DDL + REFUSE_TRACK_13)
+            return await _invoice_cases(conn, observer, create_invoice)
+        finally:
+            await observer.close()
+            await conn.close()
+    finally:
+        await drop_postgres(db)
+
+
+async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, create_invoice) -> str:
+    before = await _counts(observer)
+    invoice_id = await call(create_invoice, conn, 7, list(GOOD_LINES))
+    if not isinstance(invoice_id, int) or isinstance(invoice_id, bool):
+        raise Wrong("create_invoice should return the new invoice_id, an int (INSERT ... "
+                    f"RETURNING invoice_id with fetchval); it returned {type(invoice_id).__name__}.")
+    if conn.is_in_transaction():
+        raise Wrong("create_invoice left its connection inside a transaction, so nothing is "
+                    "committed. Use `async with conn.transaction():`, which commits at the end.")
+    row = await observer.fetchrow("SELECT customer_id, total FROM invoice WHERE invoice_id = $1",
+                                  invoice_id)
+    if row is None:
+        raise Wrong(f"another connection cannot see invoice {invoice_id}: it was not committed. "
+                    "Let `async with conn.transaction():` commit it.")
+    lines = await observer.fetch(
+        "SELECT track_id, unit_price, quantity FROM invoice_line WHERE invoice_id = $1 "
+        "ORDER BY invoice_line_id", invoice_id)
+    expected_lines = [(1, Decimal("0.99"), 2), (2819, Decimal("1.99"), 1), (3, Decimal("0.99"), 1)]
+    if sorted(tuple(r) for r in lines) != sorted(expected_lines):
+        raise Wrong(f"invoice {invoice_id} should have 3 lines (track_id, unit_price, quantity) "
+                    f"{expected_lines}, with the track's own price; it has "
+                    f"{[tuple(r) for r in lines]}.")
+    if row["customer_id"] != 7 or row["total"] != GOOD_TOTAL:
+        raise Wrong(f"the invoice should belong to customer 7 with total {GOOD_TOTAL} (the sum "
+                    f"of unit_price × quantity); it has customer {row['customer_id']} and total "
+                    f"{row['total']}.")
+    after_good = await _counts(observer)
+    if after_good != (before[0] + 1, before[1] + 3):
+        raise Wrong(f"one invoice should add 1 invoice and 3 lines; yours added "
+                    f"{after_good[0] - before[0]} and {after_good[1] - before[1]}.")
+
+    for lines, why in ((FAILING_LINES, "the database refused its second line (track 13)"),
+                       (MISSING_LINES, "its second line names track 999999, which does not exist")):
+        try:
+            got = await call(create_invoice, conn, 7, list(lines))
+        except LearnerError:
+            pass  # the failure must reach the caller
+        else:
+            raise Wrong(f"create_invoice(conn, 7, {lines}) returned {got!r}, but {why}. It must "
+                        "fail: let the error propagate, so the caller knows nothing was saved.")
+        if conn.is_in_transaction():
+            raise Wrong("after a failed line, the connection was left inside a failed "
+                        "transaction; every later query on it fails. Use `async with "
+                        "conn.transaction():`, which rolls back when an exception leaves it.")
+        now = await _counts(observer)
+        if now != after_good:
+            raise Wrong(f"when {why}, {now[0] - after_good[0]} invoice(s) and "
+                        f"{now[1] - after_good[1]} line(s) stayed in the database. Nothing from a "
+                        "failed invoice may remain: put every insert inside one `async with "
+                        "conn.transaction():` block.")
+    return "committed when complete, rolled back when a line fails."
+
+
+q3 = Exercise(
+    "04", "q3", "create_invoice", _check_create_invoice,
+    hints=["Every insert goes inside one `async with conn.transaction():` block: it commits at "
+           "the end, or rolls back if an exception leaves the block.",
+           "`invoice_id = await conn.fetchval(\"INSERT INTO invoice (customer_id, invoice_date, "
+           "total) VALUES ($1, now(), 0) RETURNING invoice_id\", customer_id)`; then one INSERT per "
+           "line, and an UPDATE of the total at the end.",
+           "For each line, take the price from the track in the same statement: `INSERT INTO "
+           "invoice_line (invoice_id, track_id, unit_price, quantity) VALUES ($1, $2, (SELECT "
+           "unit_price FROM track WHERE track_id = $2), $3)`. A missing track gives NULL, which "
+           "the NOT NULL column refuses."],
+    title="An invoice and its lines, all or nothing",
+)
+
+
+# --- q4: concurrent lookups through a pool -------------------------------------------------
+
+POOL_SIZE = 3
+SMALL_CASE = [3, 999_999, 1]  # no more ids than connections: a leak cannot hang the check
+BIG_CASE = [8, 3, 5, 999_999, 2, 7, 5, 1, 4, 6]
+
+
+@_one_line
+async def _check_lookup_many(lookup_many) -> str:
+    db = await fresh_postgres("check_04_q4")
+    peak = 0
+    pool: asyncpg.Pool | None = None
+
+    async def count_acquired(conn: asyncpg.Connection) -> None:  # runs inside every acquire()
+        nonlocal peak
+        peak = max(peak, checked_out(pool) + 1)
+
+    try:
+        pool = await asyncpg.create_pool(db.dsn, min_size=POOL_SIZE, max_size=POOL_SIZE,
+                                         setup=count_acquired)
+        try:
+            names = dict(await pool.fetch("SELECT track_id, name FROM track"))
+            for ids in (SMALL_CASE, BIG_CASE, []):
+                peak = 0
+                got = await call(lookup_many, pool, list(ids))
+                if left := checked_out(pool):
+                    raise Wrong(f"{left} connection(s) were still checked out after lookup_many "
+                                "returned: each acquire needs its release. Use `async with "
+                                "pool.acquire() as conn:`, which releases even on error.")
+                expected = [names.get(i) for i in ids]
+                if not isinstance(got, list):
+                    raise Wrong(f"lookup_many should return a list of names, not "
+                                f"{type(got).__name__}.")
+                if any(inspect.iscoroutine(item) for item in got):
+                    for item in got:
+                        if inspect.iscoroutine(item):
+                            item.close()
+                    raise Wrong("your list holds coroutine objects, not names: did you forget "
+                                "`await` (in front of asyncio.gather(...))?")
+                if got != expected:
+                    if sorted(map(str, got)) == sorted(map(str, expected)):
+                        raise Wrong(f"lookup_many(pool, {ids}) returned the right names in another "
+                                    "order; keep the input order (gather returns results in the "
+                                    "order of its arguments).")
+                    raise Wrong(f"lookup_many(pool, {ids}) returned {got!r}; expected {expected!r} "
+                                "(None for a track that does not exist).")
+                if len(ids) > 1 and peak < 2:
+                    raise Wrong(f"the lookups ran one at a time (at most {peak} connection in use). "
+                                "Start them all with asyncio.gather, each task acquiring its own "
+                                "connection from the pool.")
+            return f"up to {POOL_SIZE} connections at work at once, none leaked."
+        finally:
+            await _close_pool(pool)
+    finally:
+        await drop_postgres(db)
+
+
+async def _close_pool(pool: asyncpg.Pool | None) -> None:
+    """Close gracefully when every connection came back; otherwise terminate (close would wait)."""
+    if pool is None:
+        return
+    await asyncio.sleep(0)
+    if checked_out(pool):
+        pool.terminate()
+        return
+    try:
+        async with asyncio.timeout(2):
+            await pool.close()
+    except TimeoutError:
+        pool.terminate()
+
+
+q4 = Exercise(
+    "04", "q4", "lookup_many", _check_lookup_many,
+    hints=["Write a small `async def one(track_id)` that acquires a connection, asks for the "
+           "name, and gives the connection back.",
+           "Inside it: `async with pool.acquire() as conn: return await conn.fetchval(\"SELECT name "
+           "FROM track WHERE track_id = $1\", track_id)`. fetchval gives None when no row matches.",
+           "`return list(await asyncio.gather(*(one(i) for i in track_ids)))`: gather runs them "
+           "together and keeps the input order; the pool never hands out more than max_size."],
+    title="Concurrent lookups through a pool",
+)
+
+
+# --- q5: price changes, each in its own savepoint ------------------------------------------
+
+RULES_DDL = """
+    ALTER TABLE track ADD CONSTRAINT track_price_positive CHECK (unit_price > 0);
+    CREATE FUNCTION course_lock_track_13() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.track_id = 13 THEN
+            RAISE EXCEPTION 'track 13 is locked (a failure injected by the check)';
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER lock_track_13 BEFORE UPDATE ON track
+        FOR EACH ROW EXECUTE FUNCTION course_lock_track_13();
+"""
+
+PRICE_CHANGES = [
+    (1, Decimal("1.49")),
+    (2, Decimal("-0.50")),            # refused: the CHECK constraint
+    (3, Decimal("1.29")),
+    (13, Decimal("0.89")),            # refused: the trigger
+    (4, Decimal("1000000000.00")),    # refused: too large for numeric(10, 2)
+    (5, Decimal("0.79")),
+]
+APPLIED = [1, 3, 5]
+
+
+def _changes_that_break() -> Iterator[tuple[int, Decimal]]:
+    yield (6, Decimal("1.11"))
+    yield (7, Decimal("1.12"))
+    raise InjectedFailure("the list of changes broke after two items")
+
+
+async def _prices(observer: asyncpg.Connection, ids: list[int]) -> dict[int, Decimal]:
+    rows = await observer.fetch("SELECT track_id, unit_price FROM track WHERE track_id = any($1::int[])",
+                                ids)
+    return dict(rows)
+
+
+@_one_line
+async def _check_apply_price_changes(apply_price_changes) -> str:
+    db = await fresh_postgres("check_04_q5")
+    try:
+        conn = await asyncpg.connect(db.dsn)
+        observer = await asyncpg.connect(db.dsn)
+        try:
+            await conn.execute(RULES_DDL)
+            return await _price_cases(conn, observer, apply_price_changes)
+        finally:
+            await observer.close()
+            await conn.close()
+    finally:
+        await drop_postgres(db)
+
+
+async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, apply_price_changes) -> str:
+    ids = [track_id for track_id, _ in PRICE_CHANGES]
+    old = await _prices(observer, ids)
+    try:
+        applied = await call(apply_price_changes, conn, list(PRICE_CHANGES))
+    except LearnerError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, asyncpg.InFailedSQLTransactionError):
+            raise Wrong("a statement ran after a failed one in the same transaction (\"current "
+                        "transaction is aborted\"). Put the try/except *around* the nested `async "
+                        "with conn.transaction():`, so the savepoint is rolled back first.") from None
+        if isinstance(cause, asyncpg.PostgresError):
+            first_line = str(cause).splitlines()[0] if str(cause) else ""
+            raise Wrong(f"a refused change stopped everything ({type(cause).__name__}: "
+                        f"{first_line}). Skip it instead: catch "
+                        "asyncpg.PostgresError around that change's nested transaction.") from None
+        raise
+    if conn.is_in_transaction():
+        raise Wrong("apply_price_changes left its connection inside a transaction: use `async "
+                    "with conn.transaction():` for the outer block too, so it commits.")
+    if not isinstance(applied, list):
+        raise Wrong(f"apply_price_changes should return the list of track_ids it changed, not "
+                    f"{type(applied).__name__}.")
+    if applied != APPLIED:
+        refused = [i for i in ids if i not in APPLIED]
+        lost = [i for i in APPLIED if i not in applied]
+        extra = ""
+        if lost:
+            extra = (f" Tracks {lost} were lost after the first refusal: once a statement fails, "
+                     "PostgreSQL refuses everything else in that transaction until a rollback. "
+                     "Give each change its own nested `async with conn.transaction():` (a "
+                     "savepoint).")
+        raise Wrong(f"expected {APPLIED} applied (tracks {refused} are refused by the database); "
+                    f"you returned {applied}.{extra}")
+    new = await _prices(observer, ids)
+    wanted = {i: (price if i in APPLIED else old[i]) for i, price in PRICE_CHANGES}
+    if new != wanted:
+        changed = [i for i in ids if new[i] != old[i]]
+        raise Wrong(f"you reported {APPLIED} as applied, but the committed prices changed for "
+                    f"{changed}. A failed statement aborts the whole transaction, and COMMIT then "
+                    "rolls everything back: isolate each change in a nested `async with "
+                    "conn.transaction():`.")
+
+    before = await _prices(observer, [6, 7])
+    try:
+        got = await call(apply_price_changes, conn, _changes_that_break())
+    except LearnerError:
+        pass
+    else:
+        raise Wrong(f"the list of changes itself failed midway, and apply_price_changes returned "
+                    f"{got!r}. Only refusals from the database are skipped; let other errors "
+                    "propagate (catch asyncpg.PostgresError, not Exception).")
+    if conn.is_in_transaction():
+        raise Wrong("after an error, the connection was left inside a transaction: use `async "
+                    "with conn.transaction():` so it rolls back.")
+    if await _prices(observer, [6, 7]) != before:
+        raise Wrong("when the list of changes broke midway, the changes made before stayed "
+                    "committed. Run the whole loop inside one outer `async with "
+                    "conn.transaction():`, so all changes commit together or not at all.")
+    return "refused changes skipped, the rest committed together."
+
+
+q5 = Exercise(
+    "04", "q5", "apply_price_changes", _check_apply_price_changes,
+    hints=["Two levels: one outer `async with conn.transaction():` around the loop, and one "
+           "nested `async with conn.transaction():` around each change. The nested one is a "
+           "SAVEPOINT.",
+           "Put `try:` outside the nested block and `except asyncpg.PostgresError: continue` "
+           "after it: the block rolls back to its savepoint, then the loop goes on.",
+           "Inside the nested block: `await conn.execute(\"UPDATE track SET unit_price = $2 WHERE "
+           "track_id = $1\", track_id, price)`; after the block, `applied.append(track_id)`."],
+    title="Price changes, each in its own savepoint",
+)

@@ -1,0 +1,363 @@
+"""Wrong answers to exercises/04-asyncpg.ipynb."""
+
+import asyncio
+
+import asyncpg
+
+from tests.corpus import wrong
+
+CUSTOMER_COLUMNS = "customer_id, first_name, last_name, country"
+
+
+# --- q1: customers_in ---------------------------------------------------------------------
+
+@wrong("q1", expect="inside your SQL text")
+async def customers_in_fstring(conn, countries):
+    listed = ", ".join(f"'{c}'" for c in countries)
+    return await conn.fetch(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE country IN ({listed}) ORDER BY country, last_name"
+    )
+
+
+@wrong("q1", expect="changes with the number of countries")
+async def customers_in_builds_placeholders(conn, countries):
+    marks = ", ".join(f"${i}" for i in range(1, len(countries) + 1))
+    return await conn.fetch(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE country IN ({marks}) ORDER BY country, last_name",
+        *countries,
+    )
+
+
+@wrong("q1", expect="queries for 3 countries")
+async def customers_in_one_query_per_country(conn, countries):
+    rows = []
+    for country in sorted(countries):
+        rows += await conn.fetch(
+            f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE country = $1 ORDER BY last_name", country
+        )
+    return rows
+
+
+@wrong("q1", expect="wrong order")
+async def customers_in_unsorted(conn, countries):
+    return await conn.fetch(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE country = any($1::text[]) ORDER BY customer_id",
+        countries,
+    )
+
+
+@wrong("q1", expect="4 columns")
+async def customers_in_select_star(conn, countries):
+    return await conn.fetch(
+        "SELECT * FROM customer WHERE country = any($1::text[]) ORDER BY country, last_name", countries
+    )
+
+
+@wrong("q1", expect="wrong order")
+async def customers_in_dicts_unsorted(conn, countries):
+    rows = await conn.fetch(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE country = any($1::text[])", countries
+    )
+    return sorted((dict(row) for row in rows), key=lambda row: row["last_name"])
+
+
+@wrong("q1", expect="forget `await`")
+async def customers_in_without_await(conn, countries):
+    return conn.fetch(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE country = any($1::text[]) ORDER BY country, last_name",
+        countries,
+    )
+
+
+# --- q2: top_artists -------------------------------------------------------------------------
+
+TOP = """
+    SELECT ar.name, count(*) AS tracks
+    FROM track AS t
+    JOIN album AS al ON al.album_id = t.album_id
+    JOIN artist AS ar ON ar.artist_id = al.artist_id
+    GROUP BY ar.artist_id, ar.name
+    ORDER BY tracks DESC, ar.name
+"""
+
+
+@wrong("q2", expect="expected 5 rows for n=5")
+async def top_artists_off_by_one(conn, n):
+    return await conn.fetch(TOP + " LIMIT $1", n + 1)
+
+
+@wrong("q2", expect="expected 5 rows for n=5")
+async def top_artists_python_slice_off_by_one(conn, n):
+    rows = await conn.fetch(TOP)
+    return rows[: n - 1] if n else []
+
+
+@wrong("q2", expect="wrong order")
+async def top_artists_sorted_by_name(conn, n):
+    return await conn.fetch(f"SELECT name, tracks FROM ({TOP} LIMIT $1) AS top ORDER BY name", n)
+
+
+@wrong("q2", expect="changes with n")
+async def top_artists_fstring_limit(conn, n):
+    return await conn.fetch(TOP + f" LIMIT {int(n)}")
+
+
+@wrong("q2", expect="Count tracks per artist")
+async def top_artists_counts_albums(conn, n):
+    return await conn.fetch(
+        """
+        SELECT ar.name, count(*) AS albums
+        FROM album AS al JOIN artist AS ar ON ar.artist_id = al.artist_id
+        GROUP BY ar.artist_id, ar.name
+        ORDER BY albums DESC, ar.name
+        LIMIT $1
+        """,
+        n,
+    )
+
+
+@wrong("q2", expect="two columns")
+async def top_artists_with_id(conn, n):
+    return await conn.fetch(
+        """
+        SELECT ar.artist_id, ar.name, count(*) AS tracks
+        FROM track AS t
+        JOIN album AS al ON al.album_id = t.album_id
+        JOIN artist AS ar ON ar.artist_id = al.artist_id
+        GROUP BY ar.artist_id, ar.name
+        ORDER BY tracks DESC, ar.name
+        LIMIT $1
+        """,
+        n,
+    )
+
+
+# --- q3: create_invoice ----------------------------------------------------------------------
+
+NEW_INVOICE = "INSERT INTO invoice (customer_id, invoice_date, total) VALUES ($1, now(), 0) RETURNING invoice_id"
+NEW_LINE = """
+    INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity)
+    VALUES ($1, $2, (SELECT unit_price FROM track WHERE track_id = $2), $3)
+"""
+TOTAL = """
+    UPDATE invoice SET total = (
+        SELECT sum(unit_price * quantity) FROM invoice_line WHERE invoice_id = $1
+    ) WHERE invoice_id = $1
+"""
+
+
+@wrong("q3", expect="stayed in the database")
+async def create_invoice_without_transaction(conn, customer_id, lines):
+    invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+    for track_id, quantity in lines:
+        await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+    await conn.execute(TOTAL, invoice_id)
+    return invoice_id
+
+
+@wrong("q3", expect="stayed in the database")
+async def create_invoice_lines_in_executemany_only(conn, customer_id, lines):
+    # executemany is atomic on its own, but the invoice row before it is not covered
+    invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+    await conn.executemany(NEW_LINE, [(invoice_id, t, q) for t, q in lines])
+    await conn.execute(TOTAL, invoice_id)
+    return invoice_id
+
+
+@wrong("q3", expect="left inside a failed transaction")
+async def create_invoice_manual_begin(conn, customer_id, lines):
+    await conn.execute("BEGIN")
+    invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+    for track_id, quantity in lines:
+        await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+    await conn.execute(TOTAL, invoice_id)
+    await conn.execute("COMMIT")
+    return invoice_id
+
+
+@wrong("q3", expect="left its connection inside a transaction")
+async def create_invoice_never_commits(conn, customer_id, lines):
+    transaction = conn.transaction()
+    await transaction.start()
+    invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+    for track_id, quantity in lines:
+        await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+    await conn.execute(TOTAL, invoice_id)
+    return invoice_id
+
+
+@wrong("q3", expect="does not exist")
+async def create_invoice_ignores_missing_tracks(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+        for track_id, quantity in lines:
+            await conn.execute(
+                """
+                INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity)
+                SELECT $1, track_id, unit_price, $3 FROM track WHERE track_id = $2
+                """,
+                invoice_id, track_id, quantity,
+            )
+        await conn.execute(TOTAL, invoice_id)
+    return invoice_id
+
+
+@wrong("q3", expect="let the error propagate")
+async def create_invoice_swallows_errors(conn, customer_id, lines):
+    try:
+        async with conn.transaction():
+            invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+            for track_id, quantity in lines:
+                await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+            await conn.execute(TOTAL, invoice_id)
+    except asyncpg.PostgresError:
+        return None
+    return invoice_id
+
+
+@wrong("q3", expect="return the new invoice_id")
+async def create_invoice_returns_nothing(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+        for track_id, quantity in lines:
+            await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+        await conn.execute(TOTAL, invoice_id)
+
+
+@wrong("q3", expect="total 4.96")
+async def create_invoice_forgets_total(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+        for track_id, quantity in lines:
+            await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+    return invoice_id
+
+
+# --- q4: lookup_many -------------------------------------------------------------------------
+
+NAME = "SELECT name FROM track WHERE track_id = $1"
+
+
+@wrong("q4", expect="one at a time")
+async def lookup_many_sequential(pool, track_ids):
+    names = []
+    for track_id in track_ids:
+        async with pool.acquire() as conn:
+            names.append(await conn.fetchval(NAME, track_id))
+    return names
+
+
+@wrong("q4", expect="another operation is in progress")
+async def lookup_many_shares_one_connection(pool, track_ids):
+    async with pool.acquire() as conn:
+        return list(await asyncio.gather(*(conn.fetchval(NAME, i) for i in track_ids)))
+
+
+@wrong("q4", expect="still checked out")
+async def lookup_many_never_releases(pool, track_ids):
+    async def one(track_id):
+        conn = await pool.acquire()
+        return await conn.fetchval(NAME, track_id)
+
+    return list(await asyncio.gather(*(one(i) for i in track_ids)))
+
+
+@wrong("q4", expect="another order")
+async def lookup_many_sorted(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return track_id, await conn.fetchval(NAME, track_id)
+
+    pairs = await asyncio.gather(*(one(i) for i in track_ids))
+    return [name for _, name in sorted(pairs)]
+
+
+@wrong("q4", expect="return a list of names")
+async def lookup_many_returns_dict(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return track_id, await conn.fetchval(NAME, track_id)
+
+    return dict(await asyncio.gather(*(one(i) for i in track_ids)))
+
+
+@wrong("q4", expect="forget `await`")
+async def lookup_many_gather_not_awaited(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return await conn.fetchval(NAME, track_id)
+
+    return [one(i) for i in track_ids]
+
+
+# --- q5: apply_price_changes -----------------------------------------------------------------
+
+SET_PRICE = "UPDATE track SET unit_price = $2 WHERE track_id = $1"
+
+
+@wrong("q5", expect="lost after the first refusal")
+async def apply_price_changes_without_savepoints(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                await conn.execute(SET_PRICE, track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            applied.append(track_id)
+    return applied
+
+
+@wrong("q5", expect="stayed committed")
+async def apply_price_changes_without_outer_transaction(conn, changes):
+    applied = []
+    for track_id, price in changes:
+        try:
+            async with conn.transaction():
+                await conn.execute(SET_PRICE, track_id, price)
+        except asyncpg.PostgresError:
+            continue
+        applied.append(track_id)
+    return applied
+
+
+@wrong("q5", expect="current transaction is aborted")
+async def apply_price_changes_try_inside_savepoint(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            async with conn.transaction():
+                try:
+                    await conn.execute(SET_PRICE, track_id, price)
+                    applied.append(track_id)
+                except asyncpg.PostgresError:
+                    pass
+    return applied
+
+
+@wrong("q5", expect="stopped everything")
+async def apply_price_changes_without_except(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            async with conn.transaction():
+                await conn.execute(SET_PRICE, track_id, price)
+            applied.append(track_id)
+    return applied
+
+
+@wrong("q5", expect="let other errors propagate")
+async def apply_price_changes_swallows_everything(conn, changes):
+    applied = []
+    try:
+        async with conn.transaction():
+            for track_id, price in changes:
+                try:
+                    async with conn.transaction():
+                        await conn.execute(SET_PRICE, track_id, price)
+                except asyncpg.PostgresError:
+                    continue
+                applied.append(track_id)
+    except Exception:
+        return []
+    return applied
