@@ -1,0 +1,259 @@
+"""Wrong answers to exercises/01-asyncio-basics.ipynb."""
+
+import asyncio
+import inspect
+import threading
+
+from tests.corpus import wrong
+
+# --- q1: album_title ------------------------------------------------------------------------
+
+
+@wrong("q1", expect="forget `await`")
+async def album_title_without_await(album_id, fetch_album):
+    album = fetch_album(album_id)
+    return album["title"]
+
+
+@wrong("q1", expect="forget `await`")
+async def album_title_returns_coroutine(album_id, fetch_album):
+    return fetch_album(album_id)
+
+
+@wrong("q1", expect="forget `await`")
+def album_title_sync(album_id, fetch_album):
+    album = fetch_album(album_id)
+    return None if album is None else album["title"]
+
+
+@wrong("q1", expect="awaited only once")
+async def album_title_awaits_twice(album_id, fetch_album):
+    pending = fetch_album(album_id)
+    if await pending is None:
+        return None
+    return (await pending)["title"]
+
+
+@wrong("q1", expect="await it once")
+async def album_title_fetches_twice(album_id, fetch_album):
+    if await fetch_album(album_id) is None:
+        return None
+    return (await fetch_album(album_id))["title"]
+
+
+@wrong("q1", expect="an id")
+async def album_title_wrong_field(album_id, fetch_album):
+    album = await fetch_album(album_id)
+    return None if album is None else album["artist_id"]
+
+
+@wrong("q1", expect="whole album dict")
+async def album_title_whole_row(album_id, fetch_album):
+    return await fetch_album(album_id)
+
+
+@wrong("q1", expect="check for None")
+async def album_title_ignores_missing(album_id, fetch_album):
+    album = await fetch_album(album_id)
+    return album["title"]
+
+
+@wrong("q1", expect="cannot start a loop here")
+def album_title_asyncio_run(album_id, fetch_album):
+    album = asyncio.run(fetch_album(album_id))
+    return None if album is None else album["title"]
+
+
+@wrong("q1", expect="already running")
+def album_title_run_until_complete(album_id, fetch_album):
+    album = asyncio.get_event_loop().run_until_complete(fetch_album(album_id))
+    return None if album is None else album["title"]
+
+
+# --- q2: track_artist_name --------------------------------------------------------------------
+
+
+@wrong("q2", expect="forget `await`")
+async def track_artist_forgets_one_await(track_id, fetch_track, fetch_album, fetch_artist):
+    track = await fetch_track(track_id)
+    album = fetch_album(track["album_id"])
+    artist = await fetch_artist(album["artist_id"])
+    return artist["name"]
+
+
+@wrong("q2", expect="pass the track's \"album_id\"")
+async def track_artist_passes_track_id(track_id, fetch_track, fetch_album, fetch_artist):
+    await fetch_track(track_id)
+    album = await fetch_album(track_id)
+    artist = await fetch_artist(album["artist_id"])
+    return artist["name"]
+
+
+@wrong("q2", expect="pass the album's \"artist_id\"")
+async def track_artist_passes_album_id(track_id, fetch_track, fetch_album, fetch_artist):
+    track = await fetch_track(track_id)
+    await fetch_album(track["album_id"])
+    artist = await fetch_artist(track["album_id"])
+    return artist["name"]
+
+
+@wrong("q2", expect="fetch_track ran 2 times")
+async def track_artist_fetches_track_twice(track_id, fetch_track, fetch_album, fetch_artist):
+    album = await fetch_album((await fetch_track(track_id))["album_id"])
+    artist = await fetch_artist(album["artist_id"])
+    return f"{artist['name']}" if (await fetch_track(track_id)) else None
+
+
+@wrong("q2", expect="return its \"name\"")
+async def track_artist_returns_row(track_id, fetch_track, fetch_album, fetch_artist):
+    track = await fetch_track(track_id)
+    album = await fetch_album(track["album_id"])
+    return await fetch_artist(album["artist_id"])
+
+
+@wrong("q2", expect="pass the track's \"album_id\"")
+async def track_artist_gathers(track_id, fetch_track, fetch_album, fetch_artist):
+    track, album = await asyncio.gather(fetch_track(track_id), fetch_album(track_id))
+    artist = await fetch_artist(album["artist_id"])
+    return artist["name"]
+
+
+@wrong("q2", expect="forget `await`")
+async def track_artist_returns_coroutine(track_id, fetch_track, fetch_album, fetch_artist):
+    track = await fetch_track(track_id)
+    album = await fetch_album(track["album_id"])
+    return fetch_artist(album["artist_id"])
+
+
+# --- q3: call_hook ------------------------------------------------------------------------------
+
+
+@wrong("q3", expect="`await` works only on awaitables")
+async def call_hook_always_awaits(hook, *args):
+    return await hook(*args)
+
+
+@wrong("q3", expect="await it to get the value")
+async def call_hook_never_awaits(hook, *args):
+    return hook(*args)
+
+
+@wrong("q3", expect="not the hook with iscoroutinefunction()")
+async def call_hook_tests_the_function(hook, *args):
+    if inspect.iscoroutinefunction(hook):
+        return await hook(*args)
+    return hook(*args)
+
+
+@wrong("q3", expect="Future (or Task) is awaitable but is not a coroutine")
+async def call_hook_tests_iscoroutine(hook, *args):
+    result = hook(*args)
+    if asyncio.iscoroutine(result):
+        result = await result
+    return result
+
+
+@wrong("q3", expect="called the hook 2 times")
+async def call_hook_calls_twice(hook, *args):
+    if inspect.isawaitable(hook(*args)):
+        return await hook(*args)
+    return hook(*args)
+
+
+@wrong("q3", expect="cannot start a loop here")
+def call_hook_with_asyncio_run(hook, *args):
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        return asyncio.run(result)
+    return result
+
+
+@wrong("q3", expect="exactly the arguments")
+async def call_hook_drops_arguments(hook, *args):
+    result = hook(args[0]) if args else hook(None)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+# --- q4: run_steps ------------------------------------------------------------------------------
+
+
+@wrong("q4", expect="loop of its own")
+def run_steps_asyncio_run_each(steps):
+    return [asyncio.run(step()) for step in steps]
+
+
+@wrong("q4", expect="ran at the same time")
+def run_steps_gathered(steps):
+    async def everything():
+        return list(await asyncio.gather(*(step() for step in steps)))
+
+    return asyncio.run(everything())
+
+
+@wrong("q4", expect="still open")
+def run_steps_never_closes(steps):
+    runner = asyncio.Runner()
+    return [runner.run(step()) for step in steps]
+
+
+@wrong("q4", expect="plain `def`")
+async def run_steps_async(steps):
+    return [await step() for step in steps]
+
+
+@wrong("q4", expect="expected the steps' results in order")
+def run_steps_reversed_results(steps):
+    with asyncio.Runner() as runner:
+        results = [runner.run(step()) for step in steps]
+    return results[::-1]
+
+
+@wrong("q4", expect="forget `await`")
+def run_steps_returns_coroutines(steps):
+    with asyncio.Runner() as runner:
+        runner.run(asyncio.sleep(0))
+        return [step() for step in steps]
+
+
+# --- q5: run_script_main ------------------------------------------------------------------------
+
+
+@wrong("q5", expect="blocked your notebook's event loop")
+async def run_script_main_awaits(main):
+    return await main()
+
+
+@wrong("q5", expect="cannot start a loop here")
+async def run_script_main_asyncio_run(main):
+    return asyncio.run(main())
+
+
+@wrong("q5", expect="already running")
+async def run_script_main_run_until_complete(main):
+    return asyncio.get_running_loop().run_until_complete(main())
+
+
+@wrong("q5", expect="only creates the coroutine")
+async def run_script_main_to_thread_without_run(main):
+    return await asyncio.to_thread(main)
+
+
+@wrong("q5", expect="wait without awaiting")
+async def run_script_main_thread_join(main):
+    results = []
+    thread = threading.Thread(target=lambda: results.append(asyncio.run(main())))
+    thread.start()
+    thread.join()
+    return results[0]
+
+
+@wrong("q5", expect="blocked your notebook's event loop")
+async def run_script_main_task(main):
+    return await asyncio.create_task(main())
+
+
+@wrong("q5", expect="return what main() returns")
+async def run_script_main_forgets_result(main):
+    await asyncio.to_thread(asyncio.run, main())
