@@ -1,0 +1,515 @@
+"""Checks for exercises/05-asyncpg-bulk-and-types.ipynb."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from course import synthetic
+from course.checks import Exercise, LearnerError, Wrong, call
+from course.postgres import drop_postgres, fresh_postgres
+from course.probes import checked_out
+
+
+def _one_line(checker: Any) -> Any:
+    """Keep an outcome on one line: PostgreSQL errors often add a DETAIL line to the message."""
+
+    @functools.wraps(checker)
+    async def wrapped(answer: Any) -> str:
+        try:
+            return await checker(answer)
+        except LearnerError as exc:
+            lines = str(exc).splitlines()
+            if len(lines) > 1:
+                raise LearnerError(lines[0]) from exc.__cause__
+            raise
+
+    return wrapped
+
+
+class _Spy:
+    """A connection stand-in that forwards everything to a real asyncpg connection and records
+    which methods the learner called (name and keyword arguments), so a check can see *how*
+    the work was done, not only its result. Methods are recorded when called, awaited or not."""
+
+    WATCHED = ("execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare",
+               "copy_records_to_table", "copy_to_table", "add_listener", "remove_listener",
+               "set_type_codec")
+
+    def __init__(self, conn: asyncpg.Connection, wrap_result: dict[str, Any] | None = None) -> None:
+        self._conn = conn
+        self._wrap_result = wrap_result or {}
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._conn, name)
+        if name not in self.WATCHED:
+            return target
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((name, args, kwargs))
+            result = target(*args, **kwargs)
+            if name in self._wrap_result:
+                return _Mapped(result, self._wrap_result[name])
+            return result
+
+        return recorded
+
+    def count(self, name: str) -> int:
+        return sum(1 for called, _, _ in self.calls if called == name)
+
+
+class _Mapped:
+    """An awaitable that awaits a coroutine and maps its result. Unlike a wrapping coroutine, it
+    adds no warning of its own when the learner forgets `await`: the one about the real
+    method (say Connection.prepare) is the one the learner needs to see."""
+
+    def __init__(self, coro: Any, fn: Any) -> None:
+        self._coro = coro
+        self._fn = fn
+
+    def __await__(self) -> Any:
+        result = yield from self._coro.__await__()
+        return self._fn(result)
+
+    def __getattr__(self, name: str) -> Any:
+        # Used without await: fail as the bare coroutine would, so that call() explains it.
+        self._coro.close()
+        raise AttributeError(f"'coroutine' object has no attribute '{name}'")
+
+
+async def _with_database(label: str, body: Any) -> str:
+    """Run body(db) on a fresh database, and drop it afterwards."""
+    db = await fresh_postgres(label)
+    try:
+        return await body(db)
+    finally:
+        await drop_postgres(db)
+
+
+# --- q1: a COPY loader ------------------------------------------------------------------------
+
+# The staging table has a column before the five and one after them, both with defaults: tuples
+# of five values fit only when copy_records_to_table is told which columns they fill.
+STAGING_DDL = """
+    CREATE UNLOGGED TABLE staging_lines (
+        batch text NOT NULL DEFAULT 'check',
+        invoice_line_id integer NOT NULL,
+        invoice_id integer NOT NULL,
+        track_id integer NOT NULL,
+        unit_price numeric(10, 2) NOT NULL,
+        quantity integer NOT NULL,
+        loaded_at timestamptz NOT NULL DEFAULT now()
+    )
+"""
+COLUMNS = ", ".join(synthetic.INVOICE_LINE_COLUMNS)
+LOAD_SIZE = 2_000
+
+
+@_one_line
+async def _check_load_lines(load_lines) -> str:
+    async def body(db) -> str:
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            await conn.execute(STAGING_DDL)
+            return await _load_cases(conn, load_lines)
+        finally:
+            await conn.close()
+
+    return await _with_database("check_05_q1", body)
+
+
+async def _load_cases(conn: asyncpg.Connection, load_lines) -> str:
+    spy = _Spy(conn)
+    rows = synthetic.invoice_lines(LOAD_SIZE, seed=5)  # a generator, as in a real import
+    try:
+        got = await call(load_lines, spy, "staging_lines", rows)
+    except LearnerError as exc:
+        copies = [kw for name, _, kw in spy.calls if name == "copy_records_to_table"]
+        if copies and not any(kw.get("columns") for kw in copies):
+            raise Wrong("the table has more columns than your tuples (a `batch` column first, a "
+                        "`loaded_at` column last, both with defaults), so COPY must be told which "
+                        "columns the five values fill: pass columns=synthetic.INVOICE_LINE_COLUMNS "
+                        "(or the list of the five names).") from None
+        if "has no len()" in str(exc):
+            raise Wrong("rows is a generator here (as in a real import), so len(rows) and "
+                        "rows[i] fail. Pass it straight to records=, which accepts any iterable.") from None
+        raise
+    statements = spy.count("execute") + spy.count("fetchval") + spy.count("fetch")
+    if not spy.count("copy_records_to_table"):
+        if spy.count("executemany"):
+            raise Wrong("you loaded the rows with executemany: that works, but this exercise asks "
+                        "for COPY, the fastest way in: `await conn.copy_records_to_table(table, "
+                        "records=rows, columns=...)`.")
+        if statements >= 100:
+            raise Wrong(f"you ran one statement per row ({statements} statements for {LOAD_SIZE} "
+                        "rows): each waits for a round trip. Send them all at once with COPY: "
+                        "`await conn.copy_records_to_table(table, records=rows, columns=...)`.")
+        raise Wrong("the rows must go in with COPY: `await conn.copy_records_to_table(table, "
+                    "records=rows, columns=...)`.")
+    count = await conn.fetchval("SELECT count(*) FROM staging_lines")
+    if count != LOAD_SIZE:
+        raise Wrong(f"the table holds {count} rows after loading {LOAD_SIZE}: every row must "
+                    "land, once.")
+    stored = await conn.fetch(f"SELECT {COLUMNS} FROM staging_lines ORDER BY invoice_line_id")  # noqa: S608 -- fixed column names
+    if synthetic.checksum(stored) != synthetic.checksum(synthetic.invoice_lines(LOAD_SIZE, seed=5)):
+        raise Wrong("the rows in the table differ from the rows given: load the tuples as they "
+                    "are, into the five columns in the order of synthetic.INVOICE_LINE_COLUMNS.")
+    if await conn.fetchval("SELECT count(*) FROM staging_lines WHERE batch <> 'check'"):
+        raise Wrong("the `batch` column should keep its default: copy into the five columns only.")
+    if isinstance(got, str):
+        raise Wrong(f"load_lines returned {got!r}, the status string of COPY; return the number "
+                    "of rows as an int: `int(status.split()[-1])`.")
+    if not isinstance(got, int) or isinstance(got, bool) or got != LOAD_SIZE:
+        raise Wrong(f"load_lines should return the number of rows it loaded, {LOAD_SIZE} (an "
+                    f"int), not {got!r}. Read it from the status COPY returns, 'COPY {LOAD_SIZE}'.")
+    if conn.is_in_transaction():
+        raise Wrong("load_lines left its connection inside an open transaction, so nothing is "
+                    "committed: use `async with conn.transaction():`, or none (COPY is one "
+                    "statement, all or nothing already).")
+    empty = await call(load_lines, _Spy(conn), "staging_lines", iter(()))
+    if empty != 0:
+        raise Wrong(f"with no rows, load_lines should load nothing and return 0, not {empty!r}.")
+    return f"{LOAD_SIZE} rows in by COPY, into the right columns, streamed from a generator."
+
+
+q1 = Exercise(
+    "05", "q1", "load_lines", _check_load_lines,
+    hints=["One call does it all: `await conn.copy_records_to_table(table, records=rows, "
+           "columns=...)`. It accepts any iterable of tuples, a generator included.",
+           "The table has extra columns with defaults, so name the five your tuples fill: "
+           "`columns=synthetic.INVOICE_LINE_COLUMNS`.",
+           "copy_records_to_table returns a status string such as 'COPY 2000'; return "
+           "`int(status.split()[-1])`."],
+    title="A COPY loader",
+)
+
+
+# --- q2: a pool whose every connection speaks JSON --------------------------------------------
+
+POOL_SIZE = 3
+DOCUMENT = {"track_id": 1, "tags": ["rock", "live"], "rating": 4.5, "explicit": False}
+
+
+async def _json_on(pooled: asyncpg.Connection, hold: float) -> str:
+    """'ok', 'text' (jsonb arrives as str) or 'no encoder', for one pooled connection."""
+    try:
+        value = await pooled.fetchval("SELECT jsonb_build_object('ok', true, 'n', 3)")
+        if not isinstance(value, dict):
+            return "text"
+        try:
+            back = await pooled.fetchval("SELECT $1::jsonb", DOCUMENT)
+        except (asyncpg.DataError, TypeError, ValueError):
+            return "no encoder"
+        return "ok" if back == DOCUMENT else "no encoder"
+    finally:
+        await asyncio.sleep(hold)  # keep the connection, so that the others go to other tasks
+
+
+async def _all_connections(pool: asyncpg.Pool) -> list[str]:
+    async def one() -> str:
+        async with pool.acquire(timeout=5) as pooled:
+            return await _json_on(pooled, hold=0.05)
+
+    return list(await asyncio.gather(*(one() for _ in range(POOL_SIZE))))
+
+
+@_one_line
+async def _check_make_pool(make_pool) -> str:
+    async def body(db) -> str:
+        pool = None
+        before = _pools()
+        try:
+            try:
+                pool = await call(make_pool, db.dsn, POOL_SIZE)
+            except LearnerError as exc:
+                if "unknown type" in str(exc):
+                    raise Wrong("set_type_codec looked for the type in the `public` schema: "
+                                "jsonb is built in, so pass schema='pg_catalog'.") from None
+                raise
+            return await _pool_cases(pool)
+        finally:
+            if isinstance(pool, asyncpg.Pool):
+                await _close_pool(pool)
+            for other in _pools() - before:  # a pool made, then lost when the answer failed
+                if not other.is_closing():
+                    other.terminate()
+
+    return await _with_database("check_05_q2", body)
+
+
+def _pools() -> set[asyncpg.Pool]:
+    """Every asyncpg pool alive in this process."""
+    return {obj for obj in gc.get_objects() if isinstance(obj, asyncpg.Pool)}
+
+
+async def _pool_cases(pool: Any) -> str:
+    if not isinstance(pool, asyncpg.Pool):
+        raise Wrong(f"make_pool should return the asyncpg.Pool itself (from `await "
+                    f"asyncpg.create_pool(...)`), not {type(pool).__name__}.")
+    if (pool.get_min_size(), pool.get_max_size()) != (POOL_SIZE, POOL_SIZE):
+        raise Wrong(f"make_pool(dsn, {POOL_SIZE}) made a pool of min_size={pool.get_min_size()}, "
+                    f"max_size={pool.get_max_size()}; pass min_size=size and max_size=size.")
+    for round_ in ("first", "after the pool replaced its connections"):
+        states = await _all_connections(pool)
+        good = states.count("ok")
+        if good == POOL_SIZE:
+            if round_ == "first":
+                await pool.expire_connections()  # the pool will open new connections on next use
+            continue
+        if "no encoder" in states and "text" not in states:
+            raise Wrong("jsonb comes back as a dict, but sending a dict as a jsonb parameter "
+                        "fails: give set_type_codec an encoder too, encoder=json.dumps.")
+        if round_ != "first":
+            raise Wrong("after the pool replaced its connections (as it does after max_queries "
+                        "queries or idle time), jsonb came back as str: a codec set by hand on "
+                        "the connections of the moment is lost. Install it in `init=`, which runs "
+                        "on every new connection.")
+        if good == 0:
+            raise Wrong(f"jsonb came back as str on all {POOL_SIZE} connections: no codec is "
+                        "installed. Pass init=a coroutine function that awaits "
+                        "conn.set_type_codec('jsonb', encoder=json.dumps, decoder=json.loads, "
+                        "schema='pg_catalog').")
+        raise Wrong(f"only {good} of the pool's {POOL_SIZE} connections decode jsonb to a dict; "
+                    "the others still return str. A codec belongs to one connection: install it "
+                    "on every connection with create_pool(..., init=...).")
+    return f"all {POOL_SIZE} connections, and their replacements, speak JSON."
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    await asyncio.sleep(0)
+    if checked_out(pool):
+        pool.terminate()
+        return
+    try:
+        async with asyncio.timeout(2):
+            await pool.close()
+    except TimeoutError:
+        pool.terminate()
+
+
+q2 = Exercise(
+    "05", "q2", "make_pool", _check_make_pool,
+    hints=["A codec belongs to one connection. `asyncpg.create_pool(..., init=fn)` awaits "
+           "fn(conn) on every connection the pool opens, now and later.",
+           "Inside make_pool, define `async def init(conn): await conn.set_type_codec('jsonb', "
+           "encoder=json.dumps, decoder=json.loads, schema='pg_catalog')`.",
+           "`return await asyncpg.create_pool(dsn, min_size=size, max_size=size, init=init)`."],
+    title="A pool whose every connection speaks JSON",
+)
+
+
+# --- q3: one prepared statement for a stream of lookups ---------------------------------------
+
+LOOKUP_IDS = [3, 2819, 1, 999_999, 3503, 1, 3165]
+
+
+async def _arriving(ids: list[int], seen: list[int]) -> AsyncIterator[int]:
+    """Yield ids one at a time, as if they arrived from a queue or a socket."""
+    for track_id in ids:
+        await asyncio.sleep(0)
+        seen.append(track_id)
+        yield track_id
+
+
+class _StatementSpy:
+    """Counts the runs of a prepared statement."""
+
+    def __init__(self, stmt: Any, runs: list[str]) -> None:
+        self._stmt = stmt
+        self._runs = runs
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._stmt, name)
+        if name in ("fetch", "fetchrow", "fetchval", "executemany"):
+            self._runs.append(name)
+        return target
+
+
+@_one_line
+async def _check_prices_for(prices_for) -> str:
+    async def body(db) -> str:
+        conn = await asyncpg.connect(db.dsn)
+        try:
+            return await _prices_cases(conn, prices_for)
+        finally:
+            await conn.close()
+
+    return await _with_database("check_05_q3", body)
+
+
+async def _prices_cases(conn: asyncpg.Connection, prices_for) -> str:
+    prices = dict(await conn.fetch("SELECT track_id, unit_price FROM track"))
+    runs: list[str] = []
+    spy = _Spy(conn, wrap_result={"prepare": lambda stmt: _StatementSpy(stmt, runs)})
+    seen: list[int] = []
+    got = await call(prices_for, spy, _arriving(LOOKUP_IDS, seen))
+    expected = [prices.get(i) for i in LOOKUP_IDS]
+    if not isinstance(got, list):
+        raise Wrong(f"prices_for should return a list of prices, not {type(got).__name__}.")
+    if got != expected:
+        raise Wrong(f"prices_for returned {got!r}; expected {expected!r}: one price per id, in "
+                    "the order the ids arrive, None for a track that does not exist.")
+    prepared = spy.count("prepare")
+    direct = spy.count("fetchval") + spy.count("fetchrow") + spy.count("fetch")
+    if prepared == 0:
+        queries = f"{direct} quer{'y' if direct == 1 else 'ies'}"
+        raise Wrong(f"you ran {queries} on the connection and prepared nothing. This "
+                    "exercise is about the explicit form: `stmt = await conn.prepare(sql)` once, "
+                    "then `await stmt.fetchval(track_id)` for each id.")
+    if prepared > 1:
+        raise Wrong(f"you prepared {prepared} statements for {len(LOOKUP_IDS)} ids: preparing is "
+                    "the expensive part. Prepare once, before the loop, and reuse the statement.")
+    if len(runs) < len(LOOKUP_IDS):
+        raise Wrong(f"the prepared statement ran {len(runs)} times for {len(LOOKUP_IDS)} ids: "
+                    "run it once per id as the ids arrive (`await stmt.fetchval(track_id)`).")
+    empty_spy = _Spy(conn)
+    if await call(prices_for, empty_spy, _arriving([], [])) != []:
+        raise Wrong("with no ids, prices_for should return an empty list.")
+    return "one statement prepared, run once per arriving id."
+
+
+q3 = Exercise(
+    "05", "q3", "prices_for", _check_prices_for,
+    hints=["Prepare before the loop: `stmt = await conn.prepare(\"SELECT unit_price FROM track "
+           "WHERE track_id = $1\")`.",
+           "The ids arrive from an async iterator: `async for track_id in track_ids:`.",
+           "Inside the loop, `prices.append(await stmt.fetchval(track_id))`; fetchval gives "
+           "None when no row matches."],
+    title="One prepared statement for a stream of lookups",
+)
+
+
+# --- q4: LISTEN/NOTIFY ------------------------------------------------------------------------
+
+WAIT = 3.0  # seconds: generous, the notifications arrive within milliseconds
+
+
+class _ListenerSpy(_Spy):
+    """Sets `listening` once a real add_listener has completed."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        super().__init__(conn)
+        self.listening = asyncio.Event()
+        self.added: list[tuple[str, Any]] = []
+        self.removed: list[tuple[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "add_listener":
+            def add_listener(channel: str, callback: Any) -> Any:
+                self.calls.append((name, (channel, callback), {}))
+
+                async def run() -> None:
+                    await self._conn.add_listener(channel, callback)
+                    self.added.append((channel, callback))
+                    self.listening.set()
+
+                return run()
+
+            return add_listener
+        if name == "remove_listener":
+            def remove_listener(channel: str, callback: Any) -> Any:
+                self.calls.append((name, (channel, callback), {}))
+
+                async def run() -> None:
+                    await self._conn.remove_listener(channel, callback)
+                    self.removed.append((channel, callback))
+
+                return run()
+
+            return remove_listener
+        return super().__getattr__(name)
+
+
+async def _send_when_listening(spy: _ListenerSpy, sender: asyncpg.Connection, channel: str,
+                               payloads: list[str]) -> bool:
+    try:
+        async with asyncio.timeout(WAIT):
+            await spy.listening.wait()
+    except TimeoutError:
+        return False
+    for payload in payloads:
+        await sender.execute("SELECT pg_notify($1, $2)", channel, payload)
+    return True
+
+
+@_one_line
+async def _check_collect_notifications(collect_notifications) -> str:
+    async def body(db) -> str:
+        conn = await asyncpg.connect(db.dsn)
+        sender = await asyncpg.connect(db.dsn)
+        try:
+            for channel, n in (("price_changes", 3), ("Price Changes", 2)):
+                await _listen_case(conn, sender, collect_notifications, channel, n)
+            return "listened, collected exactly n payloads in order, and stopped listening."
+        finally:
+            await sender.close()
+            await conn.close()
+
+    return await _with_database("check_05_q4", body)
+
+
+async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
+                       collect_notifications, channel: str, n: int) -> None:
+    spy = _ListenerSpy(conn)
+    payloads = [json.dumps({"track_id": i, "channel": channel}) for i in range(1, n + 2)]
+    sending = asyncio.create_task(_send_when_listening(spy, sender, channel, payloads))
+    try:
+        async with asyncio.timeout(WAIT * 2):
+            got = await call(collect_notifications, spy, channel, n)
+    except TimeoutError:
+        if spy.count("add_listener") and not spy.added:
+            raise Wrong("add_listener was called but never awaited, so nothing listens: put "
+                        "`await` in front of conn.add_listener(...).") from None
+        if not spy.count("add_listener"):
+            raise Wrong("collect_notifications waited, but never called conn.add_listener(channel, "
+                        "callback), so no notification could reach it.") from None
+        raise Wrong(f"collect_notifications did not return within {WAIT * 2:g} s although "
+                    f"{n + 1} notifications were sent: does your callback put each payload on the "
+                    "queue (queue.put_nowait(payload)), and do you await queue.get() n times?") from None
+    finally:
+        if not sending.done():
+            sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+    if not spy.count("add_listener"):
+        raise Wrong("collect_notifications never called conn.add_listener(channel, callback): "
+                    "listen first, then wait for the payloads.")
+    if not isinstance(got, list):
+        raise Wrong(f"collect_notifications should return a list of payload strings, not "
+                    f"{type(got).__name__}.")
+    expected = payloads[:n]
+    if got != expected:
+        if len(got) != n:
+            raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) returned {len(got)} "
+                        f"payloads; expected the first {n} of the {n + 1} sent. Await queue.get() "
+                        "exactly n times.")
+        raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) returned {got!r}; expected the "
+                    f"payload strings as sent, in order: {expected!r}.")
+    leftover = [added for added in spy.added if added not in spy.removed]
+    if leftover:
+        raise Wrong("your listener is still registered after collect_notifications returned, so "
+                    "the connection keeps receiving (and your callback keeps running). Call "
+                    "`await conn.remove_listener(channel, callback)` in a finally: block.")
+    if conn.is_in_transaction():
+        raise Wrong("collect_notifications left the connection inside a transaction; "
+                    "notifications are delivered between transactions, so listen outside one.")
+
+
+q4 = Exercise(
+    "05", "q4", "collect_notifications", _check_collect_notifications,
+    limit=20.0,
+    hints=["Make an `asyncio.Queue()`, and a plain callback `def on_notify(connection, pid, "
+           "channel, payload): queue.put_nowait(payload)`.",
+           "`await conn.add_listener(channel, on_notify)`, then `[await queue.get() for _ in "
+           "range(n)]`.",
+           "Wrap the waiting in try/finally, and in finally: `await conn.remove_listener(channel, "
+           "on_notify)`, so the connection stops listening even on error or cancellation."],
+    title="Collect notifications, then stop listening",
+)
+

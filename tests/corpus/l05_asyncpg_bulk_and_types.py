@@ -1,0 +1,241 @@
+"""Wrong answers to exercises/05-asyncpg-bulk-and-types.ipynb."""
+
+import asyncio
+import json
+
+import asyncpg
+
+from course import synthetic
+from tests.corpus import wrong
+
+COLUMNS = synthetic.INVOICE_LINE_COLUMNS
+
+
+# --- q1: load_lines ---------------------------------------------------------------------------
+
+@wrong("q1", expect="one statement per row")
+async def load_lines_row_by_row(conn, table, rows):
+    count = 0
+    async with conn.transaction():
+        for row in rows:
+            await conn.execute(
+                f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ($1, $2, $3, $4, $5)", *row
+            )
+            count += 1
+    return count
+
+
+@wrong("q1", expect="executemany")
+async def load_lines_executemany(conn, table, rows):
+    rows = list(rows)
+    await conn.executemany(
+        f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ($1, $2, $3, $4, $5)", rows
+    )
+    return len(rows)
+
+
+@wrong("q1", expect="columns=")
+async def load_lines_without_columns(conn, table, rows):
+    status = await conn.copy_records_to_table(table, records=rows)
+    return int(status.split()[-1])
+
+
+@wrong("q1", expect="status string")
+async def load_lines_returns_status(conn, table, rows):
+    return await conn.copy_records_to_table(table, records=rows, columns=COLUMNS)
+
+
+@wrong("q1", expect="generator")
+async def load_lines_uses_len(conn, table, rows):
+    await conn.copy_records_to_table(table, records=rows, columns=COLUMNS)
+    return len(rows)
+
+
+@wrong("q1", expect="never awaited")
+async def load_lines_without_await(conn, table, rows):
+    conn.copy_records_to_table(table, records=rows, columns=COLUMNS)
+    return 0
+
+
+@wrong("q1", expect="holds 1000 rows")
+async def load_lines_half(conn, table, rows):
+    rows = list(rows)
+    status = await conn.copy_records_to_table(table, records=rows[::2], columns=COLUMNS)
+    return int(status.split()[-1])
+
+
+# --- q2: make_pool ----------------------------------------------------------------------------
+
+def _codec(conn):
+    return conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@wrong("q2", expect="only 1 of the pool's 3 connections")
+async def make_pool_codec_on_one_connection(dsn, size):
+    pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+    async with pool.acquire() as conn:
+        await _codec(conn)
+    return pool
+
+
+@wrong("q2", expect="after the pool replaced its connections")
+async def make_pool_codec_on_each_connection_by_hand(dsn, size):
+    pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+    conns = [await pool.acquire() for _ in range(size)]
+    for conn in conns:
+        await _codec(conn)
+    for conn in conns:
+        await pool.release(conn)
+    return pool
+
+
+@wrong("q2", expect="schema='pg_catalog'")
+async def make_pool_codec_without_schema(dsn, size):
+    async def init(conn):
+        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads)
+
+    return await asyncpg.create_pool(dsn, min_size=size, max_size=size, init=init)
+
+
+@wrong("q2", expect="encoder=json.dumps")
+async def make_pool_decoder_only(dsn, size):
+    async def init(conn):
+        await conn.set_type_codec("jsonb", encoder=str, decoder=json.loads, schema="pg_catalog")
+
+    return await asyncpg.create_pool(dsn, min_size=size, max_size=size, init=init)
+
+
+@wrong("q2", expect="min_size=size")
+async def make_pool_default_sizes(dsn, size):
+    async def init(conn):
+        await _codec(conn)
+
+    return await asyncpg.create_pool(dsn, init=init)
+
+
+@wrong("q2", expect="no codec is installed")
+async def make_pool_without_codec(dsn, size):
+    return await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+
+
+@wrong("q2", expect="never awaited")
+async def make_pool_init_without_await(dsn, size):
+    async def init(conn):
+        conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+    return await asyncpg.create_pool(dsn, min_size=size, max_size=size, init=init)
+
+
+# --- q3: prices_for ---------------------------------------------------------------------------
+
+PRICE = "SELECT unit_price FROM track WHERE track_id = $1"
+
+
+@wrong("q3", expect="prepared 7 statements")
+async def prices_for_prepare_per_id(conn, track_ids):
+    prices = []
+    async for track_id in track_ids:
+        stmt = await conn.prepare(PRICE)
+        prices.append(await stmt.fetchval(track_id))
+    return prices
+
+
+@wrong("q3", expect="prepared nothing")
+async def prices_for_without_prepare(conn, track_ids):
+    return [await conn.fetchval(PRICE, track_id) async for track_id in track_ids]
+
+
+@wrong("q3", expect="prepared nothing")
+async def prices_for_one_array_query(conn, track_ids):
+    ids = [track_id async for track_id in track_ids]
+    rows = await conn.fetch("SELECT track_id, unit_price FROM track WHERE track_id = any($1::int[])", ids)
+    prices = dict(rows)
+    return [prices.get(track_id) for track_id in ids]
+
+
+@wrong("q3", expect="None for a track that does not exist")
+async def prices_for_skips_missing(conn, track_ids):
+    stmt = await conn.prepare(PRICE)
+    prices = []
+    async for track_id in track_ids:
+        price = await stmt.fetchval(track_id)
+        if price is not None:
+            prices.append(price)
+    return prices
+
+
+@wrong("q3", expect="forget `await`")
+async def prices_for_without_await(conn, track_ids):
+    stmt = conn.prepare(PRICE)
+    return [await stmt.fetchval(track_id) async for track_id in track_ids]
+
+
+# --- q4: collect_notifications ----------------------------------------------------------------
+
+@wrong("q4", expect="remove_listener")
+async def collect_notifications_keeps_listening(conn, channel, n):
+    queue = asyncio.Queue()
+    await conn.add_listener(channel, lambda c, pid, ch, payload: queue.put_nowait(payload))
+    return [await queue.get() for _ in range(n)]
+
+
+@wrong("q4", expect="remove_listener")
+async def collect_notifications_removes_another_callback(conn, channel, n):
+    queue = asyncio.Queue()
+    await conn.add_listener(channel, lambda c, pid, ch, payload: queue.put_nowait(payload))
+    try:
+        return [await queue.get() for _ in range(n)]
+    finally:  # a new lambda is a different callback: the first one stays registered
+        await conn.remove_listener(channel, lambda c, pid, ch, payload: queue.put_nowait(payload))
+
+
+@wrong("q4", expect="returned 0 payloads")
+async def collect_notifications_does_not_wait(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(c, pid, ch, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        payloads = []
+        while not queue.empty() and len(payloads) < n:
+            payloads.append(queue.get_nowait())
+        return payloads
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="never called conn.add_listener")
+async def collect_notifications_plain_listen(conn, channel, n):
+    await conn.execute("SELECT 1")  # LISTEN alone, without a callback, delivers nothing to Python
+    await asyncio.sleep(10)
+    return []
+
+
+@wrong("q4", expect="never awaited")
+async def collect_notifications_add_listener_not_awaited(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(c, pid, ch, payload):
+        queue.put_nowait(payload)
+
+    conn.add_listener(channel, on_notify)
+    try:
+        return [await queue.get() for _ in range(n)]
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="payload strings as sent")
+async def collect_notifications_decodes_json(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(c, pid, ch, payload):
+        queue.put_nowait(json.loads(payload))
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        return [await queue.get() for _ in range(n)]
+    finally:
+        await conn.remove_listener(channel, on_notify)
