@@ -1,0 +1,392 @@
+"""Wrong answers to exercises/03-aiosqlite.ipynb."""
+
+import sqlite3
+
+import aiosqlite
+
+from tests.corpus import wrong
+
+# --- q1: search_tracks -----------------------------------------------------------------------
+
+
+@wrong("q1", expect="Never build SQL with f-strings")
+async def search_tracks_fstring(db, text):
+    cursor = await db.execute(f"SELECT track_id, name FROM track WHERE name LIKE '%{text}%' ORDER BY track_id")
+    return await cursor.fetchall()
+
+
+@wrong("q1", expect="Never build SQL with f-strings")
+async def search_tracks_concatenated(db, text):
+    sql = "SELECT track_id, name FROM track WHERE name LIKE '%" + text + "%' ORDER BY track_id"
+    return await db.execute_fetchall(sql)
+
+
+@wrong("q1", expect="LIKE wildcards")
+async def search_tracks_doubles_quotes_by_hand(db, text):
+    # escaping quotes by hand: the quotes survive, but the search text is still SQL to LIKE
+    cleaned = text.replace("'", "''")
+    return await db.execute_fetchall(
+        f"SELECT track_id, name FROM track WHERE name LIKE '%{cleaned}%' ORDER BY track_id")
+
+
+@wrong("q1", expect="LIKE wildcards")
+async def search_tracks_unescaped_wildcards(db, text):
+    return await db.execute_fetchall(
+        "SELECT track_id, name FROM track WHERE name LIKE ? ORDER BY track_id", (f"%{text}%",))
+
+
+@wrong("q1", expect="ignore case")
+async def search_tracks_case_sensitive(db, text):
+    return await db.execute_fetchall(
+        "SELECT track_id, name FROM track WHERE instr(name, ?) > 0 ORDER BY track_id", (text,))
+
+
+@wrong("q1", expect="wrong order")
+async def search_tracks_by_name(db, text):
+    return await db.execute_fetchall(
+        "SELECT track_id, name FROM track WHERE instr(lower(name), lower(?)) > 0 ORDER BY name",
+        (text,))
+
+
+@wrong("q1", expect="forget `await`")
+async def search_tracks_fetchall_not_awaited(db, text):
+    cursor = await db.execute(
+        "SELECT track_id, name FROM track WHERE instr(lower(name), lower(?)) > 0 ORDER BY track_id",
+        (text,))
+    rows = cursor.fetchall()
+    return [tuple(row) for row in rows]
+
+
+@wrong("q1", expect="Never build SQL")
+async def search_tracks_escapes_only_first_quote(db, text):
+    cleaned = text.replace("'", "''", 1)
+    return await db.execute_fetchall(
+        f"SELECT track_id, name FROM track WHERE name LIKE '%{cleaned}%' ORDER BY track_id")
+
+
+@wrong("q1", expect="2 columns")
+async def search_tracks_select_star(db, text):
+    return await db.execute_fetchall(
+        "SELECT * FROM track WHERE instr(lower(name), lower(?)) > 0 ORDER BY track_id", (text,))
+
+
+# --- q2: top_artists -------------------------------------------------------------------------
+
+TOP = """
+    SELECT ar.name, count(*) AS tracks
+    FROM track AS t
+    JOIN album AS al ON al.album_id = t.album_id
+    JOIN artist AS ar ON ar.artist_id = al.artist_id
+    GROUP BY ar.artist_id, ar.name
+"""
+
+
+@wrong("q2", expect="no +1 or -1")
+async def top_artists_off_by_one(db, n):
+    return await db.execute_fetchall(TOP + " ORDER BY tracks DESC, ar.name LIMIT ?", (n + 1,))
+
+
+@wrong("q2", expect="break the tie by name")
+async def top_artists_without_tie_break(db, n):
+    return await db.execute_fetchall(TOP + " ORDER BY tracks DESC, ar.name DESC LIMIT ?", (n,))
+
+
+@wrong("q2", expect="wrong order")
+async def top_artists_ascending(db, n):
+    rows = await db.execute_fetchall(TOP + " ORDER BY tracks DESC, ar.name LIMIT ?", (n,))
+    return sorted(rows, key=lambda row: row[1])
+
+
+@wrong("q2", expect="forget `await`")
+async def top_artists_fetchall_not_awaited(db, n):
+    cursor = await db.execute(TOP + " ORDER BY tracks DESC, ar.name LIMIT ?", (n,))
+    rows = cursor.fetchall()
+    return list(rows)
+
+
+@wrong("q2", expect="forget `await`")
+async def top_artists_execute_not_awaited(db, n):
+    cursor = db.execute(TOP + " ORDER BY tracks DESC, ar.name LIMIT ?", (n,))
+    return list(await cursor.fetchall())
+
+
+@wrong("q2", expect="list of rows")
+async def top_artists_returns_cursor(db, n):
+    return await db.execute(TOP + " ORDER BY tracks DESC, ar.name LIMIT ?", (n,))
+
+
+@wrong("q2", expect="start with")
+async def top_artists_counting_albums(db, n):
+    return await db.execute_fetchall(
+        """
+        SELECT ar.name, count(*) AS albums FROM album AS al
+        JOIN artist AS ar ON ar.artist_id = al.artist_id
+        GROUP BY ar.artist_id, ar.name ORDER BY albums DESC, ar.name LIMIT ?
+        """,
+        (n,))
+
+
+# --- q3: create_invoice ----------------------------------------------------------------------
+
+NEW_INVOICE = "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)"
+NEW_LINE = """
+    INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity)
+    VALUES (?, ?, (SELECT unit_price FROM track WHERE track_id = ?), ?)
+"""
+TOTAL = """
+    UPDATE invoice SET total = (
+        SELECT sum(unit_price * quantity) FROM invoice_line WHERE invoice_id = ?
+    ) WHERE invoice_id = ?
+"""
+
+
+async def _insert_all(db, customer_id, lines):
+    cursor = await db.execute(NEW_INVOICE, (customer_id,))
+    invoice_id = cursor.lastrowid
+    for track_id, quantity in lines:
+        await db.execute(NEW_LINE, (invoice_id, track_id, track_id, quantity))
+    await db.execute(TOTAL, (invoice_id, invoice_id))
+    return invoice_id
+
+
+@wrong("q3", expect="left its transaction open")
+async def create_invoice_forgets_commit(db, customer_id, lines):
+    return await _insert_all(db, customer_id, lines)
+
+
+@wrong("q3", expect="stayed in the database")
+async def create_invoice_commits_each_insert(db, customer_id, lines):
+    cursor = await db.execute(NEW_INVOICE, (customer_id,))
+    invoice_id = cursor.lastrowid
+    await db.commit()
+    for track_id, quantity in lines:
+        await db.execute(NEW_LINE, (invoice_id, track_id, track_id, quantity))
+        await db.commit()
+    await db.execute(TOTAL, (invoice_id, invoice_id))
+    await db.commit()
+    return invoice_id
+
+
+@wrong("q3", expect="left the transaction open")
+async def create_invoice_without_rollback(db, customer_id, lines):
+    invoice_id = await _insert_all(db, customer_id, lines)
+    await db.commit()
+    return invoice_id
+
+
+@wrong("q3", expect="not a transaction")
+async def create_invoice_async_with_db(db, customer_id, lines):
+    # sqlite3's `with conn:` commits; aiosqlite's `async with db:` does not
+    async with db:
+        return await _insert_all(db, customer_id, lines)
+
+
+@wrong("q3", expect="closed the connection it was given")
+async def create_invoice_closes_connection(db, customer_id, lines):
+    try:
+        invoice_id = await _insert_all(db, customer_id, lines)
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    finally:
+        await db.close()
+    return invoice_id
+
+
+@wrong("q3", expect="re-raise")
+async def create_invoice_swallows_errors(db, customer_id, lines):
+    try:
+        invoice_id = await _insert_all(db, customer_id, lines)
+        await db.commit()
+    except sqlite3.Error:
+        await db.rollback()
+        return None
+    return invoice_id
+
+
+@wrong("q3", expect="does not exist")
+async def create_invoice_skips_missing_tracks(db, customer_id, lines):
+    try:
+        cursor = await db.execute(NEW_INVOICE, (customer_id,))
+        invoice_id = cursor.lastrowid
+        await db.executemany(
+            """
+            INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity)
+            SELECT ?, track_id, unit_price, ? FROM track WHERE track_id = ?
+            """,
+            [(invoice_id, quantity, track_id) for track_id, quantity in lines])
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q3", expect="total 4.96")
+async def create_invoice_forgets_total(db, customer_id, lines):
+    try:
+        cursor = await db.execute(NEW_INVOICE, (customer_id,))
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            await db.execute(NEW_LINE, (invoice_id, track_id, track_id, quantity))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q3", expect="return the new invoice_id")
+async def create_invoice_returns_cursor(db, customer_id, lines):
+    try:
+        cursor = await db.execute(NEW_INVOICE, (customer_id,))
+        for track_id, quantity in lines:
+            await db.execute(NEW_LINE, (cursor.lastrowid, track_id, track_id, quantity))
+        await db.execute(TOTAL, (cursor.lastrowid, cursor.lastrowid))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return cursor
+
+
+# --- q4: add_playlist ------------------------------------------------------------------------
+
+NEW_PLAYLIST = "INSERT INTO playlist (name) VALUES (?)"
+ADD_TRACK = "INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)"
+
+
+@wrong("q4", expect="one per track")
+async def add_playlist_one_execute_per_track(db, name, track_ids):
+    try:
+        cursor = await db.execute(NEW_PLAYLIST, (name,))
+        for track_id in track_ids:
+            await db.execute(ADD_TRACK, (cursor.lastrowid, track_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return cursor.lastrowid
+
+
+@wrong("q4", expect="left its transaction open")
+async def add_playlist_forgets_commit(db, name, track_ids):
+    cursor = await db.execute(NEW_PLAYLIST, (name,))
+    await db.executemany(ADD_TRACK, [(cursor.lastrowid, t) for t in track_ids])
+    return cursor.lastrowid
+
+
+@wrong("q4", expect="stayed saved")
+async def add_playlist_commits_the_name_first(db, name, track_ids):
+    cursor = await db.execute(NEW_PLAYLIST, (name,))
+    playlist_id = cursor.lastrowid
+    await db.commit()
+    try:
+        await db.executemany(ADD_TRACK, [(playlist_id, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
+
+
+@wrong("q4", expect="stayed open")
+async def add_playlist_without_rollback(db, name, track_ids):
+    cursor = await db.execute(NEW_PLAYLIST, (name,))
+    await db.executemany(ADD_TRACK, [(cursor.lastrowid, t) for t in track_ids])
+    await db.commit()
+    return cursor.lastrowid
+
+
+@wrong("q4", expect="Never build SQL")
+async def add_playlist_fstring_name(db, name, track_ids):
+    # the name "O'Brien's ..." breaks the statement; the check reports the exception
+    try:
+        cursor = await db.execute(f"INSERT INTO playlist (name) VALUES ('{name}')")
+        await db.executemany(ADD_TRACK, [(cursor.lastrowid, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return cursor.lastrowid
+
+
+@wrong("q4", expect="the new playlist's id")
+async def add_playlist_returns_count(db, name, track_ids):
+    try:
+        cursor = await db.execute(NEW_PLAYLIST, (name,))
+        await db.executemany(ADD_TRACK, [(cursor.lastrowid, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return len(track_ids)
+
+
+# --- q5: customers_in ------------------------------------------------------------------------
+
+CUSTOMERS = """
+    SELECT customer_id, first_name, last_name, email FROM customer
+    WHERE country = ? ORDER BY last_name, first_name
+"""
+
+
+@wrong("q5", expect="left its connection open")
+async def customers_in_never_closes(path, country):
+    db = await aiosqlite.connect(path)
+    db.row_factory = aiosqlite.Row
+    rows = await db.execute_fetchall(CUSTOMERS, (country,))
+    return [dict(row) for row in rows]
+
+
+@wrong("q5", expect="stayed open")
+async def customers_in_closes_only_on_success(path, country):
+    db = await aiosqlite.connect(path)
+    db.row_factory = aiosqlite.Row
+    rows = await db.execute_fetchall(CUSTOMERS, (country,))
+    await db.close()
+    return [dict(row) for row in rows]
+
+
+@wrong("q5", expect="not dicts")
+async def customers_in_returns_rows(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        return list(await db.execute_fetchall(CUSTOMERS, (country,)))
+
+
+@wrong("q5", expect="not dicts")
+async def customers_in_returns_tuples(path, country):
+    async with aiosqlite.connect(path) as db:
+        return list(await db.execute_fetchall(CUSTOMERS, (country,)))
+
+
+@wrong("q5", expect="Let the error propagate")
+async def customers_in_hides_errors(path, country):
+    try:
+        async with aiosqlite.connect(path) as db:
+            db.row_factory = aiosqlite.Row
+            return [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
+    except sqlite3.Error:
+        return []
+
+
+@wrong("q5", expect="keys customer_id")
+async def customers_in_select_star(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        rows = await db.execute_fetchall(
+            "SELECT * FROM customer WHERE country = ? ORDER BY last_name, first_name", (country,))
+        return [dict(row) for row in rows]
+
+
+@wrong("q5", expect="wrong order")
+async def customers_in_unordered(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        rows = await db.execute_fetchall(
+            "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
+            "ORDER BY first_name DESC", (country,))
+        return [dict(row) for row in rows]
