@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import traceback
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,21 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
+def _free_frames(exc: BaseException) -> None:
+    """Let go of the variables a failed answer's traceback holds.
+
+    A coroutine the learner created and never awaited would otherwise live on in those frames
+    and warn on stderr later, under some other cell; freed here, its warning is caught.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
+    gc.collect(1)
+
+
 async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run the learner's function, sync or async, and return its result.
 
@@ -83,6 +99,7 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             raise
         except Exception as exc:
             item = explanation_for(exc)
+            _free_frames(exc)
             if item is not None and "never awaited" in item.title:
                 raise Wrong(FORGOT_AWAIT) from exc
             raise LearnerError(_describe(exc)) from exc

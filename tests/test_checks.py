@@ -182,3 +182,21 @@ def test_a_multi_line_error_is_reported_on_one_line() -> None:
     outcome = asyncio.run(Exercise("99", "q1", "answer", checker).evaluate(answer))
     assert outcome.status == "wrong" and "\n" not in outcome.line
     assert outcome.line.endswith("your code raised ValueError: insert violates a constraint")
+
+
+def test_a_failed_answer_leaves_no_never_awaited_warning_behind() -> None:
+    async def lookup(x: int) -> int:
+        return x
+
+    def double(x: int) -> int:
+        pending = lookup(x)  # created, never awaited, and held by the failing frame  # noqa: F841
+        raise ValueError("boom")
+
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run(double) == ("wrong", "your code raised ValueError: boom")
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
