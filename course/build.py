@@ -124,12 +124,16 @@ def build_all(only: str | None = None) -> list[Path]:
     return written
 
 
+# The kernel listens on loopback only; its notice about unencrypted local TCP is not for learners.
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]
+
+
 def execute(path: Path, timeout: int = 600) -> None:
     """Run a notebook in a fresh kernel and store its outputs in place."""
     from nbclient import NotebookClient
 
     nb = read_notebook(path)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=QUIET_KERNEL,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     nbformat.write(nb, path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 
 from course import progress
-from course.build import read_notebook, workbook_from
+from course.build import QUIET_KERNEL, read_notebook, workbook_from
 from course.checks import Exercise, Outcome, exercises_of
 from course.errors import CourseError
 from course.paths import EXERCISES, SOLUTIONS, state_dir
@@ -98,6 +98,7 @@ def verify(lesson: str, timeout: int = 300) -> list[Outcome]:
     source = _workbook(lesson)
     nb = read_notebook(source)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            extra_arguments=QUIET_KERNEL,
                             resources={"metadata": {"path": str(source.parent)}})
     try:
         client.execute()
