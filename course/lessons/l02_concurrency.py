@@ -1,0 +1,598 @@
+"""Checks for exercises/02-concurrency.ipynb.
+
+No database: each check passes the learner a pretend query (`fetch_one`) that waits on the event
+loop like a real one, and watches it with probes: how many calls were in flight at once
+(InFlight), whether a call was cancelled, whether the loop was blocked (Heartbeat). No check
+compares wall-clock times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call
+from course.probes import Heartbeat, InFlight
+
+# A little of Chinook, copied here so that the checks need no database.
+TRACKS = {
+    1: "For Those About To Rock (We Salute You)", 2: "Balls to the Wall", 3: "Fast As a Shark",
+    4: "Restless and Wild", 5: "Princess of the Dawn", 6: "Put The Finger On You",
+    7: "Let's Get It Up", 8: "Inject The Venom", 9: "Snowballed", 10: "Evil Walks",
+    11: "C.O.D.", 12: "Breaking The Rules",
+}
+
+
+class _Spawned:
+    """The tasks that ran our pretend queries, so that a check can stop any left running."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def note(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks.add(task)
+
+    async def stop(self) -> None:
+        leftovers = [t for t in self.tasks if not t.done() and t is not asyncio.current_task()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+async def _reject_awaitables(got: Any, what: str) -> None:
+    """Raise Wrong if the answer holds coroutines, Tasks or Futures instead of results."""
+    if isinstance(got, dict):
+        items = list(got.values())
+    elif isinstance(got, list | tuple):
+        items = list(got)
+    else:
+        items = [got]
+    pending = [item for item in items if inspect.isawaitable(item)]
+    if not pending:
+        return
+    finished_tasks = all(isinstance(i, asyncio.Future) and i.done() and not i.cancelled() for i in pending)
+    for item in pending:
+        if inspect.iscoroutine(item):
+            item.close()
+        elif isinstance(item, asyncio.Future):
+            item.cancel()
+    futures = [item for item in pending if isinstance(item, asyncio.Future)]
+    if futures:
+        await asyncio.gather(*futures, return_exceptions=True)
+    if finished_tasks and isinstance(got, list | tuple | dict):
+        raise Wrong(f"{what} returned Task objects, not their results: after the tasks finish, "
+                    "read each one's value with task.result().")
+    raise Wrong(f"{what} returned {type(pending[0]).__name__} objects instead of results: "
+                f"{FORGOT_AWAIT}")
+
+
+def _ids(ids: Iterable[int]) -> str:
+    return "[" + ", ".join(map(str, ids)) + "]"
+
+
+# --- q1: run queries concurrently, results in input order -----------------------------------
+
+async def _check_fetch_all(fetch_all) -> str:
+    spawned = _Spawned()
+    try:
+        for ids in ([4, 1, 3, 2, 6], [7], []):
+            await _fetch_all_case(fetch_all, ids, spawned)
+    finally:
+        await spawned.stop()
+    return "all queries in flight at once, results in the order of the ids."
+
+
+async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
+    probe = InFlight()
+    # The first id is the slowest, the last the fastest: they finish in reverse order.
+    delays = {track_id: 0.01 * (len(ids) - position) for position, track_id in enumerate(ids)}
+
+    @probe.track
+    async def fetch_one(track_id: int) -> str:
+        spawned.note()
+        await asyncio.sleep(delays[track_id])  # a real query waits on the database here
+        return TRACKS[track_id]
+
+    shown = f"fetch_all({_ids(ids)}, fetch_one)"
+    got = await call(fetch_all, list(ids), fetch_one)
+    await _reject_awaitables(got, shown)
+    expected = [TRACKS[track_id] for track_id in ids]
+    if not isinstance(got, list):
+        raise Wrong(f"{shown} should return a list of names, not {type(got).__name__}.")
+    if got != expected:
+        if sorted(got, key=str) == sorted(expected):
+            raise Wrong(f"{shown} returned the right names in the order the queries finished, "
+                        "not in the order of the ids (asyncio.as_completed or a list appended "
+                        "as they finish does that). asyncio.gather returns results in the order "
+                        "of its arguments.")
+        raise Wrong(f"{shown} returned {got!r}; expected {expected!r}.")
+    if probe.started != len(ids):
+        raise Wrong(f"fetch_one ran {probe.started} times for {len(ids)} ids: call it once per id.")
+    if len(ids) > 1 and probe.peak == 1:
+        raise Wrong(f"{shown} ran the queries one at a time: awaiting each in a loop adds up "
+                    "their waits. Start them all, then wait for all: "
+                    "`await asyncio.gather(*(fetch_one(i) for i in ids))`.")
+    if probe.peak < len(ids):
+        raise Wrong(f"{shown} had at most {probe.peak} queries in flight; all {len(ids)} should "
+                    "run at once.")
+    if probe.now:
+        raise Wrong(f"{shown} returned while {probe.now} queries were still running.")
+
+
+q1 = Exercise(
+    "02", "q1", "fetch_all", _check_fetch_all,
+    hints=["Awaiting fetch_one(i) in a loop runs one query at a time. Create all the coroutines "
+           "first, then wait for all of them together.",
+           "asyncio.gather(*aws) runs its awaitables concurrently and returns their results in "
+           "the order you passed them.",
+           "`return await asyncio.gather(*(fetch_one(track_id) for track_id in ids))` (gather "
+           "returns a list)."],
+    title="Run queries concurrently",
+)
+
+
+# --- q2: at most `limit` queries in flight ----------------------------------------------------
+
+async def _check_fetch_bounded(fetch_bounded) -> str:
+    spawned = _Spawned()
+    try:
+        await _bounded_case(fetch_bounded, [3, 9, 1, 12, 5, 7, 2, 11, 4, 8], 3, spawned, slow_first=True)
+        await _bounded_case(fetch_bounded, [6, 2, 10, 4], 10, spawned)
+        await _bounded_case(fetch_bounded, [5, 1, 8], 1, spawned)
+        await _bounded_case(fetch_bounded, [], 2, spawned)
+    finally:
+        await spawned.stop()
+    return "never more than `limit` in flight, every slot kept busy, results in order."
+
+
+async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spawned,
+                        slow_first: bool = False) -> None:
+    probe = InFlight()
+    others_done = asyncio.Event()
+    finished = 0
+    idle_slots = False
+
+    @probe.track
+    async def fetch_one(track_id: int) -> str:
+        nonlocal finished, idle_slots
+        spawned.note()
+        if slow_first and track_id == ids[0]:
+            # The slow query holds its slot until every other id is done. A correct answer
+            # runs all of them through the other slots meanwhile; one that waits for a whole
+            # batch to finish never gets there.
+            try:
+                await asyncio.wait_for(others_done.wait(), timeout=0.3)
+            except TimeoutError:
+                idle_slots = True
+        else:
+            await asyncio.sleep(0.002 * (1 + track_id % 3))  # a real query waits here
+            finished += 1
+            if finished == len(ids) - 1:
+                others_done.set()
+        return TRACKS[track_id]
+
+    shown = f"fetch_bounded({_ids(ids)}, fetch_one, limit={limit})"
+    got = await call(fetch_bounded, list(ids), fetch_one, limit)
+    await _reject_awaitables(got, shown)
+    expected = [TRACKS[track_id] for track_id in ids]
+    if not isinstance(got, list):
+        raise Wrong(f"{shown} should return a list of names, not {type(got).__name__}.")
+    if got != expected:
+        if sorted(got, key=str) == sorted(expected):
+            raise Wrong(f"{shown} returned the right names in the order the queries finished, "
+                        "not in the order of the ids. asyncio.gather keeps the order of its "
+                        "arguments; as_completed does not.")
+        raise Wrong(f"{shown} returned {got!r}; expected {expected!r}.")
+    if probe.started != len(ids):
+        raise Wrong(f"fetch_one ran {probe.started} times for {len(ids)} ids: call it once per id.")
+    wanted = min(limit, len(ids))
+    if probe.peak > limit:
+        raise Wrong(f"{shown} had {probe.peak} queries in flight at once; at most {limit} are "
+                    "allowed. Guard each call with one asyncio.Semaphore(limit), created once and "
+                    "shared by all the tasks: a Semaphore created inside each task limits nothing.")
+    if probe.peak < wanted:
+        detail = ("one at a time: that is a sequential loop" if probe.peak == 1 and wanted > 1
+                  else f"at most {probe.peak}")
+        raise Wrong(f"{shown} ran {detail}; use all {wanted} slots: start every query at once "
+                    f"(gather) and let a shared asyncio.Semaphore({limit}) hold back the rest.")
+    if idle_slots:
+        raise Wrong(f"{shown} never had more than {limit} in flight, but left slots idle: while "
+                    "one slow query ran, the next ids waited for its whole batch to finish. "
+                    "Instead of batches of `limit`, start every query and let a shared "
+                    "asyncio.Semaphore(limit) admit the next one as soon as any slot frees up.")
+
+
+q2 = Exercise(
+    "02", "q2", "fetch_bounded", _check_fetch_bounded,
+    hints=["asyncio.Semaphore(limit) lets at most `limit` tasks inside `async with semaphore:` "
+           "at once; the others wait at the door.",
+           "Create the semaphore once, in fetch_bounded, and write a small inner coroutine that "
+           "does `async with semaphore: return await fetch_one(track_id)`.",
+           "`semaphore = asyncio.Semaphore(limit)`; define `async def one(track_id)` as above; "
+           "`return await asyncio.gather(*(one(track_id) for track_id in ids))`."],
+    title="At most `limit` queries in flight",
+)
+
+
+# --- q3: a deadline that really cancels ---------------------------------------------------
+
+class _Failed(LookupError):
+    """The failure a q3 query raises on purpose."""
+
+
+async def _check_with_timeout(with_timeout) -> str:
+    spawned = _Spawned()
+    try:
+        return await _timeout_cases(with_timeout, spawned)
+    finally:
+        await spawned.stop()
+
+
+async def _timeout_cases(with_timeout, spawned: _Spawned) -> str:
+    fast_probe, slow_probe = InFlight(), InFlight()
+
+    @fast_probe.track
+    async def fast_query() -> str:
+        spawned.note()
+        await asyncio.sleep(0.005)
+        return TRACKS[3]
+
+    @slow_probe.track
+    async def slow_query() -> str:
+        spawned.note()
+        await asyncio.sleep(0.5)  # far beyond the 0.05 s deadline the check gives
+        return "(a late answer)"
+
+    got = await call(with_timeout, fast_query, 1.0, "(timed out)")
+    await _reject_awaitables(got, "with_timeout(fast_query, 1.0, '(timed out)')")
+    if got != TRACKS[3]:
+        raise Wrong(f"with_timeout(fast_query, 1.0, '(timed out)') returned {got!r}; the query "
+                    f"answers {TRACKS[3]!r} well within the deadline, so return its result.")
+    if fast_probe.started != 1:
+        raise Wrong(f"coro_fn ran {fast_probe.started} times; call it once.")
+
+    try:
+        got = await call(with_timeout, slow_query, 0.05, "(timed out)")
+    except LearnerError as exc:
+        if isinstance(exc.__cause__, TimeoutError):
+            raise Wrong("with_timeout(slow_query, 0.05, '(timed out)') raised TimeoutError: catch "
+                        "it and return `default` instead.") from None
+        raise
+    await _reject_awaitables(got, "with_timeout(slow_query, 0.05, '(timed out)')")
+    if slow_probe.now:
+        raise Wrong("with_timeout returned the default while the slow query was still running: "
+                    "it keeps its connection and its work, unobserved. asyncio.wait(timeout=...) "
+                    "only stops waiting, and asyncio.shield protects the work from "
+                    "cancellation; use asyncio.timeout (or asyncio.wait_for), which cancels it.")
+    if got == "(a late answer)":
+        raise Wrong("with_timeout(slow_query, 0.05, '(timed out)') waited for the slow query to "
+                    "finish: no deadline was applied. Wrap the await in "
+                    "`async with asyncio.timeout(seconds):`.")
+    if got != "(timed out)":
+        raise Wrong(f"with_timeout(slow_query, 0.05, '(timed out)') returned {got!r}; expected "
+                    "the default, '(timed out)'.")
+    if slow_probe.cancelled != 1:
+        raise Wrong("the slow query was not cancelled; the deadline must cancel the work.")
+
+    async def failing_query() -> str:
+        await asyncio.sleep(0)
+        raise _Failed("no track 999")
+
+    try:
+        got = await call(with_timeout, failing_query, 1.0, "(timed out)")
+    except LearnerError as exc:
+        if isinstance(exc.__cause__, _Failed):
+            pass  # right: only a timeout becomes the default
+        else:
+            raise
+    else:
+        await _reject_awaitables(got, "with_timeout(failing_query, 1.0, '(timed out)')")
+        raise Wrong(f"a query that failed with LookupError made with_timeout return {got!r}. Only "
+                    "a timeout should give the default: catch TimeoutError, not Exception, and "
+                    "let other errors reach the caller.")
+
+    async def zero_query() -> int:
+        await asyncio.sleep(0)
+        return 0
+
+    got = await call(with_timeout, zero_query, 1.0, -1)
+    if got != 0:
+        raise Wrong(f"a query that answered 0 in time made with_timeout return {got!r}. Return "
+                    "the result as it is, even when it is falsy (`result or default` turns 0, "
+                    "'' and None into the default).")
+    return "the default on a timeout, with the slow query cancelled; errors pass through."
+
+
+q3 = Exercise(
+    "02", "q3", "with_timeout", _check_with_timeout,
+    hints=["`async with asyncio.timeout(seconds):` cancels the work inside it when the deadline "
+           "passes, and raises TimeoutError at the end of the block.",
+           "Put `return await coro_fn()` inside the `async with`, and catch TimeoutError (only "
+           "that) around it.",
+           "`try:` / `async with asyncio.timeout(seconds): return await coro_fn()` / "
+           "`except TimeoutError: return default`."],
+    title="A deadline that really cancels",
+)
+
+
+# --- q4: a blocking call off the loop -----------------------------------------------------
+
+BLOCKING_SECONDS = 0.5  # long against Heartbeat's 0.25 s limit
+
+
+async def _check_lookup_without_blocking(lookup_without_blocking) -> str:
+    loop_thread = threading.get_ident()
+    ran_in: list[int] = []
+
+    def blocking_lookup(track_id: int) -> str:
+        ran_in.append(threading.get_ident())
+        time.sleep(BLOCKING_SECONDS)  # a synchronous driver call: it holds its thread
+        return TRACKS[track_id]
+
+    async with Heartbeat() as beat:
+        try:
+            got = await call(lookup_without_blocking, blocking_lookup, 5)
+        except LearnerError as exc:
+            if ran_in and ran_in[0] == loop_thread and isinstance(exc.__cause__, TypeError):
+                raise Wrong("you called blocking_fn(arg) yourself, on the event loop's thread, "
+                            "then handed its result to to_thread. Pass the function and its "
+                            "argument separately: `await asyncio.to_thread(blocking_fn, arg)`.") from None
+            raise
+    if not ran_in:
+        await _reject_awaitables(got, "lookup_without_blocking(blocking_lookup, 5)")
+        raise Wrong("blocking_fn was never called: run blocking_fn(arg) and return its result.")
+    if ran_in[0] == loop_thread:
+        raise Wrong("blocking_fn ran on the event loop's thread, so it blocked the loop for "
+                    f"{BLOCKING_SECONDS:g} s: no other task could run. Run it in a worker thread "
+                    "and await that: `await asyncio.to_thread(blocking_fn, arg)`.")
+    if beat.blocked:
+        raise Wrong("blocking_fn ran in another thread, but waiting for it blocked the event loop "
+                    "(thread.join(), future.result() and time.sleep() wait without awaiting). Await it "
+                    "instead: "
+                    "`await asyncio.to_thread(blocking_fn, arg)`.")
+    if len(ran_in) != 1:
+        raise Wrong(f"blocking_fn ran {len(ran_in)} times; call it once.")
+    if got != TRACKS[5]:
+        raise Wrong(f"lookup_without_blocking(blocking_lookup, 5) returned {got!r}; expected what "
+                    f"blocking_fn returns, {TRACKS[5]!r}.")
+    return "the blocking call ran in a worker thread, and the loop kept ticking."
+
+
+q4 = Exercise(
+    "02", "q4", "lookup_without_blocking", _check_lookup_without_blocking,
+    hints=["Calling blocking_fn(arg) directly in a coroutine holds the event loop's thread until "
+           "it returns.",
+           "asyncio.to_thread(func, *args) runs func(*args) in a worker thread; awaiting it lets "
+           "the loop run other tasks meanwhile.",
+           "`return await asyncio.to_thread(blocking_fn, arg)`: the function and its argument, "
+           "separately."],
+    title="Move a blocking call off the loop",
+)
+
+
+# --- q5: keep every success when some queries fail ----------------------------------------
+
+FAILURES: dict[int, Callable[[int], Exception]] = {
+    4: lambda track_id: LookupError(f"no track {track_id}"),
+    9: lambda track_id: ConnectionResetError("connection reset by peer"),
+}
+
+
+async def _check_fetch_some(fetch_some) -> str:
+    spawned = _Spawned()
+    try:
+        for ids in ([2, 4, 6, 9, 11], [4], [1, 3], []):
+            await _fetch_some_case(fetch_some, ids, spawned)
+    finally:
+        await spawned.stop()
+    return "every success kept, failures skipped, and no sibling cancelled."
+
+
+async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> None:
+    probe = InFlight()
+
+    @probe.track
+    async def fetch_one(track_id: int) -> str:
+        spawned.note()
+        if track_id in FAILURES:
+            await asyncio.sleep(0.001)  # fails fast, while the others are still waiting
+            raise FAILURES[track_id](track_id)
+        await asyncio.sleep(0.02)
+        return TRACKS[track_id]
+
+    shown = f"fetch_some({_ids(ids)}, fetch_one)"
+    try:
+        got = await call(fetch_some, list(ids), fetch_one)
+    except LearnerError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, BaseExceptionGroup):
+            raise Wrong(f"{shown} raised an ExceptionGroup: a TaskGroup cancels every other task "
+                        "as soon as one fails. Here each result stands alone: use "
+                        "asyncio.gather(..., return_exceptions=True), or catch the error inside "
+                        "each task.") from None
+        if cause is not None and any(isinstance(cause, type(f(0))) for f in FAILURES.values()):
+            raise Wrong(f"{shown} let a failed query's {type(cause).__name__} escape (plain "
+                        "gather raises the first error, and leaves the other queries running). "
+                        "Collect every outcome with asyncio.gather(..., return_exceptions=True) "
+                        "and skip the exceptions.") from None
+        raise
+    await _reject_awaitables(got, shown)
+    if probe.cancelled:
+        raise Wrong(f"{shown} cancelled {probe.cancelled} queries that would have succeeded (a "
+                    "TaskGroup does that when one child fails). Let every query finish: "
+                    "asyncio.gather(..., return_exceptions=True).")
+    if not isinstance(got, dict):
+        raise Wrong(f"{shown} should return a dict {{track_id: name}}, not {type(got).__name__}.")
+    errors = [v for v in got.values() if isinstance(v, BaseException)]
+    if errors:
+        raise Wrong(f"{shown} put exception objects in the dict (such as {errors[0]!r}): skip "
+                    "the results that are exceptions, `isinstance(result, BaseException)`.")
+    expected = {track_id: TRACKS[track_id] for track_id in ids if track_id not in FAILURES}
+    if got != expected:
+        raise Wrong(f"{shown} returned {got!r}; expected {expected!r}.")
+    if probe.started != len(ids):
+        raise Wrong(f"fetch_one ran {probe.started} times for {len(ids)} ids: call it once per id.")
+    if len(ids) > 1 and probe.peak < len(ids):
+        raise Wrong(f"{shown} had at most {probe.peak} queries in flight; run all "
+                    f"{len(ids)} at once (gather), not one after another in a loop.")
+    if probe.now:
+        raise Wrong(f"{shown} returned while {probe.now} queries were still running.")
+
+
+q5 = Exercise(
+    "02", "q5", "fetch_some", _check_fetch_some,
+    hints=["A TaskGroup cancels the other tasks when one fails, and plain gather raises the "
+           "first error. You want every outcome, success or failure.",
+           "asyncio.gather(*aws, return_exceptions=True) waits for all of them and puts each "
+           "exception in the result list, in its place.",
+           "`results = await asyncio.gather(*(fetch_one(i) for i in ids), return_exceptions=True)`; "
+           "`return {i: r for i, r in zip(ids, results) if not isinstance(r, BaseException)}`."],
+    title="Keep every success when some queries fail",
+)
+
+
+# --- q6: release the connection, even when cancelled ---------------------------------------
+
+class Connection:
+    """A pretend connection: `await conn.fetch_name(track_id)` is its one query."""
+
+    def __init__(self, pool: Pool, number: int) -> None:
+        self._pool = pool
+        self.number = number
+
+    async def fetch_name(self, track_id: int) -> str:
+        self._pool.queries += 1
+        self._pool.query_started.set()
+        await asyncio.sleep(self._pool.query_wait)
+        if track_id not in TRACKS:
+            raise LookupError(f"no track {track_id}")
+        return TRACKS[track_id]
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.number}>"
+
+
+class Pool:
+    """A pretend pool: `await pool.acquire()` lends a connection, `await pool.release(conn)`
+    takes it back. `out` counts the connections lent and not yet given back."""
+
+    def __init__(self, query_wait: float = 0.005) -> None:
+        self.query_wait = query_wait
+        self.query_started = asyncio.Event()
+        self.queries = 0
+        self.lent: set[Connection] = set()
+        self.double_release = False
+        self._made = 0
+
+    async def acquire(self) -> Connection:
+        await asyncio.sleep(0)
+        self._made += 1
+        conn = Connection(self, self._made)
+        self.lent.add(conn)
+        return conn
+
+    async def release(self, conn: Connection) -> None:
+        await asyncio.sleep(0)
+        if conn not in self.lent:
+            self.double_release = True
+        self.lent.discard(conn)
+
+    @property
+    def out(self) -> int:
+        return len(self.lent)
+
+
+LEAK_ADVICE = ("Put the query in `try:` and the release in `finally:`, which runs however the "
+               "block ends: a result, an error, or a cancellation.")
+
+
+async def _check_track_name(track_name) -> str:
+    pool = Pool()
+    got = await call(track_name, pool, 3)
+    await _reject_awaitables(got, "track_name(pool, 3)")
+    if got != TRACKS[3]:
+        raise Wrong(f"track_name(pool, 3) returned {got!r}; expected {TRACKS[3]!r}, what "
+                    "conn.fetch_name(3) returns.")
+    _released(pool, "after a successful query")
+
+    pool = Pool()
+    try:
+        got = await call(track_name, pool, 999)
+    except LearnerError as exc:
+        if not isinstance(exc.__cause__, LookupError):
+            raise
+    else:
+        raise Wrong(f"track_name(pool, 999) returned {got!r}, but the query raised LookupError: "
+                    "let the error reach the caller (release the connection, then re-raise).")
+    _released(pool, "when the query raised an error")
+
+    pool = Pool(query_wait=5.0)
+    task = asyncio.create_task(call(track_name, pool, 5))
+    try:
+        await asyncio.wait_for(pool.query_started.wait(), timeout=1.0)
+        task.cancel()
+        try:
+            got = await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # the check itself was cancelled
+        else:
+            raise Wrong(f"cancelled during its query, track_name returned {got!r} as if nothing "
+                        "happened: it swallowed the CancelledError, so timeouts and TaskGroups "
+                        "cannot stop it. Release the connection in `finally:` (or catch "
+                        "CancelledError, release, and `raise` it again).")
+    except TimeoutError:
+        raise Wrong("track_name(pool, 5) never started its query on the connection; acquire one "
+                    "and call `await conn.fetch_name(track_id)`.") from None
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if pool.out:
+        raise Wrong("cancelled during its query, track_name did not give its connection back. "
+                    "`except Exception:` does not catch cancellation (CancelledError is a "
+                    f"BaseException). {LEAK_ADVICE}")
+    _released(pool, "when it was cancelled")
+
+    pool = Pool(query_wait=5.0)
+    try:
+        async with asyncio.timeout(0.05):
+            got = await call(track_name, pool, 6)
+    except TimeoutError:
+        pass
+    else:
+        raise Wrong(f"under asyncio.timeout(0.05), track_name returned {got!r} and no "
+                    "TimeoutError was raised: the swallowed cancellation hid the timeout. "
+                    "Let CancelledError propagate.")
+    _released(pool, "when a timeout cancelled it")
+    return "the connection goes back after a result, an error, a cancel and a timeout."
+
+
+def _released(pool: Pool, when: str) -> None:
+    if pool.queries == 0:
+        raise Wrong("track_name never queried: acquire a connection and await "
+                    "conn.fetch_name(track_id).")
+    if pool.double_release:
+        raise Wrong(f"track_name released its connection twice {when}: release it once, in "
+                    "`finally:`.")
+    if pool.out:
+        raise Wrong(f"track_name did not give its connection back {when}. {LEAK_ADVICE}")
+
+
+q6 = Exercise(
+    "02", "q6", "track_name", _check_track_name,
+    hints=["Cancellation arrives as an asyncio.CancelledError at the `await` the task is waiting "
+           "on, here `await conn.fetch_name(...)`.",
+           "A `finally:` block runs whether the query returns, raises, or is cancelled, and lets "
+           "the error (or the cancellation) continue afterwards.",
+           "`conn = await pool.acquire()`, then `try: return await conn.fetch_name(track_id)` "
+           "`finally: await pool.release(conn)`."],
+    title="Release the connection, even when cancelled",
+)

@@ -1,0 +1,342 @@
+"""Wrong answers to exercises/02-concurrency.ipynb."""
+
+import asyncio
+import threading
+import time
+
+from tests.corpus import wrong
+
+# --- q1: fetch_all ---------------------------------------------------------------------------
+
+
+@wrong("q1", expect="one at a time")
+async def fetch_all_sequential(ids, fetch_one):
+    return [await fetch_one(track_id) for track_id in ids]
+
+
+@wrong("q1", expect="order the queries finished")
+async def fetch_all_as_completed(ids, fetch_one):
+    return [await done for done in asyncio.as_completed([fetch_one(i) for i in ids])]
+
+
+@wrong("q1", expect="order the queries finished")
+async def fetch_all_appends_when_done(ids, fetch_one):
+    names = []
+
+    async def one(track_id):
+        names.append(await fetch_one(track_id))
+
+    await asyncio.gather(*(one(track_id) for track_id in ids))
+    return names
+
+
+@wrong("q1", expect="forget `await`")
+async def fetch_all_without_await(ids, fetch_one):
+    return [fetch_one(track_id) for track_id in ids]
+
+
+@wrong("q1", expect="forget `await`")
+async def fetch_all_returns_gather(ids, fetch_one):
+    return asyncio.gather(*(fetch_one(track_id) for track_id in ids))
+
+
+@wrong("q1", expect="task.result()")
+async def fetch_all_returns_tasks(ids, fetch_one):
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(fetch_one(track_id)) for track_id in ids]
+    return tasks
+
+
+@wrong("q1", expect="should return a list")
+async def fetch_all_returns_dict(ids, fetch_one):
+    names = await asyncio.gather(*(fetch_one(track_id) for track_id in ids))
+    return dict(zip(ids, names))
+
+
+# --- q2: fetch_bounded -----------------------------------------------------------------------
+
+
+@wrong("q2", expect="are allowed")
+async def fetch_bounded_ignores_limit(ids, fetch_one, limit):
+    return await asyncio.gather(*(fetch_one(track_id) for track_id in ids))
+
+
+@wrong("q2", expect="created once and shared")
+async def fetch_bounded_semaphore_per_task(ids, fetch_one, limit):
+    async def one(track_id):
+        async with asyncio.Semaphore(limit):
+            return await fetch_one(track_id)
+
+    return await asyncio.gather(*(one(track_id) for track_id in ids))
+
+
+@wrong("q2", expect="are allowed")
+async def fetch_bounded_off_by_one(ids, fetch_one, limit):
+    semaphore = asyncio.Semaphore(limit + 1)
+
+    async def one(track_id):
+        async with semaphore:
+            return await fetch_one(track_id)
+
+    return await asyncio.gather(*(one(track_id) for track_id in ids))
+
+
+@wrong("q2", expect="use all 3 slots")
+async def fetch_bounded_one_slot_short(ids, fetch_one, limit):
+    semaphore = asyncio.Semaphore(max(1, limit - 1))
+
+    async def one(track_id):
+        async with semaphore:
+            return await fetch_one(track_id)
+
+    return await asyncio.gather(*(one(track_id) for track_id in ids))
+
+
+@wrong("q2", expect="left slots idle")
+async def fetch_bounded_in_batches(ids, fetch_one, limit):
+    names = []
+    for start in range(0, len(ids), limit):
+        batch = ids[start:start + limit]
+        names += await asyncio.gather(*(fetch_one(track_id) for track_id in batch))
+    return names
+
+
+@wrong("q2", expect="sequential loop")
+async def fetch_bounded_sequential(ids, fetch_one, limit):
+    return [await fetch_one(track_id) for track_id in ids]
+
+
+@wrong("q2", expect="order the queries finished")
+async def fetch_bounded_as_completed(ids, fetch_one, limit):
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(track_id):
+        async with semaphore:
+            return await fetch_one(track_id)
+
+    return [await done for done in asyncio.as_completed([one(i) for i in ids])]
+
+
+# --- q3: with_timeout ------------------------------------------------------------------------
+
+
+@wrong("q3", expect="still running")
+async def with_timeout_wait_without_cancel(coro_fn, seconds, default):
+    task = asyncio.create_task(coro_fn())
+    done, _pending = await asyncio.wait({task}, timeout=seconds)
+    return task.result() if done else default
+
+
+@wrong("q3", expect="still running")
+async def with_timeout_shielded(coro_fn, seconds, default):
+    try:
+        return await asyncio.wait_for(asyncio.shield(coro_fn()), timeout=seconds)
+    except TimeoutError:
+        return default
+
+
+@wrong("q3", expect="catch TimeoutError, not Exception")
+async def with_timeout_catches_everything(coro_fn, seconds, default):
+    try:
+        async with asyncio.timeout(seconds):
+            return await coro_fn()
+    except Exception:
+        return default
+
+
+@wrong("q3", expect="no deadline")
+async def with_timeout_without_deadline(coro_fn, seconds, default):
+    result = await coro_fn()
+    return default if result is None else result
+
+
+@wrong("q3", expect="return `default`")
+async def with_timeout_raises(coro_fn, seconds, default):
+    async with asyncio.timeout(seconds):
+        return await coro_fn()
+
+
+@wrong("q3", expect="falsy")
+async def with_timeout_or_default(coro_fn, seconds, default):
+    try:
+        return await asyncio.wait_for(coro_fn(), timeout=seconds) or default
+    except TimeoutError:
+        return default
+
+
+@wrong("q3", expect="forget `await`")
+async def with_timeout_returns_coroutine(coro_fn, seconds, default):
+    try:
+        async with asyncio.timeout(seconds):
+            return coro_fn()
+    except TimeoutError:
+        return default
+
+
+# --- q4: lookup_without_blocking -------------------------------------------------------------
+
+
+@wrong("q4", expect="blocked the loop")
+async def lookup_blocking_directly(blocking_fn, arg):
+    return blocking_fn(arg)
+
+
+@wrong("q4", expect="blocked the loop")
+async def lookup_after_a_yield(blocking_fn, arg):
+    await asyncio.sleep(0)  # an await does not make the next line non-blocking
+    return blocking_fn(arg)
+
+
+@wrong("q4", expect="argument separately")
+async def lookup_calls_before_to_thread(blocking_fn, arg):
+    return await asyncio.to_thread(blocking_fn(arg))
+
+
+@wrong("q4", expect="waiting for it blocked")
+async def lookup_joins_thread(blocking_fn, arg):
+    result = []
+    worker = threading.Thread(target=lambda: result.append(blocking_fn(arg)))
+    worker.start()
+    worker.join()
+    return result[0]
+
+
+@wrong("q4", expect="time.sleep")
+async def lookup_polls_with_time_sleep(blocking_fn, arg):
+    result = []
+    worker = threading.Thread(target=lambda: result.append(blocking_fn(arg)))
+    worker.start()
+    while worker.is_alive():
+        time.sleep(0.01)  # should be `await asyncio.sleep(0.01)`: this blocks the loop
+    return result[0]
+
+
+@wrong("q4", expect="forget `await`")
+async def lookup_without_await(blocking_fn, arg):
+    return asyncio.to_thread(blocking_fn, arg)
+
+
+# --- q5: fetch_some ----------------------------------------------------------------------------
+
+
+@wrong("q5", expect="ExceptionGroup")
+async def fetch_some_task_group(ids, fetch_one):
+    async with asyncio.TaskGroup() as tg:
+        tasks = {track_id: tg.create_task(fetch_one(track_id)) for track_id in ids}
+    return {track_id: task.result() for track_id, task in tasks.items()}
+
+
+@wrong("q5", expect="cancelled")
+async def fetch_some_task_group_except_star(ids, fetch_one):
+    tasks = {}
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for track_id in ids:
+                tasks[track_id] = tg.create_task(fetch_one(track_id))
+    except* Exception:
+        pass
+    return {track_id: task.result() for track_id, task in tasks.items()
+            if not task.cancelled() and task.exception() is None}
+
+
+@wrong("q5", expect="return_exceptions=True")
+async def fetch_some_plain_gather(ids, fetch_one):
+    names = await asyncio.gather(*(fetch_one(track_id) for track_id in ids))
+    return dict(zip(ids, names))
+
+
+@wrong("q5", expect="exception objects")
+async def fetch_some_keeps_exceptions(ids, fetch_one):
+    results = await asyncio.gather(*(fetch_one(i) for i in ids), return_exceptions=True)
+    return {track_id: result for track_id, result in zip(ids, results) if result is not None}
+
+
+@wrong("q5", expect="ConnectionResetError escape")
+async def fetch_some_catches_only_lookup(ids, fetch_one):
+    async def one(track_id):
+        try:
+            return track_id, await fetch_one(track_id)
+        except LookupError:
+            return track_id, None
+
+    pairs = await asyncio.gather(*(one(track_id) for track_id in ids))
+    return {track_id: name for track_id, name in pairs if name is not None}
+
+
+@wrong("q5", expect="one after another")
+async def fetch_some_sequential(ids, fetch_one):
+    found = {}
+    for track_id in ids:
+        try:
+            found[track_id] = await fetch_one(track_id)
+        except Exception:
+            continue
+    return found
+
+
+# --- q6: track_name ----------------------------------------------------------------------------
+
+
+@wrong("q6", expect="when the query raised an error")
+async def track_name_without_finally(pool, track_id):
+    conn = await pool.acquire()
+    name = await conn.fetch_name(track_id)
+    await pool.release(conn)
+    return name
+
+
+@wrong("q6", expect="does not catch cancellation")
+async def track_name_except_exception(pool, track_id):
+    conn = await pool.acquire()
+    try:
+        name = await conn.fetch_name(track_id)
+    except Exception:
+        await pool.release(conn)
+        raise
+    await pool.release(conn)
+    return name
+
+
+@wrong("q6", expect="swallowed the CancelledError")
+async def track_name_swallows_cancel(pool, track_id):
+    conn = await pool.acquire()
+    try:
+        return await conn.fetch_name(track_id)
+    except asyncio.CancelledError:
+        return None
+    finally:
+        await pool.release(conn)
+
+
+@wrong("q6", expect="swallowed the CancelledError")
+async def track_name_catches_base_exception(pool, track_id):
+    conn = await pool.acquire()
+    try:
+        name = await conn.fetch_name(track_id)
+    except BaseException as exc:
+        await pool.release(conn)
+        if isinstance(exc, Exception):
+            raise
+        return None
+    await pool.release(conn)
+    return name
+
+
+@wrong("q6", expect="never awaited")
+async def track_name_release_not_awaited(pool, track_id):
+    conn = await pool.acquire()
+    try:
+        return await conn.fetch_name(track_id)
+    finally:
+        pool.release(conn)
+
+
+@wrong("q6", expect="twice")
+async def track_name_releases_twice(pool, track_id):
+    conn = await pool.acquire()
+    try:
+        name = await conn.fetch_name(track_id)
+        await pool.release(conn)
+        return name
+    finally:
+        await pool.release(conn)
