@@ -64,7 +64,8 @@ def database_figures() -> list[tuple[str, float, str]]:
 
 
 def check_figures() -> list[tuple[str, float, str]]:
-    from course.build import solution_source
+    from course.build import read_notebook, solution_source
+    from course.paths import SOLUTIONS
     from course.workbooks import all_exercises
 
     rows = []
@@ -72,8 +73,11 @@ def check_figures() -> list[tuple[str, float, str]]:
         source = solution_source(ex.lesson, ex.function)
         if source.startswith("("):  # "(no solutions notebook ...)": a lesson being written
             continue
+        # The workbook's first code cell holds its imports; the solution cell needs them.
+        workbook = read_notebook(next(SOLUTIONS.glob(f"{ex.lesson}-*.ipynb")))
+        imports = next(cell.source for cell in workbook.cells if cell.cell_type == "code")
         namespace: dict[str, object] = {"__name__": "solution"}
-        exec("from __future__ import annotations\n" + source, namespace)  # noqa: S102 -- our own solution
+        exec(imports + "\n" + source, namespace)  # noqa: S102 -- our own solution notebook
         answer = namespace[ex.function]
         seconds = timed(lambda ex=ex, answer=answer: asyncio.run(ex.evaluate(answer)), repeat=3)
         rows.append((f"check {ex.lesson}.{ex.name} ({ex.function}) on its solution", seconds, "< 1 s"))
