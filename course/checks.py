@@ -66,7 +66,7 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _free_frames(exc: BaseException) -> None:
+def free_frames(exc: BaseException) -> None:
     """Let go of the variables a failed answer's traceback holds.
 
     A coroutine the learner created and never awaited would otherwise live on in those frames
@@ -99,7 +99,7 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             raise
         except Exception as exc:
             item = explanation_for(exc)
-            _free_frames(exc)
+            free_frames(exc)
             if item is not None and "never awaited" in item.title:
                 raise Wrong(FORGOT_AWAIT) from exc
             raise LearnerError(_describe(exc)) from exc

@@ -111,6 +111,22 @@ def checked_out(pool: Any) -> int:
     raise TypeError(f"{type(inner).__name__} does not count checked-out connections; use a QueuePool")
 
 
+async def close_pool(pool: Any) -> None:
+    """Close an asyncpg pool that a check was given: gracefully when every connection came back,
+    otherwise terminate it (close() would wait for ever on a connection the learner kept)."""
+    if pool is None:
+        return
+    await asyncio.sleep(0)
+    if checked_out(pool):
+        pool.terminate()
+        return
+    try:
+        async with asyncio.timeout(2):
+            await pool.close()
+    except TimeoutError:
+        pool.terminate()
+
+
 class StatementCounter:
     """Count SQL statements a SQLAlchemy engine executes (sync or async engine).
 

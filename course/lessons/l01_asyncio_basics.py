@@ -7,11 +7,10 @@ import gc
 import inspect
 import threading
 import time
-import traceback
 import warnings
 from typing import Any
 
-from course.checks import Exercise, LearnerError, Wrong, call
+from course.checks import Exercise, LearnerError, Wrong, call, free_frames
 from course.probes import Heartbeat, InFlight
 
 # A little of Chinook, copied here so that the checks need no database.
@@ -48,12 +47,7 @@ def _release(exc: BaseException) -> None:
     dropped is finalised now, quietly, instead of warning on stderr later."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        seen: set[int] = set()
-        current: BaseException | None = exc
-        while current is not None and id(current) not in seen:
-            seen.add(id(current))
-            traceback.clear_frames(current.__traceback__)
-            current = current.__cause__ or current.__context__
+        free_frames(exc)
         gc.collect()
 
 

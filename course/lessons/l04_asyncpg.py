@@ -13,7 +13,7 @@ import asyncpg
 
 from course.checks import Exercise, LearnerError, Wrong, call
 from course.postgres import drop_postgres, fresh_postgres
-from course.probes import HOSTILE_INPUTS, InjectedFailure, checked_out
+from course.probes import HOSTILE_INPUTS, InjectedFailure, checked_out, close_pool
 
 
 class _QueryLog:
@@ -395,24 +395,9 @@ async def _check_lookup_many(lookup_many) -> str:
                                 "connection from the pool.")
             return f"up to {POOL_SIZE} connections at work at once, none leaked."
         finally:
-            await _close_pool(pool)
+            await close_pool(pool)
     finally:
         await drop_postgres(db)
-
-
-async def _close_pool(pool: asyncpg.Pool | None) -> None:
-    """Close gracefully when every connection came back; otherwise terminate (close would wait)."""
-    if pool is None:
-        return
-    await asyncio.sleep(0)
-    if checked_out(pool):
-        pool.terminate()
-        return
-    try:
-        async with asyncio.timeout(2):
-            await pool.close()
-    except TimeoutError:
-        pool.terminate()
 
 
 q4 = Exercise(

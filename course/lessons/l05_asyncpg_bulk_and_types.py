@@ -14,7 +14,7 @@ import asyncpg
 from course import synthetic
 from course.checks import Exercise, LearnerError, Wrong, call
 from course.postgres import drop_postgres, fresh_postgres
-from course.probes import checked_out
+from course.probes import close_pool
 
 
 def _one_line(checker: Any) -> Any:
@@ -236,7 +236,7 @@ async def _check_make_pool(make_pool) -> str:
             return await _pool_cases(pool)
         finally:
             if isinstance(pool, asyncpg.Pool):
-                await _close_pool(pool)
+                await close_pool(pool)
             for other in _pools() - before:  # a pool made, then lost when the answer failed
                 if not other.is_closing():
                     other.terminate()
@@ -280,18 +280,6 @@ async def _pool_cases(pool: Any) -> str:
                     "the others still return str. A codec belongs to one connection: install it "
                     "on every connection with create_pool(..., init=...).")
     return f"all {POOL_SIZE} connections, and their replacements, speak JSON."
-
-
-async def _close_pool(pool: asyncpg.Pool) -> None:
-    await asyncio.sleep(0)
-    if checked_out(pool):
-        pool.terminate()
-        return
-    try:
-        async with asyncio.timeout(2):
-            await pool.close()
-    except TimeoutError:
-        pool.terminate()
 
 
 q2 = Exercise(
