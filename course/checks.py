@@ -102,10 +102,19 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             free_frames(exc)
             if item is not None and "never awaited" in item.title:
                 raise Wrong(FORGOT_AWAIT) from exc
+            if isinstance(exc, asyncio.InvalidStateError) and "not set" in str(exc):
+                raise Wrong("a Task's result was read before the task had finished ('Result is "
+                            "not set'): `await task` waits for it and gives the result.") from exc
+            if isinstance(exc, ValueError) and str(exc).startswith("a coroutine was expected"):
+                raise Wrong("asyncio.run() and Runner.run() take a coroutine object: call the "
+                            "coroutine function, `main()`, instead of passing `main`.") from exc
             raise LearnerError(_describe(exc)) from exc
         if inspect.iscoroutine(result):
             result.close()
             raise Wrong("your function returned a coroutine object instead of its result: "
+                        "did you forget `await`?")
+        if isinstance(result, asyncio.Future):
+            raise Wrong(f"your function returned a {type(result).__name__} instead of its result: "
                         "did you forget `await`?")
         gc.collect(1)  # a dropped coroutine warns when freed; young generations suffice, and are quick
     for warning in caught:

@@ -200,3 +200,37 @@ def test_a_failed_answer_leaves_no_never_awaited_warning_behind() -> None:
         assert run(double) == ("wrong", "your code raised ValueError: boom")
         gc.collect()
     assert not [w for w in caught if "never awaited" in str(w.message)]
+
+
+def test_a_returned_task_means_forgotten_await() -> None:
+    async def double(x: int) -> asyncio.Task[int]:
+        async def work() -> int:
+            return x * 2
+
+        return asyncio.ensure_future(work())
+
+    assert run(double) == ("wrong", "your function returned a Task instead of its result: did you "
+                                    "forget `await`?")
+
+
+def test_reading_an_unfinished_task_is_explained() -> None:
+    async def double(x: int) -> int:
+        return asyncio.ensure_future(asyncio.sleep(0, x * 2)).result()
+
+    status, message = run(double)
+    assert status == "wrong" and "`await task`" in message
+
+
+def test_passing_the_function_instead_of_a_coroutine_is_explained() -> None:
+    async def double(x: int) -> int:
+        async def main() -> int:
+            return x * 2
+
+        def script() -> int:
+            with asyncio.Runner() as runner:
+                return runner.run(main)  # the function, not main()
+
+        return await asyncio.to_thread(script)
+
+    status, message = run(double)
+    assert status == "wrong" and "call the coroutine function" in message

@@ -37,9 +37,10 @@ RUN_IN_LOOP = ("asyncio.run() cannot start a loop here: your function runs insid
                "already running (the notebook's, and the check's). Inside async code, `await` the "
                "coroutine; to run script-style code, give it its own loop in a worker thread: "
                "`await asyncio.to_thread(asyncio.run, main())`.")
-RUN_UNTIL_COMPLETE = ("loop.run_until_complete() on a loop that is already running raises "
-                      "'This event loop is already running': a running loop cannot be entered "
-                      "again. Inside async code, `await` the coroutine instead.")
+RUN_UNTIL_COMPLETE = ("loop.run_until_complete() inside a running loop fails: the running loop "
+                      "cannot be entered again ('already running'), and a new loop cannot run "
+                      "while it runs ('another loop is running'). Inside async code, `await` the "
+                      "coroutine instead.")
 
 
 def _release(exc: BaseException) -> None:
@@ -60,7 +61,8 @@ async def _run(fn: Any, *args: Any) -> Any:
         _release(exc)
         if isinstance(cause, RuntimeError) and "cannot be called from a running event loop" in str(cause):
             raise Wrong(RUN_IN_LOOP) from None
-        if isinstance(cause, RuntimeError) and "already running" in str(cause):
+        if isinstance(cause, RuntimeError) and ("already running" in str(cause)
+                                                or "while another loop is running" in str(cause)):
             raise Wrong(RUN_UNTIL_COMPLETE) from None
         if isinstance(cause, RuntimeError) and "cannot reuse already awaited coroutine" in str(cause):
             raise Wrong("a coroutine can be awaited only once ('cannot reuse already awaited "

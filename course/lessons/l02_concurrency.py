@@ -307,7 +307,68 @@ async def _timeout_cases(with_timeout, spawned: _Spawned) -> str:
         raise Wrong(f"a query that answered 0 in time made with_timeout return {got!r}. Return "
                     "the result as it is, even when it is falsy (`result or default` turns 0, "
                     "'' and None into the default).")
+    await _returns_promptly(with_timeout, spawned)
+    await _lets_cancellation_through(with_timeout, spawned)
     return "the default on a timeout, with the slow query cancelled; errors pass through."
+
+
+async def _first_of(task: asyncio.Future[Any], event: asyncio.Event) -> None:
+    """Wait until the task ends or the event is set, whichever comes first."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+async def _returns_promptly(with_timeout, spawned: _Spawned) -> None:
+    """A quick answer under a long deadline must come back at once, not when the deadline ends.
+
+    Counted in turns of the event loop, not in seconds."""
+    answered = asyncio.Event()
+
+    async def quick_query() -> str:
+        spawned.note()
+        await asyncio.sleep(0)
+        answered.set()
+        return TRACKS[3]
+
+    outer = asyncio.ensure_future(call(with_timeout, quick_query, 5.0, "(timed out)"))
+    try:
+        await _first_of(outer, answered)
+        for _ in range(100):  # a correct answer needs a handful of turns
+            if outer.done():
+                break
+            await asyncio.sleep(0)
+        if not outer.done():
+            raise Wrong("with_timeout(quick_query, 5.0, ...) was still waiting after the query had "
+                        "answered: it sits out the whole deadline. Await the query itself inside "
+                        "`async with asyncio.timeout(seconds):`, so the answer comes back at once.")
+    finally:
+        if not outer.done():
+            outer.cancel()
+        await asyncio.wait([outer])
+
+
+async def _lets_cancellation_through(with_timeout, spawned: _Spawned) -> None:
+    """When the caller cancels with_timeout, the CancelledError must reach the caller."""
+    started = asyncio.Event()
+
+    async def waiting_query() -> str:
+        spawned.note()
+        started.set()
+        await asyncio.sleep(10)
+        return "(a late answer)"
+
+    outer = asyncio.ensure_future(call(with_timeout, waiting_query, 5.0, "(timed out)"))
+    await _first_of(outer, started)
+    outer.cancel()
+    await asyncio.wait([outer])
+    if not outer.cancelled():
+        got = outer.result() if outer.exception() is None else type(outer.exception()).__name__
+        raise Wrong(f"when its caller cancelled it, with_timeout returned {got!r} instead of "
+                    "stopping: it swallowed the CancelledError. Catch TimeoutError only; a "
+                    "cancellation from outside must reach the caller.")
 
 
 q3 = Exercise(

@@ -135,6 +135,29 @@ async def with_timeout_shielded(coro_fn, seconds, default):
         return default
 
 
+@wrong("q3", expect="swallowed the CancelledError")
+async def with_timeout_swallows_cancellation(coro_fn, seconds, default):
+    async with asyncio.timeout(seconds):
+        try:
+            return await coro_fn()
+        except asyncio.CancelledError:  # also swallows a cancellation by the caller
+            return default
+
+
+@wrong("q3", expect="sits out the whole deadline")
+async def with_timeout_sleeps_out_the_deadline(coro_fn, seconds, default):
+    task = asyncio.create_task(coro_fn())
+    await asyncio.sleep(seconds)
+    if task.done():
+        return task.result()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    return default
+
+
 @wrong("q3", expect="catch TimeoutError, not Exception")
 async def with_timeout_catches_everything(coro_fn, seconds, default):
     try:
