@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Jupyter refuses to run as root unless told; containers often run as root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+# root_dir: without it, Jupyter serves only the folder of the file it opens (notebooks/), and
+# the workbooks in exercises/ and solutions/ could not be reached from the file browser.
 lab: $(STAMP)
-	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/00-welcome.ipynb
+	$(BIN)/jupyter lab $(LAB_ARGS) --ServerApp.root_dir="$(CURDIR)" notebooks/00-welcome.ipynb
 
 test: $(STAMP)
 	@rm -rf $(TEST_HOME)

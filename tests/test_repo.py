@@ -120,3 +120,50 @@ def test_datasets_are_verified_by_checksum() -> None:
     assert re.fullmatch(r"[0-9a-f]{10}", verify_files())
     assert (ROOT / "datasets" / "chinook" / "LICENSE.md").exists()
     assert (ROOT / "datasets" / "chinook" / "README.md").exists()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_make_lab_serves_the_whole_course(tmp_path) -> None:
+    """`make lab`'s own command, started on loopback: every folder is reachable, 00 opens."""
+    import json
+    import os
+    import secrets
+    import shlex
+    import time
+    import urllib.request
+
+    dry = subprocess.run(["make", "-s", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True)
+    command = next(line for line in dry.stdout.splitlines() if "jupyter lab" in line)
+    token, port = secrets.token_hex(16), _free_port()
+    args = shlex.split(command) + ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+                                   "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)}
+    server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/{path}?token={token}", timeout=5) as r:
+            return json.load(r)
+
+    try:
+        for _ in range(120):
+            try:
+                listing = get("")
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                time.sleep(0.25)
+        else:
+            raise AssertionError("JupyterLab did not answer within 30 s")
+        names = {item["name"] for item in listing["content"]}
+        assert {"notebooks", "exercises", "solutions", "datasets"} <= names, names
+        assert get("notebooks/00-welcome.ipynb")["type"] == "notebook"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
