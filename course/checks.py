@@ -95,8 +95,17 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
                 result = await result
         except NotImplementedError as exc:
             raise NotAttempted(str(exc)) from None
-        except (Wrong, NotAttempted, asyncio.CancelledError):
+        except (Wrong, NotAttempted):
             raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # a real cancellation (the check's deadline, or the check itself)
+            free_frames(exc)
+            raise Wrong("your function raised CancelledError though nobody cancelled it. "
+                        "Awaiting a task you cancelled raises it: wrap that await in "
+                        "`contextlib.suppress(asyncio.CancelledError)`, or let "
+                        "`asyncio.timeout` do the cancelling for you.") from None
         except Exception as exc:
             item = explanation_for(exc)
             free_frames(exc)

@@ -25,6 +25,7 @@ class InFlight:
         fake_query = probe.track(fake_query)
         ...
         probe.peak   # most calls running at once
+        probe.foreign_loop   # True if a call ran on a loop other than the one that made the probe
     """
 
     def __init__(self) -> None:
@@ -33,10 +34,17 @@ class InFlight:
         self.started = 0
         self.finished = 0
         self.cancelled = 0
+        self.foreign_loop = False
+        try:
+            self._home: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._home = None
 
     def track(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(fn)
         async def tracked(*args: Any, **kwargs: Any) -> Any:
+            if self._home is not None and asyncio.get_running_loop() is not self._home:
+                self.foreign_loop = True  # a real connection would fail: it belongs to one loop
             self.now += 1
             self.started += 1
             self.peak = max(self.peak, self.now)

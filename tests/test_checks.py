@@ -234,3 +234,32 @@ def test_passing_the_function_instead_of_a_coroutine_is_explained() -> None:
 
     status, message = run(double)
     assert status == "wrong" and "call the coroutine function" in message
+
+
+def test_a_cancelled_error_nobody_asked_for_is_wrong_not_a_crash() -> None:
+    async def double(x: int) -> int:
+        task = asyncio.ensure_future(asyncio.sleep(1))
+        task.cancel()
+        await task  # re-raises the CancelledError of a task the learner cancelled
+        return x * 2
+
+    status, message = run(double)
+    assert status == "wrong" and "nobody cancelled it" in message
+
+
+def test_a_real_cancellation_still_cancels_the_check() -> None:
+    async def main() -> bool:
+        started = asyncio.Event()
+
+        async def double(x: int) -> int:
+            started.set()
+            await asyncio.sleep(10)
+            return x * 2
+
+        check = asyncio.ensure_future(EX.evaluate(double))
+        await started.wait()
+        check.cancel()
+        await asyncio.wait([check])
+        return check.cancelled()
+
+    assert asyncio.run(main())

@@ -37,6 +37,10 @@ RUN_IN_LOOP = ("asyncio.run() cannot start a loop here: your function runs insid
                "already running (the notebook's, and the check's). Inside async code, `await` the "
                "coroutine; to run script-style code, give it its own loop in a worker thread: "
                "`await asyncio.to_thread(asyncio.run, main())`.")
+OTHER_LOOP = ("{fn} ran on a second event loop that your code started (asyncio.run in a thread, "
+              "or a new loop). A real connection belongs to the loop that opened it, and fails "
+              "elsewhere with 'attached to a different loop'. Inside async code, `await` the "
+              "call on the loop you are in.")
 RUN_UNTIL_COMPLETE = ("loop.run_until_complete() inside a running loop fails: the running loop "
                       "cannot be entered again ('already running'), and a new loop cannot run "
                       "while it runs ('another loop is running'). Inside async code, `await` the "
@@ -87,6 +91,8 @@ async def _check_album_title(album_title) -> str:
     for album_id in (163, 19):
         got = await _run(album_title, album_id, fetch_album)
         asked += 1
+        if probe.foreign_loop:
+            raise Wrong(OTHER_LOOP.format(fn="fetch_album"))
         expected = ALBUMS[album_id]["title"]
         if isinstance(got, dict):
             raise Wrong(f"album_title({album_id}, fetch_album) returned the whole album dict; "
@@ -148,6 +154,8 @@ async def _check_track_artist(track_artist_name) -> str:
             _explain_log(log, track_id)  # a clearer reason, when the log shows one
             raise
         _explain_log(log, track_id)
+        if probe.foreign_loop:
+            raise Wrong(OTHER_LOOP.format(fn="a lookup"))
         wanted = [("track", track_id), ("album", album_id), ("artist", artist_id)]
         if log != wanted:
             raise Wrong(f"for track {track_id} your lookups were {_fmt(log)}; expected exactly "

@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call
@@ -77,6 +77,19 @@ def _ids(ids: Iterable[int]) -> str:
     return "[" + ", ".join(map(str, ids)) + "]"
 
 
+def _wrong_names(shown: str, got: list[Any], expected: list[str], finished: list[int]) -> Wrong:
+    """Why `got` differs from `expected`; `finished` holds the ids in the order they finished."""
+    if sorted(got, key=str) != sorted(expected):
+        return Wrong(f"{shown} returned {got!r}; expected {expected!r}.")
+    if got == [TRACKS[track_id] for track_id in finished]:
+        return Wrong(f"{shown} returned the right names in the order the queries finished, not "
+                     "in the order of the ids (asyncio.as_completed, or a list appended as they "
+                     "finish, does that). asyncio.gather returns results in the order of its "
+                     "arguments.")
+    return Wrong(f"{shown} returned the right names in another order: {got!r}. Keep the order "
+                 "of `ids`, as given: no sorting, no set() and no reversing.")
+
+
 # --- q1: run queries concurrently, results in input order -----------------------------------
 
 async def _check_fetch_all(fetch_all) -> str:
@@ -94,10 +107,13 @@ async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
     # The first id is the slowest, the last the fastest: they finish in reverse order.
     delays = {track_id: 0.01 * (len(ids) - position) for position, track_id in enumerate(ids)}
 
+    finished: list[int] = []
+
     @probe.track
     async def fetch_one(track_id: int) -> str:
         spawned.note()
         await asyncio.sleep(delays[track_id])  # a real query waits on the database here
+        finished.append(track_id)
         return TRACKS[track_id]
 
     shown = f"fetch_all({_ids(ids)}, fetch_one)"
@@ -107,12 +123,7 @@ async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
     if not isinstance(got, list):
         raise Wrong(f"{shown} should return a list of names, not {type(got).__name__}.")
     if got != expected:
-        if sorted(got, key=str) == sorted(expected):
-            raise Wrong(f"{shown} returned the right names in the order the queries finished, "
-                        "not in the order of the ids (asyncio.as_completed or a list appended "
-                        "as they finish does that). asyncio.gather returns results in the order "
-                        "of its arguments.")
-        raise Wrong(f"{shown} returned {got!r}; expected {expected!r}.")
+        raise _wrong_names(shown, got, expected, finished)
     if probe.started != len(ids):
         raise Wrong(f"fetch_one ran {probe.started} times for {len(ids)} ids: call it once per id.")
     if len(ids) > 1 and probe.peak == 1:
@@ -144,7 +155,7 @@ async def _check_fetch_bounded(fetch_bounded) -> str:
     spawned = _Spawned()
     try:
         await _bounded_case(fetch_bounded, [3, 9, 1, 12, 5, 7, 2, 11, 4, 8], 3, spawned, slow_first=True)
-        await _bounded_case(fetch_bounded, [6, 2, 10, 4], 10, spawned)
+        await _bounded_case(fetch_bounded, [6, 2, 10, 4, 12, 1, 9, 3], 10, spawned)
         await _bounded_case(fetch_bounded, [5, 1, 8], 1, spawned)
         await _bounded_case(fetch_bounded, [], 2, spawned)
     finally:
@@ -156,12 +167,12 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
                         slow_first: bool = False) -> None:
     probe = InFlight()
     others_done = asyncio.Event()
-    finished = 0
+    finished: list[int] = []
     idle_slots = False
 
     @probe.track
     async def fetch_one(track_id: int) -> str:
-        nonlocal finished, idle_slots
+        nonlocal idle_slots
         spawned.note()
         if slow_first and track_id == ids[0]:
             # The slow query holds its slot until every other id is done. A correct answer
@@ -173,9 +184,9 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
                 idle_slots = True
         else:
             await asyncio.sleep(0.002 * (1 + track_id % 3))  # a real query waits here
-            finished += 1
-            if finished == len(ids) - 1:
+            if len(finished) == len(ids) - 2:
                 others_done.set()
+        finished.append(track_id)
         return TRACKS[track_id]
 
     shown = f"fetch_bounded({_ids(ids)}, fetch_one, limit={limit})"
@@ -185,11 +196,7 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
     if not isinstance(got, list):
         raise Wrong(f"{shown} should return a list of names, not {type(got).__name__}.")
     if got != expected:
-        if sorted(got, key=str) == sorted(expected):
-            raise Wrong(f"{shown} returned the right names in the order the queries finished, "
-                        "not in the order of the ids. asyncio.gather keeps the order of its "
-                        "arguments; as_completed does not.")
-        raise Wrong(f"{shown} returned {got!r}; expected {expected!r}.")
+        raise _wrong_names(shown, got, expected, finished)
     if probe.started != len(ids):
         raise Wrong(f"fetch_one ran {probe.started} times for {len(ids)} ids: call it once per id.")
     wanted = min(limit, len(ids))
@@ -302,11 +309,17 @@ async def _timeout_cases(with_timeout, spawned: _Spawned) -> str:
         await asyncio.sleep(0)
         return 0
 
-    got = await call(with_timeout, zero_query, 1.0, -1)
-    if got != 0:
-        raise Wrong(f"a query that answered 0 in time made with_timeout return {got!r}. Return "
-                    "the result as it is, even when it is falsy (`result or default` turns 0, "
-                    "'' and None into the default).")
+    async def none_query() -> None:
+        await asyncio.sleep(0)
+        return None  # a real answer: "no such row"
+
+    for query, answer in ((zero_query, 0), (none_query, None)):
+        got = await call(with_timeout, query, 1.0, -1)
+        if got != answer:
+            raise Wrong(f"a query that answered {answer!r} in time made with_timeout return "
+                        f"{got!r}. Return the result as it is, even when it is falsy or None "
+                        "(`result or default` and `if result is None` turn real answers into "
+                        "the default): return from inside the `try`.")
     await _returns_promptly(with_timeout, spawned)
     await _lets_cancellation_through(with_timeout, spawned)
     return "the default on a timeout, with the slow query cancelled; errors pass through."
@@ -350,6 +363,19 @@ async def _returns_promptly(with_timeout, spawned: _Spawned) -> None:
         await asyncio.wait([outer])
 
 
+async def _cancelled_from_outside(run: Awaitable[Any], started: asyncio.Event, what: str,
+                                  fix: str) -> None:
+    """Cancel `run` once `started` is set: the CancelledError must reach the caller."""
+    outer = asyncio.ensure_future(run)
+    await _first_of(outer, started)
+    outer.cancel()
+    await asyncio.wait([outer])
+    if not outer.cancelled():
+        got = outer.result() if outer.exception() is None else type(outer.exception()).__name__
+        raise Wrong(f"when its caller cancelled it, {what} returned {got!r} instead of "
+                    f"stopping: it swallowed the CancelledError. {fix}")
+
+
 async def _lets_cancellation_through(with_timeout, spawned: _Spawned) -> None:
     """When the caller cancels with_timeout, the CancelledError must reach the caller."""
     started = asyncio.Event()
@@ -360,15 +386,9 @@ async def _lets_cancellation_through(with_timeout, spawned: _Spawned) -> None:
         await asyncio.sleep(10)
         return "(a late answer)"
 
-    outer = asyncio.ensure_future(call(with_timeout, waiting_query, 5.0, "(timed out)"))
-    await _first_of(outer, started)
-    outer.cancel()
-    await asyncio.wait([outer])
-    if not outer.cancelled():
-        got = outer.result() if outer.exception() is None else type(outer.exception()).__name__
-        raise Wrong(f"when its caller cancelled it, with_timeout returned {got!r} instead of "
-                    "stopping: it swallowed the CancelledError. Catch TimeoutError only; a "
-                    "cancellation from outside must reach the caller.")
+    await _cancelled_from_outside(
+        call(with_timeout, waiting_query, 5.0, "(timed out)"), started, "with_timeout",
+        "Catch TimeoutError only; a cancellation from outside must reach the caller.")
 
 
 q3 = Exercise(
@@ -451,9 +471,36 @@ async def _check_fetch_some(fetch_some) -> str:
     try:
         for ids in ([2, 4, 6, 9, 11], [4], [1, 3], []):
             await _fetch_some_case(fetch_some, ids, spawned)
+        await _fetch_some_cancelled(fetch_some, spawned)
     finally:
         await spawned.stop()
-    return "every success kept, failures skipped, and no sibling cancelled."
+    return "every success kept, failures skipped, no sibling cancelled, and a cancellation obeyed."
+
+
+async def _fetch_some_cancelled(fetch_some, spawned: _Spawned) -> None:
+    """A failed query is skipped, but a cancellation of fetch_some itself is not a failure."""
+    started = asyncio.Event()
+    probe = InFlight()
+
+    @probe.track
+    async def fetch_one(track_id: int) -> str:
+        spawned.note()
+        started.set()
+        await asyncio.sleep(10)  # the caller gives up long before
+        return TRACKS[track_id]
+
+    shown = "fetch_some([1, 2, 3], fetch_one)"
+    await _cancelled_from_outside(
+        call(fetch_some, [1, 2, 3], fetch_one), started, shown,
+        "A cancellation is not a failed query: catch Exception, not BaseException, and let "
+        "CancelledError reach the caller.")
+    for _ in range(10):  # cancelled children finish within a few turns of the loop
+        if not probe.now:
+            return
+        await asyncio.sleep(0)
+    raise Wrong(f"when its caller cancelled {shown}, {probe.now} queries went on running: the "
+                "tasks you created outlive the call. asyncio.gather and TaskGroup cancel their "
+                "children; asyncio.wait and bare create_task do not.")
 
 
 async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> None:

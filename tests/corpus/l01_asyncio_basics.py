@@ -3,6 +3,7 @@
 import asyncio
 import inspect
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.corpus import wrong
 
@@ -70,6 +71,13 @@ def album_title_run_until_complete(album_id, fetch_album):
     return None if album is None else album["title"]
 
 
+@wrong("q1", expect="second event loop")
+def album_title_on_a_thread_loop(album_id, fetch_album):
+    with ThreadPoolExecutor(1) as pool:  # "asyncio.run is refused here, so run it elsewhere"
+        album = pool.submit(asyncio.run, fetch_album(album_id)).result()
+    return None if album is None else album["title"]
+
+
 # --- q2: track_artist_name --------------------------------------------------------------------
 
 
@@ -123,6 +131,17 @@ async def track_artist_returns_coroutine(track_id, fetch_track, fetch_album, fet
     track = await fetch_track(track_id)
     album = await fetch_album(track["album_id"])
     return fetch_artist(album["artist_id"])
+
+
+@wrong("q2", expect="second event loop")
+def track_artist_name_on_a_thread_loop(track_id, fetch_track, fetch_album, fetch_artist):
+    async def lookups():
+        track = await fetch_track(track_id)
+        album = await fetch_album(track["album_id"])
+        return (await fetch_artist(album["artist_id"]))["name"]
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, lookups()).result()
 
 
 # --- q3: call_hook ------------------------------------------------------------------------------

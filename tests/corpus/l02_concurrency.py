@@ -53,6 +53,18 @@ async def fetch_all_returns_dict(ids, fetch_one):
     return dict(zip(ids, names))
 
 
+@wrong("q1", expect="no sorting")
+async def fetch_all_sorted(ids, fetch_one):
+    return sorted(await asyncio.gather(*(fetch_one(track_id) for track_id in ids)))
+
+
+@wrong("q1", expect="no sorting")
+async def fetch_all_deduplicated(ids, fetch_one):
+    unique = sorted(set(ids))
+    names = await asyncio.gather(*(fetch_one(track_id) for track_id in unique))
+    return [dict(zip(unique, names))[track_id] for track_id in unique]
+
+
 # --- q2: fetch_bounded -----------------------------------------------------------------------
 
 
@@ -115,6 +127,17 @@ async def fetch_bounded_as_completed(ids, fetch_one, limit):
             return await fetch_one(track_id)
 
     return [await done for done in asyncio.as_completed([one(i) for i in ids])]
+
+
+@wrong("q2", expect="use all 8 slots")
+async def fetch_bounded_capped_at_five(ids, fetch_one, limit):
+    semaphore = asyncio.Semaphore(min(limit, 5))  # "never more than 5 connections anyway"
+
+    async def one(track_id):
+        async with semaphore:
+            return await fetch_one(track_id)
+
+    return await asyncio.gather(*(one(track_id) for track_id in ids))
 
 
 # --- q3: with_timeout ------------------------------------------------------------------------
@@ -194,6 +217,28 @@ async def with_timeout_returns_coroutine(coro_fn, seconds, default):
             return coro_fn()
     except TimeoutError:
         return default
+
+
+@wrong("q3", expect="nobody cancelled it")
+async def with_timeout_awaits_its_cancelled_task(coro_fn, seconds, default):
+    task = asyncio.create_task(coro_fn())
+    _done, pending = await asyncio.wait({task}, timeout=seconds)
+    if pending:
+        task.cancel()
+        await task  # raises CancelledError: the task was cancelled
+        return default
+    return task.result()
+
+
+@wrong("q3", expect="or None")
+async def with_timeout_none_means_timed_out(coro_fn, seconds, default):
+    result = None
+    try:
+        async with asyncio.timeout(seconds):
+            result = await coro_fn()
+    except TimeoutError:
+        pass
+    return default if result is None else result
 
 
 # --- q4: lookup_without_blocking -------------------------------------------------------------
@@ -295,6 +340,23 @@ async def fetch_some_sequential(ids, fetch_one):
         except Exception:
             continue
     return found
+
+
+@wrong("q5", expect="swallowed the CancelledError")
+async def fetch_some_catches_base_exception(ids, fetch_one):
+    try:
+        results = await asyncio.gather(*(fetch_one(i) for i in ids), return_exceptions=True)
+    except BaseException:  # "whatever happens, return what we have"
+        return {}
+    return {i: r for i, r in zip(ids, results) if not isinstance(r, BaseException)}
+
+
+@wrong("q5", expect="went on running")
+async def fetch_some_with_wait(ids, fetch_one):
+    tasks = [asyncio.create_task(fetch_one(i)) for i in ids]
+    if tasks:
+        await asyncio.wait(tasks)
+    return {i: t.result() for i, t in zip(ids, tasks) if t.exception() is None}
 
 
 # --- q6: track_name ----------------------------------------------------------------------------
