@@ -233,6 +233,19 @@ async def _check_call_hook(call_hook) -> str:
         count("no_arguments")
         return "ready"
 
+    class Deferred:
+        """An awaitable of a driver's own: neither a coroutine nor a Future."""
+
+        def __init__(self, value: str) -> None:
+            self.value = value
+
+        def __await__(self):
+            return asyncio.sleep(0, result=self.value).__await__()
+
+    def deferred_name(artist_id: int) -> Deferred:
+        count("deferred_name")
+        return Deferred(ARTISTS[artist_id]["name"])
+
     cases = [
         (row_count, ("track",), 3503,
          "a plain function's result is a plain value: `await` works only on awaitables, so test "
@@ -246,6 +259,9 @@ async def _check_call_hook(call_hook) -> str:
         (ready_future, ("Nirvana",), "Nirvana",
          "an asyncio Future (or Task) is awaitable but is not a coroutine: test the result with "
          "inspect.isawaitable(), which covers coroutines, Tasks and Futures."),
+        (deferred_name, (14,), "Bruce Dickinson",
+         "a library may return an awaitable of its own, neither a coroutine nor a Future: "
+         "inspect.isawaitable() recognises anything you can await."),
         (no_arguments, (), "ready", "call the hook with exactly the arguments you were given."),
     ]
     for hook, args, expected, advice in cases:
@@ -338,8 +354,9 @@ async def _check_run_steps(run_steps) -> str:
         raise Wrong(f"run_steps returned {got!r}; expected the steps' results in order: {STEP_RESULTS!r}.")
     loops = {id(loop) for _, loop, _ in seen}
     if len(loops) > 1:
-        raise Wrong("each step ran on a loop of its own: asyncio.run() creates a new loop every "
-                    "time, and a pool opened on one loop cannot be used on the next. Run every "
+        raise Wrong("each step ran on a loop of its own: asyncio.run() (or a new Runner per "
+                    "step) creates a new loop every time, and a pool opened on one loop cannot be "
+                    "used on the next. Run every "
                     "step on one loop: `with asyncio.Runner() as runner:` and runner.run(step()) "
                     "for each.")
     loop = seen[0][1]
@@ -352,7 +369,35 @@ async def _check_run_steps(run_steps) -> str:
     empty = await _run(asyncio.to_thread, run_steps, [])
     if empty != []:
         raise Wrong(f"run_steps([]) returned {empty!r}; with no steps, return an empty list.")
-    return "three steps, in order, on one loop that is closed at the end."
+    await _failing_step_closes_the_loop(run_steps)
+    return "three steps, in order, on one loop that is closed at the end, even after a failure."
+
+
+class _StepFailed(RuntimeError):
+    """The failure a q4 step raises on purpose."""
+
+
+async def _failing_step_closes_the_loop(run_steps) -> None:
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def count_tracks() -> str:
+        loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0)
+        raise _StepFailed("the count query failed")
+
+    try:
+        got = await _run(asyncio.to_thread, run_steps, [count_tracks])
+    except LearnerError as exc:
+        if not isinstance(exc.__cause__, _StepFailed):
+            raise
+    else:
+        raise Wrong(f"when a step raised an error, run_steps returned {got!r}: let the error "
+                    "reach the script's caller.")
+    if loops and not loops[0].is_closed():
+        loops[0].close()
+        raise Wrong("when a step raised an error, the loop was left open: close it however the "
+                    "steps end. `with asyncio.Runner() as runner:` does (or close it in a "
+                    "`finally:`).")
 
 
 q4 = Exercise(

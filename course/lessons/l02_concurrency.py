@@ -591,8 +591,9 @@ class Pool:
     """A pretend pool: `await pool.acquire()` lends a connection, `await pool.release(conn)`
     takes it back. `out` counts the connections lent and not yet given back."""
 
-    def __init__(self, query_wait: float = 0.005) -> None:
+    def __init__(self, query_wait: float = 0.005, acquire_error: Exception | None = None) -> None:
         self.query_wait = query_wait
+        self.acquire_error = acquire_error  # raised by acquire(), like a pool's timeout
         self.query_started = asyncio.Event()
         self.queries = 0
         self.lent: set[Connection] = set()
@@ -601,6 +602,8 @@ class Pool:
 
     async def acquire(self) -> Connection:
         await asyncio.sleep(0)
+        if self.acquire_error is not None:
+            raise self.acquire_error
         self._made += 1
         conn = Connection(self, self._made)
         self.lent.add(conn)
@@ -668,6 +671,21 @@ async def _check_track_name(track_name) -> str:
                     "`except Exception:` does not catch cancellation (CancelledError is a "
                     f"BaseException). {LEAK_ADVICE}")
     _released(pool, "when it was cancelled")
+
+    pool = Pool(acquire_error=TimeoutError("no connection free within the pool's timeout"))
+    try:
+        got = await call(track_name, pool, 7)
+    except LearnerError as exc:
+        if isinstance(exc.__cause__, UnboundLocalError | NameError):
+            raise Wrong("when pool.acquire() failed, your code raised "
+                        f"{type(exc.__cause__).__name__} instead of the pool's error: its "
+                        "`finally:` released a connection that was never acquired. Acquire "
+                        "before `try:`, so that `finally:` only guards a connection you hold.") from None
+        if not isinstance(exc.__cause__, TimeoutError):
+            raise
+    else:
+        raise Wrong(f"when pool.acquire() failed, track_name returned {got!r}: let the pool's "
+                    "error reach the caller.")
 
     pool = Pool(query_wait=5.0)
     try:

@@ -195,6 +195,14 @@ async def call_hook_drops_arguments(hook, *args):
     return result
 
 
+@wrong("q3", expect="an awaitable of its own")
+async def call_hook_checks_two_types(hook, *args):
+    result = hook(*args)
+    if inspect.iscoroutine(result) or asyncio.isfuture(result):
+        result = await result
+    return result
+
+
 # --- q4: run_steps ------------------------------------------------------------------------------
 
 
@@ -234,6 +242,14 @@ def run_steps_returns_coroutines(steps):
     with asyncio.Runner() as runner:
         runner.run(asyncio.sleep(0))
         return [step() for step in steps]
+
+
+@wrong("q4", expect="the loop was left open")
+def run_steps_without_finally(steps):
+    loop = asyncio.new_event_loop()
+    results = [loop.run_until_complete(step()) for step in steps]
+    loop.close()  # skipped when a step raises
+    return results
 
 
 # --- q5: run_script_main ------------------------------------------------------------------------

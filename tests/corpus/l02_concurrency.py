@@ -425,3 +425,12 @@ async def track_name_releases_twice(pool, track_id):
         return name
     finally:
         await pool.release(conn)
+
+
+@wrong("q6", expect="released a connection that was never acquired")
+async def track_name_acquires_inside_try(pool, track_id):
+    try:
+        conn = await pool.acquire()
+        return await conn.fetch_name(track_id)
+    finally:
+        await pool.release(conn)
