@@ -16,12 +16,12 @@ import gc
 import inspect
 import traceback
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 from course import progress
-from course.errors import explanation_for
+from course.errors import explanation_for, remember
 
 DEFAULT_LIMIT = 10.0  # seconds; generous, only there so a deadlock cannot hang the notebook
 
@@ -175,7 +175,8 @@ class Exercise:
             message = f"your code raised {exc}"
             item = explanation_for(exc.__cause__) if exc.__cause__ else None
             if item is not None:
-                message += f" ({item.title}: see `course.explain`)"
+                remember(exc.__cause__)
+                message += f" ({item.title}: `course.explain()` says what to do)"
             return Outcome(self.name, "wrong", message)
         except TimeoutError:
             return Outcome(self.name, "wrong",
@@ -185,8 +186,11 @@ class Exercise:
             return Outcome(self.name, "error", f"{_describe(exc)}. Please report it.")
         return Outcome(self.name, "correct", remark or "")
 
-    async def check(self, answer: Any) -> None:
-        """Check an answer, print one line, and record it in your progress."""
+    def check(self, answer: Any) -> PendingCheck:
+        """Check an answer, print one line, and record it in your progress: `await` it."""
+        return PendingCheck(self, answer)
+
+    async def _check(self, answer: Any) -> None:
         outcome = await self.evaluate(answer)
         progress.record(self.lesson, self.name, outcome.status)
         print(outcome.line)
@@ -205,6 +209,23 @@ class Exercise:
         from course.build import solution_source
 
         print(solution_source(self.lesson, self.function))
+
+
+class PendingCheck:
+    """What `ex.qN.check(answer)` gives: the check runs when awaited. Shown without `await`,
+    it says so, instead of a puzzling <coroutine object ...> and a warning."""
+
+    def __init__(self, exercise: Exercise, answer: Any) -> None:
+        self._exercise = exercise
+        self._answer = answer
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._exercise._check(self._answer).__await__()
+
+    def __repr__(self) -> str:
+        name = self._exercise.name
+        return (f"⏳ {name} was not checked: put `await` in front, "
+                f"`await ex.{name}.check({self._exercise.function})`.")
 
 
 def exercises_of(module: Any) -> list[Exercise]:

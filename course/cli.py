@@ -29,6 +29,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from course.workbooks import verify
 
     lessons = _lessons(args.lesson)
+    print("Running your saved workbooks (save them first: unsaved edits are not seen).")
     results = {}
     for lesson in tqdm(lessons, desc="running workbooks", unit="notebook", disable=len(lessons) < 2):
         results[lesson] = verify(lesson)
@@ -51,8 +52,8 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if not args.lesson:
         raise CourseError("make reset needs a lesson number.", "run `make reset NB=04`, for example.")
     target, backup = reset(args.lesson.zfill(2))
-    print(f"Restored {target.relative_to(ROOT)}. Your previous version is saved as "
-          f"{backup.relative_to(ROOT) if backup.is_relative_to(ROOT) else backup}.")
+    print(f"Restored {target.relative_to(ROOT)}, and cleared its progress. Your previous version is "
+          f"saved as {backup.relative_to(ROOT) if backup.is_relative_to(ROOT) else backup}.")
     return 0
 
 

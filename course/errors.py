@@ -105,8 +105,23 @@ def explanation_for(exc: BaseException) -> Explanation | None:
     return None
 
 
-def explain(exc: BaseException) -> None:
-    """Print one paragraph about an exception: what it means and the fix."""
+_last_checked: BaseException | None = None
+
+
+def remember(exc: BaseException) -> None:
+    """Keep the error a check saw in the learner's code, for `explain()` with no argument."""
+    global _last_checked
+    _last_checked = exc
+
+
+def explain(exc: BaseException | None = None) -> None:
+    """Print one paragraph about an exception (by default, the last one a check reported):
+    what it means and the fix."""
+    if exc is None:
+        if _last_checked is None:
+            print("No error to explain yet: pass one, `course.explain(exc)`, or run a check first.")
+            return
+        exc = _last_checked
     item = explanation_for(exc)
     if item is None:
         print(f"{type(exc).__name__}: {exc}\n(No course explanation for this one; read the message above.)")

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from course.paths import state_dir
+from course.paths import NOTEBOOKS, ROOT, SOLUTIONS, state_dir
 
 
 def path() -> Path:
@@ -24,18 +24,32 @@ def load() -> dict[str, dict[str, str]]:
 
 
 def _outside_workbooks() -> bool:
-    # Jupyter tells the kernel its notebook. A demonstration in a lesson, or the solutions, is
-    # not the learner's progress.
-    notebook = os.environ.get("JPY_SESSION_NAME", "").replace("\\", "/")
-    return "/solutions/" in notebook or "/notebooks/" in notebook
+    """Whether this kernel runs a lesson or a solution, whose checks are not the learner's
+    progress. Jupyter tells the kernel its notebook: an absolute path, or one relative to the
+    course folder that `make lab` serves."""
+    session = os.environ.get("JPY_SESSION_NAME")
+    if not session:
+        return False
+    folder = (ROOT / session).resolve().parent  # ROOT / an absolute path is that path
+    return folder in (NOTEBOOKS.resolve(), SOLUTIONS.resolve())
 
 
 def record(lesson: str, exercise: str, status: str) -> None:
-    """Remember an outcome. The file is replaced atomically, so a crash never corrupts it."""
+    """Remember an outcome."""
     if _outside_workbooks():
         return
     data = load()
     data[f"{lesson}.{exercise}"] = {"status": status, "at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    _save(data)
+
+
+def forget(lesson: str) -> None:
+    """Drop every outcome of one lesson (its workbook was reset)."""
+    _save({key: value for key, value in load().items() if not key.startswith(f"{lesson}.")})
+
+
+def _save(data: dict[str, dict[str, str]]) -> None:
+    """Replace the file atomically, so that a crash never corrupts it."""
     target = path()
     tmp = target.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))

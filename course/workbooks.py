@@ -6,16 +6,17 @@ import importlib
 import pkgutil
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import nbformat
 
 from course import progress
-from course.build import QUIET_KERNEL, read_notebook, workbook_from
+from course.build import QUIET_KERNEL, execute, read_notebook, workbook_from
 from course.checks import Exercise, Outcome, exercises_of
 from course.errors import CourseError
-from course.paths import EXERCISES, SOLUTIONS, state_dir
+from course.paths import EXERCISES, ROOT, SOLUTIONS, state_dir
 
 OUTCOME_LINE = re.compile(r"^(✅|❌|⏳|⚠️) (q\d+) (correct|not yet|not attempted yet|the check itself failed)")
 STATUS_OF = {"correct": "correct", "not yet": "wrong", "not attempted yet": "not attempted",
@@ -75,9 +76,24 @@ def reset(lesson: str) -> tuple[Path, Path]:
     shutil.copy2(target, backup)  # even a corrupt notebook is kept, byte for byte
     if backup.read_bytes() != target.read_bytes():
         raise CourseError("The backup could not be written; nothing was reset.", f"check free disk space in {backups}.")
-    fresh = workbook_from(SOLUTIONS / target.name)
-    nbformat.write(fresh, target)
+    shipped = _as_shipped(target)
+    if shipped is not None:
+        target.write_bytes(shipped)
+    else:  # not a git checkout (a zip, say): build it again, with its outputs
+        nbformat.write(workbook_from(SOLUTIONS / target.name), target)
+        execute(target)
+    progress.forget(lesson)  # its checks judged code that is gone
     return target, backup
+
+
+def _as_shipped(workbook: Path) -> bytes | None:
+    """The workbook as committed in the course's git history, or None without git."""
+    try:
+        shown = subprocess.run(["git", "show", f"HEAD:exercises/{workbook.name}"],
+                               cwd=ROOT, capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return shown.stdout if shown.returncode == 0 and shown.stdout else None
 
 
 def outcomes_in(nb: nbformat.NotebookNode) -> list[Outcome]:
@@ -104,4 +120,19 @@ def verify(lesson: str, timeout: int = 300) -> list[Outcome]:
         client.execute()
     except Exception as exc:  # a dead kernel or a cell over the time limit
         print(f"⚠️ {source.name}: the run stopped early ({type(exc).__name__}).")
-    return outcomes_in(nb)
+    found = outcomes_in(nb)
+    seen = {outcome.exercise for outcome in found}
+    for ex in exercises_of(_checks_module(lesson)):
+        if ex.name not in seen:  # its check never printed: record that, not an old ✅
+            progress.record(ex.lesson, ex.name, "not attempted")
+            found.append(Outcome(ex.name, "not attempted",
+                                 f"⏳ {ex.name} did not run: a cell above its check failed, or the "
+                                 "check cell is gone. Open the workbook and run it from the top."))
+    return sorted(found, key=lambda o: (len(o.exercise), o.exercise))
+
+
+def _checks_module(lesson: str):  # noqa: ANN202 -- a module
+    import course.lessons
+
+    name = next(m.name for m in pkgutil.iter_modules(course.lessons.__path__) if m.name.startswith(f"l{lesson}_"))
+    return importlib.import_module(f"course.lessons.{name}")

@@ -8,6 +8,8 @@ import pytest
 
 from course import progress
 from course.checks import Exercise, Wrong, call
+from course.errors import explain
+from course.paths import SOLUTIONS
 
 
 async def _expect_double(fn) -> str:
@@ -116,18 +118,46 @@ def test_every_line_is_one_line() -> None:
 
 def test_check_prints_and_records(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
-    asyncio.run(EX.check(lambda x: x * 2))
+    asyncio.run(_checked(lambda x: x * 2))
     assert capsys.readouterr().out == "✅ q1 correct: 42.\n"
     assert progress.load()["99.q1"]["status"] == "correct"
-    asyncio.run(EX.check(lambda x: x))
+    asyncio.run(_checked(lambda x: x))
     assert progress.load()["99.q1"]["status"] == "wrong"
 
 
-def test_lessons_and_solutions_do_not_record(tmp_path, monkeypatch) -> None:
+async def _checked(answer) -> None:
+    await EX.check(answer)
+
+
+@pytest.mark.parametrize("session", [str(SOLUTIONS / "00-welcome.ipynb"), "notebooks/00-welcome.ipynb"])
+def test_lessons_and_solutions_do_not_record(tmp_path, monkeypatch, session: str) -> None:
     monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
-    monkeypatch.setenv("JPY_SESSION_NAME", "/home/me/course/solutions/00-welcome.ipynb")
-    asyncio.run(EX.check(lambda x: x * 2))
+    monkeypatch.setenv("JPY_SESSION_NAME", session)
+    asyncio.run(_checked(lambda x: x * 2))
     assert progress.load() == {}
+
+
+def test_a_workbook_records_wherever_the_course_folder_is(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/ada/notebooks/async-databases/exercises/00-welcome.ipynb")
+    asyncio.run(_checked(lambda x: x * 2))
+    assert progress.load()["99.q1"]["status"] == "correct"
+
+
+def test_a_check_without_await_says_so(capsys) -> None:
+    pending = EX.check(lambda x: x * 2)
+    assert repr(pending) == "⏳ q1 was not checked: put `await` in front, `await ex.q1.check(double)`."
+    assert capsys.readouterr().out == ""  # nothing ran
+
+
+def test_explain_without_argument_explains_the_last_checked_error(capsys) -> None:
+    async def double(x: int) -> int:
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+
+    status, message = run(double)
+    assert status == "wrong" and "`course.explain()` says what to do" in message
+    explain()
+    assert "In a notebook, write `await main()`" in capsys.readouterr().out
 
 
 def test_corrupt_progress_file_counts_as_empty(tmp_path, monkeypatch) -> None:

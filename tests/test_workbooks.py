@@ -8,7 +8,7 @@ import shutil
 import nbformat
 import pytest
 
-from course import cli, paths, workbooks
+from course import cli, paths, progress, workbooks
 from course.errors import CourseError
 
 
@@ -29,10 +29,22 @@ def test_reset_backs_up_then_restores(course_copy) -> None:
     nb.cells[3].source = "def mmss(milliseconds: int) -> str:\n    return 'my work'"
     nbformat.write(nb, book)
     mine = book.read_bytes()
+    progress.record("00", "q1", "correct")
+    progress.record("01", "q1", "correct")
     target, backup = workbooks.reset("00")
     assert backup.read_bytes() == mine, "the learner's version is kept byte for byte"
     assert backup.parent == course_copy / "state" / "backups"
-    assert "NotImplementedError" in nbformat.read(target, as_version=4).cells[3].source
+    assert target.read_bytes() == (paths.ROOT / "exercises" / "00-welcome.ipynb").read_bytes(), \
+        "restored as shipped, with its stored 'not attempted' lines"
+    assert set(progress.load()) == {"01.q1"}, "the reset lesson's progress is cleared, no other"
+
+
+def test_reset_without_git_builds_the_workbook_again(course_copy, monkeypatch) -> None:
+    monkeypatch.setattr(workbooks, "_as_shipped", lambda workbook: None)  # a zip, not a clone
+    target, _ = workbooks.reset("00")
+    nb = nbformat.read(target, as_version=4)
+    assert "NotImplementedError" in nb.cells[3].source
+    assert [o.status for o in workbooks.outcomes_in(nb)] == ["not attempted"] * 3
 
 
 def test_reset_twice_keeps_both_versions(course_copy) -> None:
@@ -96,3 +108,16 @@ def test_verify_runs_the_learners_workbook_without_touching_it(course_copy, monk
     assert [o.status for o in outcomes] == ["correct", "not attempted", "not attempted"]
     assert book.read_bytes() == before
     assert json.loads((course_copy / "p.json").read_text())["00.q1"]["status"] == "correct"
+
+
+def test_verify_reports_a_check_that_never_ran(course_copy, monkeypatch) -> None:
+    monkeypatch.setenv("COURSE_PROGRESS", str(course_copy / "p.json"))
+    progress.record("00", "q1", "correct")  # from an earlier, working version
+    book = course_copy / "exercises" / "00-welcome.ipynb"
+    nb = nbformat.read(book, as_version=4)
+    nb.cells[3].source = "def mmss(milliseconds: int) -> str:\n    return ("  # a syntax error
+    nbformat.write(nb, book)
+    outcomes = workbooks.verify("00")
+    assert [o.exercise for o in outcomes] == ["q1", "q2", "q3"]
+    assert outcomes[0].status == "not attempted" and "did not run" in outcomes[0].message
+    assert progress.load()["00.q1"]["status"] == "not attempted", "no stale ✅ is left"
