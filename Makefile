@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_HOME := $(CURDIR)/.course/test
 NB ?=
 
-.PHONY: lab test doctor progress verify reset build db-stop db-reset clean help
+.PHONY: lab test install doctor progress verify reset build db-stop db-reset clean help
 help:
 	@echo "make lab               start JupyterLab on the welcome notebook (installs on first run)"
 	@echo "make test              run the whole test suite (what CI runs)"
@@ -18,6 +18,8 @@ help:
 	@echo "make build             regenerate exercises/ from solutions/ (course authors)"
 	@echo "make db-stop           stop the course's PostgreSQL"
 	@echo "make db-reset          stop it and delete it; it is rebuilt when next needed"
+	@echo "make install           reinstall the pinned packages into .venv"
+	@echo "make clean             delete .venv (your work and .course/ stay)"
 
 # (Re)install when the pins change. Nothing is downloaded outside PyPI.
 $(STAMP): pyproject.toml constraints.txt
@@ -26,6 +28,11 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .
 	@touch $(STAMP)
+
+# Reinstall even though the pins have not changed (a package removed or broken by hand).
+install:
+	@rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP)
 
 # Jupyter refuses to run as root unless told; containers often run as root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)

@@ -134,6 +134,7 @@ def execute(path: Path, timeout: int = 600) -> None:
 
     nb = read_notebook(path)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", extra_arguments=QUIET_KERNEL,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(path.parent)}},
+                            record_timing=False)
     client.execute()
     nbformat.write(nb, path)

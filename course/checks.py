@@ -94,6 +94,8 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             if inspect.isawaitable(result):
                 result = await result
         except NotImplementedError as exc:
+            if str(exc) != STUB_MESSAGE:  # the learner's own NotImplementedError is an answer
+                raise LearnerError(_describe(exc)) from exc
             raise NotAttempted(str(exc)) from None
         except (Wrong, NotAttempted):
             raise
@@ -160,9 +162,9 @@ class Exercise:
                            f"pass the function itself, `{self.function}`, not a call to it "
                            f"(`{self.function}(...)`).")
         if not callable(answer):
+            kind = "None" if answer is None else f"a value of type {type(answer).__name__}"
             return Outcome(self.name, "wrong",
-                           f"pass your function `{self.function}` itself; this is a "
-                           f"{type(answer).__name__}.")
+                           f"pass your function `{self.function}` itself; this is {kind}.")
         try:
             async with asyncio.timeout(self.limit):
                 remark = await self.checker(answer)

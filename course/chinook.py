@@ -130,7 +130,15 @@ def verify_files() -> str:
         )
     overall = hashlib.sha256()
     for line in sums.read_text().splitlines():
-        expected, name = line.split()
+        if not line.strip():
+            continue
+        try:
+            expected, name = line.split()
+        except ValueError:
+            raise CourseError(
+                f"The data set's checksum list {sums.relative_to(ROOT)} has been changed.",
+                "restore the data folder: `git checkout -- datasets/` (or download the course again).",
+            ) from None
         path = CHINOOK_CSV / name
         if not path.exists():
             raise CourseError(

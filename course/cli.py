@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,13 +33,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print("Running your saved workbooks (save them first: unsaved edits are not seen).")
     results = {}
     for lesson in tqdm(lessons, desc="running workbooks", unit="notebook", disable=len(lessons) < 2):
-        results[lesson] = verify(lesson)
+        try:
+            results[lesson] = verify(lesson)
+        except CourseError as exc:  # one broken workbook does not stop the others
+            results[lesson] = exc
     for lesson, outcomes in results.items():
         print(f"\nLesson {lesson}")
-        for outcome in outcomes or []:
+        if isinstance(outcomes, CourseError):
+            print(f"  ⚠️ {outcomes.problem} Fix: {outcomes.fix}")
+            continue
+        for outcome in outcomes:
             print(f"  {outcome.message}")
-        if not outcomes:
-            print("  (no check printed a result; did a cell fail before the checks?)")
     print()
     from course.workbooks import progress_table
 
@@ -134,3 +139,6 @@ def main(argv: list[str] | None = None) -> int:
     except CourseError as exc:
         print(f"⚠️ {exc.problem}\nFix: {exc.fix}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `make progress | head` closed the pipe early: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- Python flushes stdout at exit
+        return 0

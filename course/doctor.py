@@ -39,7 +39,7 @@ def _packages() -> str:
         if installed != version:
             wrong.append(f"{name} {installed} (wants {version})")
     if wrong:
-        return "❌ packages: " + ", ".join(wrong) + ". Run `make lab` again to reinstall."
+        return "❌ packages: " + ", ".join(wrong) + ". Fix: run `make install`, which reinstalls the pins."
     return f"✅ packages: all {len(pins())} pinned versions installed"
 
 
@@ -47,7 +47,7 @@ def _data() -> str:
     try:
         chinook.verify_files()
     except CourseError as exc:
-        return f"❌ data: {exc.problem} {exc.fix}"
+        return f"❌ data: {exc.problem} Fix: {exc.fix}"
     return f"✅ data: {len(chinook.TABLES)} Chinook tables, every file matches its checksum"
 
 
@@ -59,8 +59,10 @@ def _sqlite() -> str:
         with sqlite3.connect(path) as conn:
             tracks = conn.execute("SELECT COUNT(*) FROM track").fetchone()[0]
         conn.close()
-    except (CourseError, sqlite3.Error) as exc:
-        return f"❌ SQLite: {exc}"
+    except CourseError as exc:
+        return f"❌ SQLite: {exc.problem} Fix: {exc.fix}"
+    except sqlite3.Error as exc:
+        return f"❌ SQLite: {type(exc).__name__}: {exc}"
     return f"✅ SQLite {sqlite3.sqlite_version_info[0]}: a fresh copy of Chinook answers ({tracks} tracks)"
 
 
@@ -84,5 +86,9 @@ async def _postgres() -> str:
 
 async def report() -> None:
     """Print the set-up check, one line per part."""
-    for line in (_python(), _packages(), _data(), _sqlite(), await _postgres()):
-        print(line)
+    data = _data()
+    print(_python(), _packages(), data, sep="\n")
+    if data.startswith("❌"):  # both databases are built from the data: one message is enough
+        print("⏭️ SQLite and PostgreSQL: not tried until the data is restored")
+        return
+    print(_sqlite(), await _postgres(), sep="\n")

@@ -52,7 +52,7 @@ EXPLANATIONS = [
         "(`async with pool.acquire() as conn:`).",
     ),
     Explanation(
-        r"isce|concurrent operations are not permitted|This session is provisioning a new connection",
+        r"\bisce\b|concurrent operations are not permitted|This session is provisioning a new connection",
         "one AsyncSession shared between tasks",
         "An AsyncSession is not safe to share between concurrent tasks. Give every task its "
         "own session: `async with sessionmaker() as session:` inside the task.",

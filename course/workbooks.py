@@ -37,12 +37,13 @@ def all_exercises() -> list[Exercise]:
 def progress_table() -> str:
     """A table of every exercise and its latest outcome, then the next one to do."""
     done = progress.load()
-    rows = ["lesson  exercise  state            function", "------  --------  ---------------  --------"]
+    rows = [f"lesson  exercise  state            {'function':<24}  what it asks",
+            f"------  --------  ---------------  {'-' * 24}  ------------"]
     next_up = None
     for ex in all_exercises():
         status = done.get(ex.key, {}).get("status", "not attempted")
         mark = {"correct": "✅", "wrong": "❌", "error": "⚠️"}.get(status, "⏳")
-        rows.append(f"{ex.lesson:<6}  {ex.name:<8}  {mark} {status:<13}  {ex.function}")
+        rows.append(f"{ex.lesson:<6}  {ex.name:<8}  {mark} {status:<13}  {ex.function:<24}  {ex.title}")
         if next_up is None and status != "correct":
             next_up = ex
     solved = sum(1 for ex in all_exercises() if done.get(ex.key, {}).get("status") == "correct")
@@ -115,7 +116,8 @@ def verify(lesson: str, timeout: int = 300) -> list[Outcome]:
     nb = read_notebook(source)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                             extra_arguments=QUIET_KERNEL,
-                            resources={"metadata": {"path": str(source.parent)}})
+                            resources={"metadata": {"path": str(source.parent)}},
+                            record_timing=False)
     try:
         client.execute()
     except Exception as exc:  # a dead kernel or a cell over the time limit

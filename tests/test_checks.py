@@ -85,7 +85,8 @@ def test_a_call_instead_of_the_function() -> None:
 
     status, message = run(double(21))
     assert status == "wrong" and "not a call" in message
-    assert run(42) == ("wrong", "pass your function `double` itself; this is a int.")
+    assert run(42) == ("wrong", "pass your function `double` itself; this is a value of type int.")
+    assert run(None) == ("wrong", "pass your function `double` itself; this is None.")
 
 
 def test_learner_exception_is_one_line() -> None:
@@ -293,3 +294,11 @@ def test_a_real_cancellation_still_cancels_the_check() -> None:
         return check.cancelled()
 
     assert asyncio.run(main())
+
+
+def test_a_notimplementederror_of_the_learners_own_is_an_answer() -> None:
+    def double(x: int) -> int:
+        raise NotImplementedError("zero is not handled yet")
+
+    status, message = run(double)
+    assert status == "wrong" and "zero is not handled yet" in message

@@ -69,6 +69,10 @@ def test_shared_async_session() -> None:
     assert explanation_for(exc).title == "one AsyncSession shared between tasks"
 
 
+def test_isce_is_matched_as_a_word_only() -> None:
+    assert explanation_for(ValueError("miscellaneous failure")) is None
+
+
 def test_queue_pool_limit() -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import TimeoutError as PoolTimeout
