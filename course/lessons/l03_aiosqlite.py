@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import sqlite3
 import threading
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from course.checks import Exercise, LearnerError, Wrong, call
-from course.probes import HOSTILE_INPUTS
+from course.probes import HOSTILE_INPUTS, InjectedFailure
 from course.sqlite import fresh_sqlite
 
 WORKER = "_connection_worker_thread"  # the name aiosqlite 0.22 gives each connection's thread
@@ -56,7 +57,7 @@ async def _run(fn: Any, *args: Any) -> Any:
             text = str(exc)
             if "threads can only be started once" in text:
                 message = REOPENED
-            elif "'Result' object" in text or "`await`" in text:
+            elif "Result' object" in text or "`await`" in text:  # aiosqlite's Result or ours
                 message = FORGOT_FETCH_AWAIT
             else:
                 raise
@@ -91,6 +92,114 @@ def _rows(got: Any, what: str) -> list[tuple]:
                     f"{type(got[0]).__name__}.") from None
 
 
+# --- a connection that watches the SQL it is given (q1, q2, q4) -----------------------------
+
+class _WatchedCursor(aiosqlite.Cursor):
+    """A real aiosqlite cursor that reports each statement it runs to its _Watched connection."""
+
+    def __init__(self, watch: _Watched, cursor: aiosqlite.Cursor) -> None:
+        super().__init__(cursor._conn, cursor._cursor)  # noqa: SLF001 -- the same sqlite3 cursor, watched
+        self._watch = watch
+
+    async def execute(self, sql: str, parameters: Any = None) -> aiosqlite.Cursor:
+        self._watch.seen(sql, many=False)
+        return await super().execute(sql, parameters)
+
+    async def executemany(self, sql: str, parameters: Any) -> aiosqlite.Cursor:
+        self._watch.seen(sql, many=True)
+        return await super().executemany(sql, parameters)
+
+    async def executescript(self, sql_script: str) -> aiosqlite.Cursor:
+        self._watch.seen(sql_script, many=False)
+        return await super().executescript(sql_script)
+
+
+class _WatchedResult:
+    """What aiosqlite's execute(), executemany() and cursor() return (awaitable, or an async
+    context manager that closes the cursor), with the cursor watched too."""
+
+    def __init__(self, watch: _Watched, result: Any) -> None:
+        self._watch = watch
+        self._result = result
+        self._cursor: _WatchedCursor | None = None
+
+    def __await__(self) -> Generator[Any, None, _WatchedCursor]:
+        cursor = yield from self._result.__await__()
+        return _WatchedCursor(self._watch, cursor)
+
+    async def __aenter__(self) -> _WatchedCursor:
+        self._cursor = await self
+        return self._cursor
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._cursor is not None:
+            await self._cursor.close()
+
+
+class _Watched:
+    """Passes everything to the real connection, recording the text of every statement run
+    through it or through its cursors, and whether executemany ran it."""
+
+    _OWN = frozenset({"_db", "statements"})
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        object.__setattr__(self, "_db", db)
+        object.__setattr__(self, "statements", [])
+
+    def seen(self, sql: Any, *, many: bool) -> None:
+        self.statements.append((str(sql), many))
+
+    def execute(self, sql: str, parameters: Any = None) -> _WatchedResult:
+        self.seen(sql, many=False)
+        return _WatchedResult(self, self._db.execute(sql, parameters))
+
+    def executemany(self, sql: str, parameters: Any) -> _WatchedResult:
+        self.seen(sql, many=True)
+        return _WatchedResult(self, self._db.executemany(sql, parameters))
+
+    def executescript(self, sql_script: str) -> _WatchedResult:
+        self.seen(sql_script, many=False)
+        return _WatchedResult(self, self._db.executescript(sql_script))
+
+    def cursor(self) -> _WatchedResult:
+        return _WatchedResult(self, self._db.cursor())
+
+    def execute_insert(self, sql: str, parameters: Any = None) -> Any:
+        self.seen(sql, many=False)
+        return self._db.execute_insert(sql, parameters)
+
+    def execute_fetchall(self, sql: str, parameters: Any = None) -> Any:
+        self.seen(sql, many=False)
+        return self._db.execute_fetchall(sql, parameters)
+
+    def touching(self, table: str) -> tuple[int, int]:
+        """Statements naming `table`: (run one by one, run by executemany)."""
+        hits = [many for sql, many in self.statements if table in sql.lower()]
+        return hits.count(False), hits.count(True)
+
+    def pasted(self, value: str) -> bool:
+        """Whether `value` (longer than one character) appears in the text of some statement:
+        the learner built the SQL from it instead of binding it."""
+        needle = value.casefold()
+        return len(value) > 1 and any(needle in sql.casefold() for sql, _ in self.statements)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._db, name, value)  # row_factory and the like belong to the connection
+
+
+def _pasted_into_sql(what: str, value: str, bind: str) -> Wrong:
+    return Wrong(f"{what}: {value!r} is inside the text of your SQL, so it was pasted into the "
+                 "query. Never build SQL with f-strings or +, not even with its quotes doubled "
+                 "or escaped by hand: one missed case and the input is SQL again. Bind it: "
+                 f"{bind}.")
+
+
 # --- q1: a search that survives any input -------------------------------------------------
 
 SEARCH_SQL = """
@@ -98,21 +207,29 @@ SEARCH_SQL = """
     WHERE instr(lower(name), lower(?)) > 0
     ORDER BY track_id
 """
-SEARCH_CASES = ["love", "LOVE", "don't", *HOSTILE_INPUTS, "100%"]
+# Four track names hold a backslash ("Cavalleria Rusticana \ Act \ Intermezzo Sinfonico"). With
+# `ESCAPE '\'`, a backslash left unescaped in the text escapes the character after it instead.
+SEARCH_CASES = ["love", "LOVE", "don't", *HOSTILE_INPUTS, "100%", "Act \\ Intermezzo"]
+BIND_TEXT = "write `?` in the SQL and pass the text in the parameters, `await db.execute(sql, (pattern,))`"
 
 
 async def _check_search_tracks(search_tracks) -> str:
     async with _database("check-03-q1") as (db, observer):
         for text in SEARCH_CASES:
             what = f"search_tracks(db, {text!r})"
+            watch = _Watched(db)
             try:
-                got = await _run(search_tracks, db, text)
+                got = await _run(search_tracks, watch, text)
             except LearnerError as exc:
+                if watch.pasted(text):
+                    raise _pasted_into_sql(what, text, BIND_TEXT) from None
                 if "'" in text:
                     raise Wrong(f"the quote in {text!r} broke your query ({exc}): the text "
                                 "became part of the SQL. Never build SQL with f-strings; write "
                                 "`LIKE ?` and pass the text in the parameters.") from None
                 raise
+            if watch.pasted(text):
+                raise _pasted_into_sql(what, text, BIND_TEXT)
             rows = _rows(got, what)
             expected = [tuple(r) for r in await observer.execute_fetchall(SEARCH_SQL, (text,))]
             if await observer.execute_fetchall(
@@ -128,6 +245,12 @@ async def _check_search_tracks(search_tracks) -> str:
                 raise Wrong(f"{what} returned {len(rows)} tracks, but only {len(expected)} track "
                             f"name(s) contain {text!r}: % and _ are LIKE wildcards. Escape them in the "
                             "text (`\\%`, `\\_`) and add `ESCAPE '\\'`, or use instr().")
+            if "\\" in text:
+                raise Wrong(f"{what} returned {len(rows)} tracks; expected {len(expected)}, "
+                            f"starting with {expected[0]}. With `ESCAPE '\\'`, the backslash is "
+                            "the escape character: a backslash typed by the user escapes the "
+                            "character after it. Escape it first (`\\` becomes `\\\\`), then "
+                            "`%` and `_`; or use instr().")
             if "'" in text and len(rows) > len(expected):
                 raise Wrong(f"{what} returned {len(rows)} tracks instead of {len(expected)}: the "
                             "input rewrote your SQL (SQL injection). Bind it with `?` instead of "
@@ -170,13 +293,40 @@ TOP_ARTISTS_SQL = """
 """
 
 
+# In Chinook, every tie near the top has its artist ids in the same order as its names (Deep
+# Purple, id 58, and Lost, id 149, both have 92 tracks), so ties broken by id, or not at all,
+# would pass. The check renames artist 58 in its own copy so that the two orders disagree.
+RENAME = ("Purple, Deep", 58)
+TOP_BY_ID_SQL = TOP_ARTISTS_SQL.replace("ORDER BY tracks DESC, ar.name", "ORDER BY tracks DESC, ar.artist_id")
+BIND_N = "end the query with `LIMIT ?` and pass `(n,)` in the parameters"
+
+
+def _number_in(sql: str, n: int) -> bool:
+    return re.search(rf"(?<![\w.]){n}(?![\w.])", sql) is not None
+
+
 async def _check_top_artists(top_artists) -> str:
     async with _database("check-03-q2") as (db, observer):
+        await db.execute("UPDATE artist SET name = ? WHERE artist_id = ?", RENAME)
+        await db.commit()
+        if (await observer.execute_fetchall(TOP_ARTISTS_SQL, (5,))
+                == await observer.execute_fetchall(TOP_BY_ID_SQL, (5,))):
+            raise RuntimeError("renaming artist 58 no longer makes name order and id order "
+                               "disagree in the top 5: pick another tie")
+        tracks_of = dict(await observer.execute_fetchall(TOP_ARTISTS_SQL, (-1,)))  # every artist
         for n in (5, 1, 12, 0):
             what = f"top_artists(db, {n})"
-            rows = _rows(await _run(top_artists, db, n), what)
+            watch = _Watched(db)
+            rows = _rows(await _run(top_artists, watch, n), what)
+            if n >= 10 and any(_number_in(sql, n) for sql, _ in watch.statements):
+                raise Wrong(f"{what}: the number {n} is inside the text of your SQL, so n was "
+                            "formatted into the query. Never build SQL with f-strings, not even "
+                            f"for a number: {BIND_N}.")
             expected = [tuple(r) for r in await observer.execute_fetchall(TOP_ARTISTS_SQL, (n,))]
             if rows == expected:
+                if watch.statements and not any("limit" in sql.lower() for sql, _ in watch.statements):
+                    raise Wrong(f"{what} fetched every artist and kept {n} in Python. Let the "
+                                f"database sort and cut, so that only n rows come back: {BIND_N}.")
                 continue
             if len(rows) != n:
                 raise Wrong(f"{what} returned {len(rows)} rows; expected {n}. Pass n itself "
@@ -184,12 +334,17 @@ async def _check_top_artists(top_artists) -> str:
             if rows and len(rows[0]) != 2:
                 raise Wrong("each row should have two columns: the artist's name and its number "
                             "of tracks.")
+            differ = [i for i, (mine, theirs) in enumerate(zip(rows, expected, strict=True))
+                      if mine != theirs]
+            if all(tracks_of.get(rows[i][0]) == rows[i][1] == expected[i][1] for i in differ):
+                i = differ[0]  # a true artist with the same count, in the wrong place: a tie
+                raise Wrong(f"{what}: row {i + 1} should be {expected[i]}, not {rows[i]}. Both "
+                            f"artists have {expected[i][1]} tracks, and ties must be broken by "
+                            "name, A before Z: ORDER BY tracks DESC, then the artist's name (not "
+                            "its id, and not nothing).")
             if sorted(rows) == sorted(expected):
                 raise Wrong(f"{what} has the right artists in the wrong order: most tracks first "
                             "(ORDER BY tracks DESC), then by name.")
-            if n == 5 and ("Lost", 92) in rows:
-                raise Wrong("Deep Purple and Lost both have 92 tracks; break the tie by name "
-                            "(ORDER BY tracks DESC, name), so Deep Purple comes fifth.")
             raise Wrong(f"{what} should start with {expected[0]}; yours starts with "
                         f"{rows[0] if rows else 'nothing'}. Count tracks per artist: join track "
                         "to album to artist and GROUP BY the artist.")
@@ -217,10 +372,31 @@ REFUSE_TRACK_13 = """
         SELECT RAISE(ABORT, 'track 13 is not for sale (a failure injected by the check)');
     END
 """
+# And it refuses an invoice whose total is over 100, whether the total comes with the INSERT or
+# with a later UPDATE: the last step fails, after every line went in.
+REFUSE_BIG_TOTAL = [f"""
+    CREATE TRIGGER refuse_big_total_{event.lower()} BEFORE {event} ON invoice
+    WHEN NEW.total > 100
+    BEGIN
+        SELECT RAISE(ABORT, 'an invoice over 100 is refused (a failure injected by the check)');
+    END
+""" for event in ("INSERT", "UPDATE")]
 GOOD_LINES = [(1, 2), (2819, 1), (3, 1)]  # 0.99 × 2 + 1.99 + 0.99
 GOOD_TOTAL = 4.96
 FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
 MISSING_LINES = [(7, 1), (999_999, 1)]
+COSTLY_LINES = [(1, 2), (3, 200)]  # 0.99 × 202: refused when the total is set
+
+
+class _LinesThatBreak(list):
+    """Invoice lines whose iteration fails after the first line: a failure that is not a
+    database error, as a bug in the caller's data (or a cancellation) would be."""
+
+    def __iter__(self) -> Iterator[Any]:
+        items = super().__iter__()
+        yield next(items)
+        raise InjectedFailure("the list of lines broke after its first line (a failure "
+                              "injected by the check)")
 
 
 async def _counts(observer: aiosqlite.Connection, *tables: str) -> tuple[int, ...]:
@@ -233,7 +409,8 @@ async def _counts(observer: aiosqlite.Connection, *tables: str) -> tuple[int, ..
 
 async def _check_create_invoice(create_invoice) -> str:
     async with _database("check-03-q3") as (db, observer):
-        await db.execute(REFUSE_TRACK_13)
+        for trigger in (REFUSE_TRACK_13, *REFUSE_BIG_TOTAL):
+            await db.execute(trigger)
         await db.commit()
         return await _invoice_cases(db, observer, create_invoice)
 
@@ -273,7 +450,8 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
                     f"{after_good[0] - before[0]} and {after_good[1] - before[1]}.")
 
     for lines, why in ((FAILING_LINES, "the database refused its second line (track 13)"),
-                       (MISSING_LINES, "its second line names track 999999, which does not exist")):
+                       (MISSING_LINES, "its second line names track 999999, which does not exist"),
+                       (COSTLY_LINES, "the database refused its total, the last step (over 100)")):
         try:
             got = await _run(create_invoice, db, 7, list(lines))
         except LearnerError:
@@ -290,14 +468,41 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
                 await db.rollback()
             raise Wrong(f"when {why}, {now[0] - after_good[0]} invoice(s) and "
                         f"{now[1] - after_good[1]} line(s) stayed in the database. Commit once, "
-                        "after the last insert, and roll back if any step fails.")
+                        "after the last statement (the total's included), and roll back if any "
+                        "step fails.")
         if db.in_transaction:
             await db.rollback()
             raise Wrong(f"when {why}, your function left the transaction open, with the "
                         "invoice row still pending in it: the next commit on this connection "
                         "would save half an invoice. Catch the error, `await db.rollback()`, "
                         "then `raise`.")
-    return "committed when complete, rolled back when a line fails."
+
+    # Not a database error: the lines themselves fail midway, after the invoice's INSERT.
+    lines = _LinesThatBreak(GOOD_LINES)
+    why = "the list of lines raised an error (not a database error) while being read"
+    try:
+        got = await _run(create_invoice, db, 7, lines)
+    except LearnerError:
+        pass
+    else:
+        raise Wrong(f"{why}, and create_invoice returned {got!r}. Let every error reach the "
+                    "caller: roll back, then `raise`.")
+    if _is_closed(db):
+        raise _closed_given_connection()
+    in_transaction = db.in_transaction
+    if in_transaction:
+        await db.rollback()
+    now = await _counts(observer, "invoice", "invoice_line")
+    if now != after_good:
+        raise Wrong(f"when {why}, {now[0] - after_good[0]} invoice(s) and "
+                    f"{now[1] - after_good[1]} line(s) stayed in the database. Commit only "
+                    "after the last statement, and roll back on any error.")
+    if in_transaction:
+        raise Wrong(f"when {why}, your function left the transaction open, with the invoice "
+                    "row pending in it. Rolling back only on sqlite3.Error is not enough: a bug, "
+                    "a timeout or a cancellation can stop the work midway too. Catch them all: "
+                    "`except BaseException: await db.rollback(); raise`.")
+    return "committed when complete, rolled back on any failure, database error or not."
 
 
 q3 = Exercise(
@@ -316,42 +521,7 @@ q3 = Exercise(
 
 # --- q4: a playlist with executemany -------------------------------------------------------
 
-class _CountingConnection:
-    """Passes everything to the real connection, counting the statements that touch
-    playlist_track by the method that ran them."""
-
-    def __init__(self, db: aiosqlite.Connection) -> None:
-        self._db = db
-        self.one_by_one = 0   # execute(), execute_insert(), execute_fetchall()
-        self.many = 0         # executemany()
-
-    def _seen(self, sql: Any, many: bool) -> None:
-        if "playlist_track" in str(sql).lower():
-            if many:
-                self.many += 1
-            else:
-                self.one_by_one += 1
-
-    def execute(self, sql: str, parameters: Any = None) -> Any:
-        self._seen(sql, False)
-        return self._db.execute(sql, parameters)
-
-    def execute_insert(self, sql: str, parameters: Any = None) -> Any:
-        self._seen(sql, False)
-        return self._db.execute_insert(sql, parameters)
-
-    def execute_fetchall(self, sql: str, parameters: Any = None) -> Any:
-        self._seen(sql, False)
-        return self._db.execute_fetchall(sql, parameters)
-
-    def executemany(self, sql: str, parameters: Any) -> Any:
-        self._seen(sql, True)
-        return self._db.executemany(sql, parameters)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
-
-
+BIND_NAME = "`VALUES (?)` in the SQL, and `(name,)` in the parameters"
 PLAYLIST_CASES = [("Road trip", [3, 1, 2819, 7, 1000]), ("O'Brien's \"best\"; --", [42]),
                   ("Silence", [])]
 
@@ -362,14 +532,20 @@ async def _check_add_playlist(add_playlist) -> str:
                    .fetchone())[0] + 1
         for name, track_ids in PLAYLIST_CASES:
             what = f"add_playlist(db, {name!r}, {track_ids})"
-            proxy = _CountingConnection(db)
+            watch = _Watched(db)
             try:
-                playlist_id = await _run(add_playlist, proxy, name, list(track_ids))
+                playlist_id = await _run(add_playlist, watch, name, list(track_ids))
             except LearnerError as exc:
+                if watch.pasted(name):
+                    raise _pasted_into_sql(what, name, BIND_NAME) from None
                 if "'" in name:
                     raise Wrong(f"the quote in the name {name!r} broke your SQL ({exc}). Never "
                                 "build SQL with f-strings: `VALUES (?)` and pass `(name,)`.") from None
                 raise
+            if watch.pasted(name):
+                if db.in_transaction:
+                    await db.rollback()
+                raise _pasted_into_sql(what, name, BIND_NAME)
             if _is_closed(db):
                 raise _closed_given_connection()
             if db.in_transaction:
@@ -395,19 +571,20 @@ async def _check_add_playlist(add_playlist) -> str:
                 raise Wrong(f"{what}: playlist {playlist_id} holds tracks "
                             f"{[r[0] for r in tracks]}; expected {sorted(track_ids)}, one "
                             "(playlist_id, track_id) row per track.")
-            if len(track_ids) > 1 and proxy.one_by_one > 1:
-                raise Wrong(f"{what} ran {proxy.one_by_one} separate statements on "
+            one_by_one, many = watch.touching("playlist_track")
+            if len(track_ids) > 1 and one_by_one > 1:
+                raise Wrong(f"{what} ran {one_by_one} separate statements on "
                             "playlist_track, one per track, each a round trip to the "
                             "connection's thread. Send them all at once: `await "
                             "db.executemany(sql, [(playlist_id, t) for t in track_ids])`.")
-            if len(track_ids) > 1 and proxy.many == 0:
+            if len(track_ids) > 1 and many == 0:
                 raise Wrong(f"{what} did not use executemany for the tracks: one "
                             "`await db.executemany(sql, rows)` inserts them all.")
             next_id += 1
 
         counts = await _counts(observer, "playlist", "playlist_track")
         try:
-            got = await _run(add_playlist, _CountingConnection(db), "Broken", [1, 2, 1])
+            got = await _run(add_playlist, _Watched(db), "Broken", [1, 2, 1])
         except LearnerError:
             pass
         else:

@@ -21,9 +21,9 @@ async def search_tracks_concatenated(db, text):
     return await db.execute_fetchall(sql)
 
 
-@wrong("q1", expect="LIKE wildcards")
+@wrong("q1", expect="inside the text of your SQL")
 async def search_tracks_doubles_quotes_by_hand(db, text):
-    # escaping quotes by hand: the quotes survive, but the search text is still SQL to LIKE
+    # escaping quotes by hand: the quotes survive, but the text is still pasted into the SQL
     cleaned = text.replace("'", "''")
     return await db.execute_fetchall(
         f"SELECT track_id, name FROM track WHERE name LIKE '%{cleaned}%' ORDER BY track_id")
@@ -64,6 +64,23 @@ async def search_tracks_escapes_only_first_quote(db, text):
         f"SELECT track_id, name FROM track WHERE name LIKE '%{cleaned}%' ORDER BY track_id")
 
 
+@wrong("q1", expect="Bind it: write `?` in the SQL")
+async def search_tracks_sanitised_by_hand(db, text):
+    # every case handled by hand (quotes doubled; \, % and _ escaped): it gives the right rows,
+    # but the text is still SQL, one missed case away from injection
+    safe = text.replace("'", "''").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return await db.execute_fetchall(
+        f"SELECT track_id, name FROM track WHERE name LIKE '%{safe}%' ESCAPE '\\' ORDER BY track_id")
+
+
+@wrong("q1", expect="the backslash is the escape character")
+async def search_tracks_backslash_not_escaped(db, text):
+    escaped = text.replace("%", "\\%").replace("_", "\\_")  # the escape character itself is not
+    return await db.execute_fetchall(
+        "SELECT track_id, name FROM track WHERE name LIKE ? ESCAPE '\\' ORDER BY track_id",
+        (f"%{escaped}%",))
+
+
 @wrong("q1", expect="2 columns")
 async def search_tracks_select_star(db, text):
     return await db.execute_fetchall(
@@ -86,9 +103,31 @@ async def top_artists_off_by_one(db, n):
     return await db.execute_fetchall(TOP + " ORDER BY tracks DESC, ar.name LIMIT ?", (n + 1,))
 
 
-@wrong("q2", expect="break the tie by name")
-async def top_artists_without_tie_break(db, n):
+@wrong("q2", expect="ties must be broken by name")
+async def top_artists_names_descending(db, n):
     return await db.execute_fetchall(TOP + " ORDER BY tracks DESC, ar.name DESC LIMIT ?", (n,))
+
+
+@wrong("q2", expect="ties must be broken by name")
+async def top_artists_ties_by_id(db, n):
+    # in Chinook's own data, ids and names of tied artists sort the same way; not in the check's
+    return await db.execute_fetchall(TOP + " ORDER BY tracks DESC, ar.artist_id LIMIT ?", (n,))
+
+
+@wrong("q2", expect="ties must be broken by name")
+async def top_artists_without_tie_break(db, n):
+    return await db.execute_fetchall(TOP + " ORDER BY tracks DESC LIMIT ?", (n,))
+
+
+@wrong("q2", expect="n was formatted into the query")
+async def top_artists_limit_fstring(db, n):
+    return await db.execute_fetchall(TOP + f" ORDER BY tracks DESC, ar.name LIMIT {n}")
+
+
+@wrong("q2", expect="kept 5 in Python")
+async def top_artists_sorted_in_python(db, n):
+    rows = await db.execute_fetchall(TOP)
+    return sorted(rows, key=lambda row: (-row[1], row[0].lower()))[:n]
 
 
 @wrong("q2", expect="wrong order")
@@ -205,6 +244,34 @@ async def create_invoice_swallows_errors(db, customer_id, lines):
     return invoice_id
 
 
+@wrong("q3", expect="sqlite3.Error is not enough")
+async def create_invoice_rolls_back_database_errors_only(db, customer_id, lines):
+    # any other exception (or a cancellation) leaves the transaction open
+    try:
+        invoice_id = await _insert_all(db, customer_id, lines)
+        await db.commit()
+    except sqlite3.Error:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q3", expect="refused its total")
+async def create_invoice_commits_before_total(db, customer_id, lines):
+    try:
+        cursor = await db.execute(NEW_INVOICE, (customer_id,))
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            await db.execute(NEW_LINE, (invoice_id, track_id, track_id, quantity))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    await db.execute(TOTAL, (invoice_id, invoice_id))  # its own transaction: it can fail alone
+    await db.commit()
+    return invoice_id
+
+
 @wrong("q3", expect="does not exist")
 async def create_invoice_skips_missing_tracks(db, customer_id, lines):
     try:
@@ -311,6 +378,35 @@ async def add_playlist_fstring_name(db, name, track_ids):
         await db.rollback()
         raise
     return cursor.lastrowid
+
+
+@wrong("q4", expect="Bind it: `VALUES (?)`")
+async def add_playlist_quotes_doubled(db, name, track_ids):
+    try:
+        safe = name.replace("'", "''")  # no syntax error any more, but still SQL built from input
+        cursor = await db.execute(f"INSERT INTO playlist (name) VALUES ('{safe}')")
+        await db.executemany(ADD_TRACK, [(cursor.lastrowid, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return cursor.lastrowid
+
+
+@wrong("q4", expect="one per track")
+async def add_playlist_cursor_one_execute_per_track(db, name, track_ids):
+    # statements run through a cursor count too
+    try:
+        async with db.cursor() as cursor:
+            await cursor.execute(NEW_PLAYLIST, (name,))
+            playlist_id = cursor.lastrowid
+            for track_id in track_ids:
+                await cursor.execute(ADD_TRACK, (playlist_id, track_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
 
 
 @wrong("q4", expect="the new playlist's id")
