@@ -171,17 +171,45 @@ TOP_ARTISTS_SQL = """
 """
 
 
+# Chinook numbers its artists alphabetically, so ties by name and ties by id agree: Deep Purple
+# (id 58) and Lost (id 149) both have 92 tracks. The check renames one so that they disagree.
+RENAME_TIED_ARTIST = "UPDATE artist SET name = 'Purple, Deep' WHERE artist_id = 58 AND name = 'Deep Purple'"
+TIED = ("Lost", "Purple, Deep")  # 92 tracks each: by name Lost comes first, by id Purple, Deep
+
+
 @_one_line
 async def _check_top_artists(top_artists) -> str:
     db = await fresh_postgres("check_04_q2")
     try:
         conn = await asyncpg.connect(db.dsn)
         try:
+            await _rename_tied_artist(conn)
             return await _top_artists_cases(conn, top_artists)
         finally:
             await conn.close()
     finally:
         await drop_postgres(db)
+
+
+async def _rename_tied_artist(conn: asyncpg.Connection) -> None:
+    """Make name order and id order disagree on the tie at fifth place, and prove they do."""
+    if await conn.execute(RENAME_TIED_ARTIST) != "UPDATE 1":
+        raise RuntimeError("artist 58 is not Deep Purple in this copy of Chinook")
+    by_name = [tuple(r) for r in await conn.fetch(TOP_ARTISTS_SQL, 6)]
+    by_id = [tuple(r) for r in await conn.fetch(
+        TOP_ARTISTS_SQL.replace("ORDER BY tracks DESC, ar.name", "ORDER BY tracks DESC, ar.artist_id"), 6)]
+    if [name for name, _ in by_name[4:]] != list(TIED) or by_id[4][0] != TIED[1]:
+        raise RuntimeError(f"the renamed tie is not where the check expects it: {by_name[4:]}")
+
+
+def _tie_at(rows: list[tuple], expected: list[tuple]) -> str:
+    """Describe the first tie the learner's rows break differently from the expected ones."""
+    for mine, want in zip(rows, expected, strict=False):
+        if mine != want:
+            tied = sorted({name for name, tracks in rows + expected if tracks == want[1]})
+            return (f"{' and '.join(repr(name) for name in tied)} both have {want[1]} tracks, and "
+                    f"{want[0]!r} comes first by name; you put {mine[0]!r} there")
+    return "a tie is broken another way"
 
 
 async def _top_artists_cases(conn: asyncpg.Connection, top_artists) -> str:
@@ -199,12 +227,13 @@ async def _top_artists_cases(conn: asyncpg.Connection, top_artists) -> str:
         if rows and len(rows[0]) != 2:
             raise Wrong("each row should have two columns: the artist's name and its number "
                         "of tracks.")
+        if [tracks for _, tracks in rows] == [tracks for _, tracks in expected]:
+            raise Wrong(f"top_artists(conn, {n}) breaks ties another way: {_tie_at(rows, expected)}. "
+                        "Ties are broken by name: ORDER BY tracks DESC, name. (The check renamed "
+                        "Deep Purple 'Purple, Deep', so that ids and names sort differently.)")
         if sorted(rows) == sorted(expected):
             raise Wrong(f"top_artists(conn, {n}) has the right artists in the wrong order: most "
                         "tracks first (ORDER BY tracks DESC), then by name.")
-        if n == 5 and ("Lost", 92) in rows:
-            raise Wrong("Deep Purple and Lost both have 92 tracks; break the tie by name "
-                        "(ORDER BY tracks DESC, name), so Deep Purple comes fifth.")
         raise Wrong(f"top_artists(conn, {n}) should start with {expected[0]}; yours starts with "
                     f"{rows[0] if rows else 'nothing'}. Count tracks per artist: join track to "
                     "album to artist and GROUP BY the artist.")
@@ -222,6 +251,32 @@ q2 = Exercise(
            "LIMIT $1 and pass n as the argument: `await conn.fetch(sql, n)`."],
     title="The top-N artists by number of tracks",
 )
+
+
+def _breaks_after(items: list, what: str) -> Iterator:
+    """Yield items, then fail as if the input itself broke: a failure that is not the database's."""
+    yield from items
+    raise InjectedFailure(f"{what} broke after {len(items)} items")
+
+
+class _ListThatBreaks(list):
+    """A list (len() works) that fails when read past its first `good` items, by iteration or by
+    index: q3's lines, broken midway by something other than the database."""
+
+    def __init__(self, items: list, good: int, what: str) -> None:
+        super().__init__(items)
+        self._good = good
+        self._what = what
+
+    def __iter__(self) -> Iterator:
+        return _breaks_after([super().__getitem__(i) for i in range(self._good)], self._what)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if (index if index >= 0 else len(self) + index) >= self._good:
+            raise InjectedFailure(f"{self._what} broke at item {index}")
+        return super().__getitem__(index)
 
 
 # --- q3: an invoice and its lines, all or nothing -----------------------------------------
@@ -252,6 +307,7 @@ GOOD_LINES = [(1, 2), (2819, 1), (3, 1)]  # 0.99 × 2 + 1.99 + 0.99
 GOOD_TOTAL = Decimal("4.96")
 FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
 MISSING_LINES = [(7, 1), (999_999, 1)]
+BREAKING_LINES = [(8, 1), (9, 2), (10, 1)]  # reading the list fails at its third line
 
 
 async def _counts(observer: asyncpg.Connection) -> tuple[int, int]:
@@ -325,7 +381,26 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
                         f"{now[1] - after_good[1]} line(s) stayed in the database. Nothing from a "
                         "failed invoice may remain: put every insert inside one `async with "
                         "conn.transaction():` block.")
-    return "committed when complete, rolled back when a line fails."
+
+    lines = _ListThatBreaks(BREAKING_LINES, 2, "the list of lines")
+    try:
+        got = await call(create_invoice, conn, 7, lines)
+    except LearnerError:
+        pass
+    else:
+        raise Wrong(f"the list of lines itself failed midway (at its third line), and "
+                    f"create_invoice returned {got!r}. Let the error reach the caller.")
+    if conn.is_in_transaction():
+        raise Wrong("when something other than the database failed midway (the list of lines "
+                    "broke at its third line), the connection was left inside an open "
+                    "transaction: your rollback runs only for database errors. Use `async with "
+                    "conn.transaction():`, which rolls back whatever exception leaves the block.")
+    now = await _counts(observer)
+    if now != after_good:
+        raise Wrong(f"when the list of lines broke midway, {now[0] - after_good[0]} invoice(s) and "
+                    f"{now[1] - after_good[1]} line(s) stayed in the database. Put every insert "
+                    "inside one `async with conn.transaction():` block.")
+    return "committed when complete, rolled back whatever fails midway."
 
 
 q3 = Exercise(
@@ -348,6 +423,16 @@ q3 = Exercise(
 POOL_SIZE = 3
 SMALL_CASE = [3, 999_999, 1]  # no more ids than connections: a leak cannot hang the check
 BIG_CASE = [8, 3, 5, 999_999, 2, 7, 5, 1, 4, 6]
+FAILING_CASE = [1, 2**31, 2]  # 2**31 does not fit PostgreSQL's integer: asyncpg raises DataError
+
+
+async def _settled(pool: asyncpg.Pool) -> int:
+    """Connections still checked out once the other lookups had time to finish (up to 1 s)."""
+    for _ in range(100):
+        if not checked_out(pool):
+            return 0
+        await asyncio.sleep(0.01)
+    return checked_out(pool)
 
 
 @_one_line
@@ -393,7 +478,21 @@ async def _check_lookup_many(lookup_many) -> str:
                     raise Wrong(f"the lookups ran one at a time (at most {peak} connection in use). "
                                 "Start them all with asyncio.gather, each task acquiring its own "
                                 "connection from the pool.")
-            return f"up to {POOL_SIZE} connections at work at once, none leaked."
+            try:
+                got = await call(lookup_many, pool, list(FAILING_CASE))
+            except LearnerError:
+                pass  # the DataError must reach the caller
+            else:
+                raise Wrong(f"lookup_many(pool, {FAILING_CASE}) returned {got!r}, but track id "
+                            f"{2**31} does not fit PostgreSQL's integer and its lookup raises "
+                            "asyncpg.DataError: let the error reach the caller.")
+            if left := await _settled(pool):
+                raise Wrong(f"when one lookup failed (track id {2**31} is too large for an "
+                            f"integer), {left} connection(s) stayed checked out for good: the "
+                            "failing task never gave its connection back. Use `async with "
+                            "pool.acquire() as conn:`, which releases even on error (or put "
+                            "pool.release in a finally: block).")
+            return f"up to {POOL_SIZE} connections at work at once, none leaked, even on error."
         finally:
             await close_pool(pool)
     finally:
@@ -439,9 +538,7 @@ APPLIED = [1, 3, 5]
 
 
 def _changes_that_break() -> Iterator[tuple[int, Decimal]]:
-    yield (6, Decimal("1.11"))
-    yield (7, Decimal("1.12"))
-    raise InjectedFailure("the list of changes broke after two items")
+    return _breaks_after([(6, Decimal("1.11")), (7, Decimal("1.12"))], "the list of changes")
 
 
 async def _prices(observer: asyncpg.Connection, ids: list[int]) -> dict[int, Decimal]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import json
@@ -212,6 +213,24 @@ async def _json_on(pooled: asyncpg.Connection, hold: float) -> str:
         await asyncio.sleep(hold)  # keep the connection, so that the others go to other tasks
 
 
+LOOKUP = "SELECT name FROM artist WHERE artist_id = $1"
+PREPARED_AS = "SELECT coalesce(array_agg(name::text), '{}') FROM pg_prepared_statements WHERE statement = $1"
+
+
+async def _prepared_lookups(pool: asyncpg.Pool) -> dict[int, set[str]]:
+    """Run one cached lookup on each pool connection at once; for each connection (server pid),
+    the names under which the server holds that lookup prepared."""
+
+    async def one(artist_id: int) -> tuple[int, set[str]]:
+        async with pool.acquire(timeout=5) as pooled:
+            await pooled.fetchval(LOOKUP, artist_id)
+            names = set(await pooled.fetchval(PREPARED_AS, LOOKUP))
+            await asyncio.sleep(0.05)  # keep the connection, so that the others go to other tasks
+            return pooled.get_server_pid(), names
+
+    return dict(await asyncio.gather(*(one(i) for i in range(1, POOL_SIZE + 1))))
+
+
 async def _all_connections(pool: asyncpg.Pool) -> list[str]:
     async def one() -> str:
         async with pool.acquire(timeout=5) as pooled:
@@ -235,11 +254,15 @@ async def _check_make_pool(make_pool) -> str:
                 raise
             return await _pool_cases(pool)
         finally:
+            # A pool created but never awaited opened nothing, and refuses close and terminate
+            # with InterfaceError('pool is not initialized').
             if isinstance(pool, asyncpg.Pool):
-                await close_pool(pool)
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    await close_pool(pool)
             for other in _pools() - before:  # a pool made, then lost when the answer failed
                 if not other.is_closing():
-                    other.terminate()
+                    with contextlib.suppress(asyncpg.InterfaceError):
+                        other.terminate()
 
     return await _with_database("check_05_q2", body)
 
@@ -256,11 +279,21 @@ async def _pool_cases(pool: Any) -> str:
     if (pool.get_min_size(), pool.get_max_size()) != (POOL_SIZE, POOL_SIZE):
         raise Wrong(f"make_pool(dsn, {POOL_SIZE}) made a pool of min_size={pool.get_min_size()}, "
                     f"max_size={pool.get_max_size()}; pass min_size=size and max_size=size.")
+    try:
+        async with pool.acquire(timeout=5):
+            pass
+    except asyncpg.InterfaceError as exc:
+        if "not initialized" not in str(exc):
+            raise
+        raise Wrong("make_pool returned a pool that was never started: did you forget `await`? "
+                    "`return await asyncpg.create_pool(...)` opens its connections and runs "
+                    "init on each.") from None
     for round_ in ("first", "after the pool replaced its connections"):
         states = await _all_connections(pool)
         good = states.count("ok")
         if good == POOL_SIZE:
             if round_ == "first":
+                await _statements_survive_acquire(pool)
                 await pool.expire_connections()  # the pool will open new connections on next use
             continue
         if "no encoder" in states and "text" not in states:
@@ -268,8 +301,9 @@ async def _pool_cases(pool: Any) -> str:
                         "fails: give set_type_codec an encoder too, encoder=json.dumps.")
         if round_ != "first":
             raise Wrong("after the pool replaced its connections (as it does after max_queries "
-                        "queries or idle time), jsonb came back as str: a codec set by hand on "
-                        "the connections of the moment is lost. Install it in `init=`, which runs "
+                        "queries, when a connection drops, or for an idle connection above "
+                        "min_size), jsonb came back as str: a codec set by hand on the "
+                        "connections of the moment is lost. Install it in `init=`, which runs "
                         "on every new connection.")
         if good == 0:
             raise Wrong(f"jsonb came back as str on all {POOL_SIZE} connections: no codec is "
@@ -279,7 +313,21 @@ async def _pool_cases(pool: Any) -> str:
         raise Wrong(f"only {good} of the pool's {POOL_SIZE} connections decode jsonb to a dict; "
                     "the others still return str. A codec belongs to one connection: install it "
                     "on every connection with create_pool(..., init=...).")
-    return f"all {POOL_SIZE} connections, and their replacements, speak JSON."
+    return (f"all {POOL_SIZE} connections, and their replacements, speak JSON; "
+            "prepared statements survive each acquire.")
+
+
+async def _statements_survive_acquire(pool: asyncpg.Pool) -> None:
+    """The same connection, acquired again, must reuse the statement it prepared before."""
+    before = await _prepared_lookups(pool)
+    after = await _prepared_lookups(pool)
+    again = [pid for pid, names in after.items() if pid in before and names - before[pid]]
+    if again:
+        raise Wrong(f"{len(again)} of the pool's {POOL_SIZE} connections prepared the same lookup "
+                    "again when acquired a second time: their statement cache was emptied in "
+                    "between. set_type_codec does that each time it runs (after looking the type "
+                    "up with a query), and in `setup=` it runs on every acquire. Put it in "
+                    "`init=`, which runs once per new connection.")
 
 
 q2 = Exercise(
@@ -435,7 +483,11 @@ async def _check_collect_notifications(collect_notifications) -> str:
         try:
             for channel, n in (("price_changes", 3), ("Price Changes", 2)):
                 await _listen_case(conn, sender, collect_notifications, channel, n)
-            return "listened, collected exactly n payloads in order, and stopped listening."
+                await _not_listening(conn, channel, "returned")
+            await _interrupted_case(conn, sender, collect_notifications, "stock", 3)
+            await _not_listening(conn, "stock", "was interrupted")
+            return ("listened, collected exactly n payloads in order, and stopped listening, "
+                    "even when interrupted.")
         finally:
             await sender.close()
             await conn.close()
@@ -487,6 +539,46 @@ async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
     if conn.is_in_transaction():
         raise Wrong("collect_notifications left the connection inside a transaction; "
                     "notifications are delivered between transactions, so listen outside one.")
+
+
+async def _not_listening(conn: asyncpg.Connection, channel: str, when: str) -> None:
+    """The server side: the connection must no longer LISTEN on any channel."""
+    channels = await conn.fetchval("SELECT array_agg(c) FROM pg_listening_channels() AS c")
+    if channels:
+        raise Wrong(f"after collect_notifications {when}, the connection still listens on "
+                    f"{', '.join(repr(c) for c in channels)} (SELECT pg_listening_channels() "
+                    "lists it), so the server keeps sending it notifications. Let add_listener "
+                    "and remove_listener send LISTEN and UNLISTEN; don't run LISTEN yourself.")
+
+
+INTERRUPT_AFTER = 0.2  # seconds after the one notification: plenty for it to arrive
+
+
+async def _interrupted_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
+                            collect_notifications, channel: str, n: int) -> None:
+    """Send fewer notifications than awaited, then cancel the call, as a timeout would."""
+    spy = _ListenerSpy(conn)
+    waiting = asyncio.create_task(call(collect_notifications, spy, channel, n))
+    try:
+        if not await _send_when_listening(spy, sender, channel, ["only one"]):
+            raise Wrong("collect_notifications never finished add_listener when called a third "
+                        "time: put `await` in front of conn.add_listener(...).")
+        await asyncio.sleep(INTERRUPT_AFTER)
+        if waiting.done():
+            got = waiting.result()
+            raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) returned {got!r} after only "
+                        f"one notification: wait until all {n} have arrived.")
+    finally:
+        waiting.cancel()
+        outcome = (await asyncio.gather(waiting, return_exceptions=True))[0]
+    if isinstance(outcome, Wrong | LearnerError):
+        raise outcome
+    leftover = [added for added in spy.added if added not in spy.removed]
+    if leftover:
+        raise Wrong(f"when the wait was interrupted (cancelled after 1 of {n} notifications, as a "
+                    "timeout would), your listener stayed registered. Put `await "
+                    "conn.remove_listener(channel, callback)` in a finally: block, so it runs even "
+                    "when the waiting is interrupted.")
 
 
 q4 = Exercise(

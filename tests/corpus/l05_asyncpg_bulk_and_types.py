@@ -113,6 +113,24 @@ async def make_pool_default_sizes(dsn, size):
     return await asyncpg.create_pool(dsn, init=init)
 
 
+@wrong("q2", expect="runs on every acquire")
+async def make_pool_codec_in_setup(dsn, size):
+    # Every connection decodes jsonb, but setup runs on each acquire: set_type_codec looks the
+    # type up again and empties the connection's statement cache every time.
+    async def setup(conn):
+        await _codec(conn)
+
+    return await asyncpg.create_pool(dsn, min_size=size, max_size=size, setup=setup)
+
+
+@wrong("q2", expect="forget `await`")
+async def make_pool_not_awaited(dsn, size):
+    async def init(conn):
+        await _codec(conn)
+
+    return asyncpg.create_pool(dsn, min_size=size, max_size=size, init=init)
+
+
 @wrong("q2", expect="no codec is installed")
 async def make_pool_without_codec(dsn, size):
     return await asyncpg.create_pool(dsn, min_size=size, max_size=size)
@@ -239,3 +257,31 @@ async def collect_notifications_decodes_json(conn, channel, n):
         return [await queue.get() for _ in range(n)]
     finally:
         await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="even when the waiting is interrupted")
+async def collect_notifications_remove_without_finally(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(c, pid, ch, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    payloads = [await queue.get() for _ in range(n)]
+    await conn.remove_listener(channel, on_notify)  # skipped when the wait is cancelled
+    return payloads
+
+
+@wrong("q4", expect="still listens on")
+async def collect_notifications_listens_by_hand(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(c, pid, ch, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        return [await queue.get() for _ in range(n)]
+    finally:
+        await conn.remove_listener(channel, on_notify)
+        await conn.execute(f'LISTEN "{channel}"')  # "to be sure": the server goes on sending
