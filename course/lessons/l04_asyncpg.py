@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 from collections.abc import Iterator
 from decimal import Decimal
@@ -49,22 +48,6 @@ def _rows(got: Any, what: str) -> list[tuple]:
                     f"{type(got[0]).__name__ if got else 'missing'}.") from None
 
 
-def _one_line(checker: Any) -> Any:
-    """Keep an outcome on one line: PostgreSQL errors often add a DETAIL line to the message."""
-
-    @functools.wraps(checker)
-    async def wrapped(answer: Any) -> str:
-        try:
-            return await checker(answer)
-        except LearnerError as exc:
-            lines = str(exc).splitlines()
-            if len(lines) > 1:
-                raise LearnerError(lines[0]) from exc.__cause__
-            raise
-
-    return wrapped
-
-
 def _quoted(values: list[str]) -> str:
     return ", ".join(repr(v) for v in values)
 
@@ -81,7 +64,6 @@ CUSTOMERS_SQL = """
 COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"]]
 
 
-@_one_line
 async def _check_customers_in(customers_in) -> str:
     db = await fresh_postgres("check_04_q1")
     try:
@@ -177,7 +159,6 @@ RENAME_TIED_ARTIST = "UPDATE artist SET name = 'Purple, Deep' WHERE artist_id = 
 TIED = ("Lost", "Purple, Deep")  # 92 tracks each: by name Lost comes first, by id Purple, Deep
 
 
-@_one_line
 async def _check_top_artists(top_artists) -> str:
     db = await fresh_postgres("check_04_q2")
     try:
@@ -315,7 +296,6 @@ async def _counts(observer: asyncpg.Connection) -> tuple[int, int]:
             await observer.fetchval("SELECT count(*) FROM invoice_line"))
 
 
-@_one_line
 async def _check_create_invoice(create_invoice) -> str:
     db = await fresh_postgres("check_04_q3")
     try:
@@ -435,7 +415,6 @@ async def _settled(pool: asyncpg.Pool) -> int:
     return checked_out(pool)
 
 
-@_one_line
 async def _check_lookup_many(lookup_many) -> str:
     db = await fresh_postgres("check_04_q4")
     peak = 0
@@ -547,7 +526,6 @@ async def _prices(observer: asyncpg.Connection, ids: list[int]) -> dict[int, Dec
     return dict(rows)
 
 
-@_one_line
 async def _check_apply_price_changes(apply_price_changes) -> str:
     db = await fresh_postgres("check_04_q5")
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import gc
 import json
 from collections.abc import AsyncIterator
@@ -16,22 +15,6 @@ from course import synthetic
 from course.checks import Exercise, LearnerError, Wrong, call
 from course.postgres import drop_postgres, fresh_postgres
 from course.probes import close_pool
-
-
-def _one_line(checker: Any) -> Any:
-    """Keep an outcome on one line: PostgreSQL errors often add a DETAIL line to the message."""
-
-    @functools.wraps(checker)
-    async def wrapped(answer: Any) -> str:
-        try:
-            return await checker(answer)
-        except LearnerError as exc:
-            lines = str(exc).splitlines()
-            if len(lines) > 1:
-                raise LearnerError(lines[0]) from exc.__cause__
-            raise
-
-    return wrapped
 
 
 class _Spy:
@@ -113,7 +96,6 @@ COLUMNS = ", ".join(synthetic.INVOICE_LINE_COLUMNS)
 LOAD_SIZE = 2_000
 
 
-@_one_line
 async def _check_load_lines(load_lines) -> str:
     async def body(db) -> str:
         conn = await asyncpg.connect(db.dsn)
@@ -239,7 +221,6 @@ async def _all_connections(pool: asyncpg.Pool) -> list[str]:
     return list(await asyncio.gather(*(one() for _ in range(POOL_SIZE))))
 
 
-@_one_line
 async def _check_make_pool(make_pool) -> str:
     async def body(db) -> str:
         pool = None
@@ -368,7 +349,6 @@ class _StatementSpy:
         return target
 
 
-@_one_line
 async def _check_prices_for(prices_for) -> str:
     async def body(db) -> str:
         conn = await asyncpg.connect(db.dsn)
@@ -475,7 +455,6 @@ async def _send_when_listening(spy: _ListenerSpy, sender: asyncpg.Connection, ch
     return True
 
 
-@_one_line
 async def _check_collect_notifications(collect_notifications) -> str:
     async def body(db) -> str:
         conn = await asyncpg.connect(db.dsn)
