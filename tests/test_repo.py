@@ -167,3 +167,11 @@ def test_make_lab_serves_the_whole_course(tmp_path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "exercises", "solutions"])
+def test_notebooks_store_no_run_timestamps(folder: str) -> None:
+    """Timestamps would change every stored notebook on every run and bury the real changes."""
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            assert "execution" not in cell.metadata, f"{folder}/{path.name}: run it with `python -m course run`"
