@@ -283,11 +283,25 @@ REFUSE_TRACK_13 = """
     CREATE TRIGGER refuse_track_13 BEFORE INSERT ON invoice_line
         FOR EACH ROW EXECUTE FUNCTION course_refuse_track_13();
 """
+# And it refuses an invoice whose total is over 100, whether the total comes with the INSERT or
+# with a later UPDATE: the last step fails, after every line went in.
+REFUSE_BIG_TOTAL = """
+    CREATE FUNCTION course_refuse_big_total() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.total > 100 THEN
+            RAISE EXCEPTION 'an invoice over 100 is refused (a failure injected by the check)';
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER refuse_big_total BEFORE INSERT OR UPDATE ON invoice
+        FOR EACH ROW EXECUTE FUNCTION course_refuse_big_total();
+"""
 
 GOOD_LINES = [(1, 2), (2819, 1), (3, 1)]  # 0.99 × 2 + 1.99 + 0.99
 GOOD_TOTAL = Decimal("4.96")
 FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
 MISSING_LINES = [(7, 1), (999_999, 1)]
+COSTLY_LINES = [(1, 2), (3, 200)]  # 0.99 × 202 = 199.98: refused when the total is set
 BREAKING_LINES = [(8, 1), (9, 2), (10, 1)]  # reading the list fails at its third line
 
 
@@ -302,7 +316,7 @@ async def _check_create_invoice(create_invoice) -> str:
         conn = await asyncpg.connect(db.dsn)
         observer = await asyncpg.connect(db.dsn)  # sees only what was committed
         try:
-            await conn.execute(IDENTITY_DDL + REFUSE_TRACK_13)
+            await conn.execute(IDENTITY_DDL + REFUSE_TRACK_13 + REFUSE_BIG_TOTAL)
             return await _invoice_cases(conn, observer, create_invoice)
         finally:
             await observer.close()
@@ -343,7 +357,8 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
                     f"{after_good[0] - before[0]} and {after_good[1] - before[1]}.")
 
     for lines, why in ((FAILING_LINES, "the database refused its second line (track 13)"),
-                       (MISSING_LINES, "its second line names track 999999, which does not exist")):
+                       (MISSING_LINES, "its second line names track 999999, which does not exist"),
+                       (COSTLY_LINES, "the database refused its total, the last step (over 100)")):
         try:
             got = await call(create_invoice, conn, 7, list(lines))
         except LearnerError:
@@ -359,8 +374,8 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
         if now != after_good:
             raise Wrong(f"when {why}, {now[0] - after_good[0]} invoice(s) and "
                         f"{now[1] - after_good[1]} line(s) stayed in the database. Nothing from a "
-                        "failed invoice may remain: put every insert inside one `async with "
-                        "conn.transaction():` block.")
+                        "failed invoice may remain: put every statement, the UPDATE of the total "
+                        "included, inside one `async with conn.transaction():` block.")
 
     lines = _ListThatBreaks(BREAKING_LINES, 2, "the list of lines")
     try:

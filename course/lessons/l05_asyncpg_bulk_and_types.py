@@ -94,6 +94,44 @@ STAGING_DDL = """
 """
 COLUMNS = ", ".join(synthetic.INVOICE_LINE_COLUMNS)
 LOAD_SIZE = 2_000
+COUNT_STAGING = "SELECT count(*) FROM staging_lines"
+
+
+class _CopySpy(_Spy):
+    """A _Spy that also counts the rows each COPY call added to the staging table (its row count
+    before and after the call), so that rows loaded another way cannot pass for copied ones."""
+
+    COPIES = ("copy_records_to_table", "copy_to_table")
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        super().__init__(conn)
+        self.copied = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = super().__getattr__(name)
+        if name not in self.COPIES:
+            return method
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            return _Counted(method(*args, **kwargs), self)
+
+        return counted
+
+
+class _Counted(_Mapped):
+    """Awaits a COPY coroutine between two counts of the staging table, and adds the difference
+    to spy.copied. Not awaited, it leaves the warning about the real method, as _Mapped does."""
+
+    def __init__(self, coro: Any, spy: _CopySpy) -> None:
+        super().__init__(coro, lambda result: result)
+        self._spy = spy
+
+    def __await__(self) -> Any:
+        conn = self._spy._conn
+        before = yield from conn.fetchval(COUNT_STAGING).__await__()
+        result = yield from self._coro.__await__()
+        self._spy.copied += (yield from conn.fetchval(COUNT_STAGING).__await__()) - before
+        return result
 
 
 async def _check_load_lines(load_lines) -> str:
@@ -109,7 +147,7 @@ async def _check_load_lines(load_lines) -> str:
 
 
 async def _load_cases(conn: asyncpg.Connection, load_lines) -> str:
-    spy = _Spy(conn)
+    spy = _CopySpy(conn)
     rows = synthetic.invoice_lines(LOAD_SIZE, seed=5)  # a generator, as in a real import
     try:
         got = await call(load_lines, spy, "staging_lines", rows)
@@ -136,10 +174,16 @@ async def _load_cases(conn: asyncpg.Connection, load_lines) -> str:
                         "`await conn.copy_records_to_table(table, records=rows, columns=...)`.")
         raise Wrong("the rows must go in with COPY: `await conn.copy_records_to_table(table, "
                     "records=rows, columns=...)`.")
-    count = await conn.fetchval("SELECT count(*) FROM staging_lines")
+    count = await conn.fetchval(COUNT_STAGING)
     if count != LOAD_SIZE:
         raise Wrong(f"the table holds {count} rows after loading {LOAD_SIZE}: every row must "
                     "land, once.")
+    if spy.copied != LOAD_SIZE:
+        other = ("executemany" if spy.count("executemany") else
+                 "INSERT statements" if statements else "another way")
+        raise Wrong(f"only {spy.copied} of the {LOAD_SIZE} rows arrived through COPY; the others "
+                    f"went in by {other}. Load every row with COPY: `await "
+                    "conn.copy_records_to_table(table, records=rows, columns=...)`.")
     stored = await conn.fetch(f"SELECT {COLUMNS} FROM staging_lines ORDER BY invoice_line_id")  # noqa: S608 -- fixed column names
     if synthetic.checksum(stored) != synthetic.checksum(synthetic.invoice_lines(LOAD_SIZE, seed=5)):
         raise Wrong("the rows in the table differ from the rows given: load the tuples as they "
@@ -327,26 +371,55 @@ q2 = Exercise(
 LOOKUP_IDS = [3, 2819, 1, 999_999, 3503, 1, 3165]
 
 
-async def _arriving(ids: list[int], seen: list[int]) -> AsyncIterator[int]:
+async def _arriving(ids: list[int]) -> AsyncIterator[int]:
     """Yield ids one at a time, as if they arrived from a queue or a socket."""
     for track_id in ids:
         await asyncio.sleep(0)
-        seen.append(track_id)
         yield track_id
 
 
 class _StatementSpy:
-    """Counts the runs of a prepared statement."""
+    """A prepared statement that records the first argument of each run, when the run method is
+    called (merely looking it up, `stmt.fetchval`, records nothing): the ids it looked up."""
 
-    def __init__(self, stmt: Any, runs: list[str]) -> None:
+    RUNS = ("fetch", "fetchrow", "fetchval", "cursor")
+    BATCH_RUNS = ("fetchmany", "executemany")  # one run per tuple of arguments
+
+    def __init__(self, stmt: Any, looked_up: list[Any]) -> None:
         self._stmt = stmt
-        self._runs = runs
+        self._looked_up = looked_up
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._stmt, name)
-        if name in ("fetch", "fetchrow", "fetchval", "executemany"):
-            self._runs.append(name)
-        return target
+        if name not in self.RUNS + self.BATCH_RUNS:
+            return target
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            if name in self.RUNS:
+                self._looked_up.append(args[0] if args else None)
+            else:
+                args = (list(args[0]), *args[1:]) if args else args  # a generator runs once
+                self._looked_up.extend(_first(each) for each in (args[0] if args else ()))
+            return target(*args, **kwargs)
+
+        return recorded
+
+
+def _first(arguments: Any) -> Any:
+    """The first of one run's arguments, given as a tuple or a list."""
+    return arguments[0] if isinstance(arguments, tuple | list) and arguments else None
+
+
+def _missing(ids: list[int], looked_up: list[Any]) -> list[int]:
+    """The ids (with repeats) for which the statement did not run; == only, for any argument."""
+    left = list(looked_up)
+    missing = []
+    for track_id in ids:
+        if track_id in left:
+            left.remove(track_id)
+        else:
+            missing.append(track_id)
+    return missing
 
 
 async def _check_prices_for(prices_for) -> str:
@@ -362,10 +435,9 @@ async def _check_prices_for(prices_for) -> str:
 
 async def _prices_cases(conn: asyncpg.Connection, prices_for) -> str:
     prices = dict(await conn.fetch("SELECT track_id, unit_price FROM track"))
-    runs: list[str] = []
-    spy = _Spy(conn, wrap_result={"prepare": lambda stmt: _StatementSpy(stmt, runs)})
-    seen: list[int] = []
-    got = await call(prices_for, spy, _arriving(LOOKUP_IDS, seen))
+    looked_up: list[Any] = []
+    spy = _Spy(conn, wrap_result={"prepare": lambda stmt: _StatementSpy(stmt, looked_up)})
+    got = await call(prices_for, spy, _arriving(LOOKUP_IDS))
     expected = [prices.get(i) for i in LOOKUP_IDS]
     if not isinstance(got, list):
         raise Wrong(f"prices_for should return a list of prices, not {type(got).__name__}.")
@@ -382,11 +454,13 @@ async def _prices_cases(conn: asyncpg.Connection, prices_for) -> str:
     if prepared > 1:
         raise Wrong(f"you prepared {prepared} statements for {len(LOOKUP_IDS)} ids: preparing is "
                     "the expensive part. Prepare once, before the loop, and reuse the statement.")
-    if len(runs) < len(LOOKUP_IDS):
-        raise Wrong(f"the prepared statement ran {len(runs)} times for {len(LOOKUP_IDS)} ids: "
-                    "run it once per id as the ids arrive (`await stmt.fetchval(track_id)`).")
-    empty_spy = _Spy(conn)
-    if await call(prices_for, empty_spy, _arriving([], [])) != []:
+    if missing := _missing(LOOKUP_IDS, looked_up):
+        elsewhere = (f"; your {direct} lookups went through the connection (conn.fetchval and "
+                     "the like), which does not use your statement" if direct else "")
+        raise Wrong(f"the prepared statement ran for {len(LOOKUP_IDS) - len(missing)} of the "
+                    f"{len(LOOKUP_IDS)} ids{elsewhere}. Run the statement itself once per id as "
+                    "the ids arrive: `await stmt.fetchval(track_id)`.")
+    if await call(prices_for, _Spy(conn), _arriving([])) != []:
         raise Wrong("with no ids, prices_for should return an empty list.")
     return "one statement prepared, run once per arriving id."
 

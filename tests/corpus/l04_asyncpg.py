@@ -184,6 +184,16 @@ async def create_invoice_lines_in_executemany_only(conn, customer_id, lines):
     return invoice_id
 
 
+@wrong("q3", expect="refused its total")
+async def create_invoice_total_after_commit(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+        for track_id, quantity in lines:
+            await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+    await conn.execute(TOTAL, invoice_id)  # committed already: a failure here leaves total 0
+    return invoice_id
+
+
 @wrong("q3", expect="left inside a failed transaction")
 async def create_invoice_manual_begin(conn, customer_id, lines):
     await conn.execute("BEGIN")

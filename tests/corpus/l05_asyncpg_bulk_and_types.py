@@ -34,6 +34,26 @@ async def load_lines_executemany(conn, table, rows):
     return len(rows)
 
 
+@wrong("q1", expect="0 of the 2000 rows arrived through COPY")
+async def load_lines_executemany_then_empty_copy(conn, table, rows):
+    rows = list(rows)
+    await conn.executemany(
+        f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ($1, $2, $3, $4, $5)", rows
+    )
+    await conn.copy_records_to_table(table, records=[], columns=COLUMNS)  # "uses COPY"
+    return len(rows)
+
+
+@wrong("q1", expect="went in by INSERT statements")
+async def load_lines_half_copied_half_inserted(conn, table, rows):
+    rows = list(rows)
+    half = len(rows) // 2
+    await conn.copy_records_to_table(table, records=rows[:half], columns=COLUMNS)
+    for row in rows[half:]:
+        await conn.execute(f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ($1, $2, $3, $4, $5)", *row)
+    return len(rows)
+
+
 @wrong("q1", expect="columns=")
 async def load_lines_without_columns(conn, table, rows):
     status = await conn.copy_records_to_table(table, records=rows)
@@ -180,6 +200,25 @@ async def prices_for_skips_missing(conn, track_ids):
         if price is not None:
             prices.append(price)
     return prices
+
+
+@wrong("q3", expect="went through the connection")
+async def prices_for_prepares_but_queries_connection(conn, track_ids):
+    stmt = await conn.prepare(PRICE)
+    prices = []
+    async for track_id in track_ids:
+        _ = stmt.fetchval  # looked up, never called
+        prices.append(await conn.fetchval(PRICE, track_id))
+    return prices
+
+
+@wrong("q3", expect="ran for 1 of the 7 ids")
+async def prices_for_runs_statement_once(conn, track_ids):
+    stmt = await conn.prepare(PRICE)
+    prices = [await stmt.fetchval(1)]  # "warm it up", then the connection's own cache does the rest
+    async for track_id in track_ids:
+        prices.append(await conn.fetchval(PRICE, track_id))
+    return prices[1:]
 
 
 @wrong("q3", expect="forget `await`")
