@@ -5,6 +5,7 @@
 - checked_out(): how many pool connections are still out after a call.
 - StatementCounter: how many SQL statements a SQLAlchemy engine executed.
 - fail_on_call(): make the n-th call fail, to prove a transaction rolls back.
+- ListThatBreaks, breaks_after(): input that fails midway, a failure that is not the database's.
 - HOSTILE_INPUTS: strings that break SQL built by hand.
 """
 
@@ -14,7 +15,7 @@ import asyncio
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 
@@ -205,3 +206,30 @@ HOSTILE_INPUTS: tuple[str, ...] = (
     "%",
     "_",
 )
+
+
+def breaks_after(items: list[Any], what: str) -> Iterator[Any]:
+    """Yield `items`, then raise InjectedFailure, as if the input itself broke midway: a failure
+    that is not the database's."""
+    yield from items
+    raise InjectedFailure(f"{what} broke after {len(items)} of its items")
+
+
+class ListThatBreaks(list):
+    """A list (len() works) that fails when read past its first `good` items, by iteration or
+    by index: proves a transaction rolls back on a failure that is not a database error."""
+
+    def __init__(self, items: list[Any], good: int, what: str) -> None:
+        super().__init__(items)
+        self._good = good
+        self._what = what
+
+    def __iter__(self) -> Iterator[Any]:
+        return breaks_after([super().__getitem__(i) for i in range(self._good)], self._what)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if (index if index >= 0 else len(self) + index) >= self._good:
+            raise InjectedFailure(f"{self._what} broke at item {index}")
+        return super().__getitem__(index)

@@ -99,3 +99,14 @@ def test_statement_counter_and_checked_out_on_sqlalchemy(tmp_path) -> None:
 def test_hostile_inputs_include_the_classics() -> None:
     assert "x' OR '1'='1" in HOSTILE_INPUTS
     assert any("'" in s and s[0].isalpha() for s in HOSTILE_INPUTS)  # a name with a quote
+
+
+def test_list_that_breaks_fails_past_its_good_items() -> None:
+    from course.probes import InjectedFailure, ListThatBreaks
+
+    lines = ListThatBreaks([1, 2, 3], 2, "the lines")
+    assert len(lines) == 3 and lines[0] == 1 and lines[-2] == 2
+    with pytest.raises(InjectedFailure):
+        list(lines)
+    with pytest.raises(InjectedFailure):
+        lines[2]

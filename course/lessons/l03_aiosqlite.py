@@ -8,7 +8,7 @@ import re
 import sqlite3
 import threading
 import warnings
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from course.checks import Exercise, LearnerError, Wrong, call
-from course.probes import HOSTILE_INPUTS, InjectedFailure
+from course.probes import HOSTILE_INPUTS, ListThatBreaks
 from course.sqlite import fresh_sqlite
 
 WORKER = "_connection_worker_thread"  # the name aiosqlite 0.22 gives each connection's thread
@@ -388,17 +388,6 @@ MISSING_LINES = [(7, 1), (999_999, 1)]
 COSTLY_LINES = [(1, 2), (3, 200)]  # 0.99 × 202: refused when the total is set
 
 
-class _LinesThatBreak(list):
-    """Invoice lines whose iteration fails after the first line: a failure that is not a
-    database error, as a bug in the caller's data (or a cancellation) would be."""
-
-    def __iter__(self) -> Iterator[Any]:
-        items = super().__iter__()
-        yield next(items)
-        raise InjectedFailure("the list of lines broke after its first line (a failure "
-                              "injected by the check)")
-
-
 async def _counts(observer: aiosqlite.Connection, *tables: str) -> tuple[int, ...]:
     counts = []
     for table in tables:  # names from the fixed list above, never from input
@@ -478,7 +467,7 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
                         "then `raise`.")
 
     # Not a database error: the lines themselves fail midway, after the invoice's INSERT.
-    lines = _LinesThatBreak(GOOD_LINES)
+    lines = ListThatBreaks(GOOD_LINES, 1, "the list of lines")
     why = "the list of lines raised an error (not a database error) while being read"
     try:
         got = await _run(create_invoice, db, 7, lines)

@@ -12,7 +12,13 @@ import asyncpg
 
 from course.checks import Exercise, LearnerError, Wrong, call
 from course.postgres import drop_postgres, fresh_postgres
-from course.probes import HOSTILE_INPUTS, InjectedFailure, checked_out, close_pool
+from course.probes import (
+    HOSTILE_INPUTS,
+    ListThatBreaks,
+    breaks_after,
+    checked_out,
+    close_pool,
+)
 
 
 class _QueryLog:
@@ -234,32 +240,6 @@ q2 = Exercise(
 )
 
 
-def _breaks_after(items: list, what: str) -> Iterator:
-    """Yield items, then fail as if the input itself broke: a failure that is not the database's."""
-    yield from items
-    raise InjectedFailure(f"{what} broke after {len(items)} items")
-
-
-class _ListThatBreaks(list):
-    """A list (len() works) that fails when read past its first `good` items, by iteration or by
-    index: q3's lines, broken midway by something other than the database."""
-
-    def __init__(self, items: list, good: int, what: str) -> None:
-        super().__init__(items)
-        self._good = good
-        self._what = what
-
-    def __iter__(self) -> Iterator:
-        return _breaks_after([super().__getitem__(i) for i in range(self._good)], self._what)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        if (index if index >= 0 else len(self) + index) >= self._good:
-            raise InjectedFailure(f"{self._what} broke at item {index}")
-        return super().__getitem__(index)
-
-
 # --- q3: an invoice and its lines, all or nothing -----------------------------------------
 
 # Chinook's keys have no defaults; let PostgreSQL number new rows (the workbook does the same).
@@ -377,7 +357,7 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
                         "failed invoice may remain: put every statement, the UPDATE of the total "
                         "included, inside one `async with conn.transaction():` block.")
 
-    lines = _ListThatBreaks(BREAKING_LINES, 2, "the list of lines")
+    lines = ListThatBreaks(BREAKING_LINES, 2, "the list of lines")
     try:
         got = await call(create_invoice, conn, 7, lines)
     except LearnerError:
@@ -532,7 +512,7 @@ APPLIED = [1, 3, 5]
 
 
 def _changes_that_break() -> Iterator[tuple[int, Decimal]]:
-    return _breaks_after([(6, Decimal("1.11")), (7, Decimal("1.12"))], "the list of changes")
+    return breaks_after([(6, Decimal("1.11")), (7, Decimal("1.12"))], "the list of changes")
 
 
 async def _prices(observer: asyncpg.Connection, ids: list[int]) -> dict[int, Decimal]:
