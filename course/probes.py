@@ -225,11 +225,11 @@ class ListThatBreaks(list):
         self._what = what
 
     def __iter__(self) -> Iterator[Any]:
-        return breaks_after([super().__getitem__(i) for i in range(self._good)], self._what)
+        return breaks_after([list.__getitem__(self, i) for i in range(self._good)], self._what)
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if (index if index >= 0 else len(self) + index) >= self._good:
             raise InjectedFailure(f"{self._what} broke at item {index}")
-        return super().__getitem__(index)
+        return list.__getitem__(self, index)

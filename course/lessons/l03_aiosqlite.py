@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from course.checks import Exercise, LearnerError, Wrong, call
-from course.probes import HOSTILE_INPUTS, ListThatBreaks
+from course.probes import HOSTILE_INPUTS, InjectedFailure, ListThatBreaks
 from course.sqlite import fresh_sqlite
 
 WORKER = "_connection_worker_thread"  # the name aiosqlite 0.22 gives each connection's thread
@@ -471,8 +471,9 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
     why = "the list of lines raised an error (not a database error) while being read"
     try:
         got = await _run(create_invoice, db, 7, lines)
-    except LearnerError:
-        pass
+    except LearnerError as exc:
+        if not isinstance(exc.__cause__, InjectedFailure):
+            raise
     else:
         raise Wrong(f"{why}, and create_invoice returned {got!r}. Let every error reach the "
                     "caller: roll back, then `raise`.")

@@ -14,6 +14,7 @@ from course.checks import Exercise, LearnerError, Wrong, call
 from course.postgres import drop_postgres, fresh_postgres
 from course.probes import (
     HOSTILE_INPUTS,
+    InjectedFailure,
     ListThatBreaks,
     breaks_after,
     checked_out,
@@ -360,8 +361,9 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
     lines = ListThatBreaks(BREAKING_LINES, 2, "the list of lines")
     try:
         got = await call(create_invoice, conn, 7, lines)
-    except LearnerError:
-        pass
+    except LearnerError as exc:
+        if not isinstance(exc.__cause__, InjectedFailure):
+            raise
     else:
         raise Wrong(f"the list of lines itself failed midway (at its third line), and "
                     f"create_invoice returned {got!r}. Let the error reach the caller.")
@@ -582,8 +584,9 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
     before = await _prices(observer, [6, 7])
     try:
         got = await call(apply_price_changes, conn, _changes_that_break())
-    except LearnerError:
-        pass
+    except LearnerError as exc:
+        if not isinstance(exc.__cause__, InjectedFailure):
+            raise
     else:
         raise Wrong(f"the list of changes itself failed midway, and apply_price_changes returned "
                     f"{got!r}. Only refusals from the database are skipped; let other errors "
