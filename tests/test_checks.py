@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -101,6 +102,29 @@ def test_deadlock_hits_the_time_limit() -> None:
 
     status, message = run(double)
     assert status == "wrong" and "did not finish within 0.5 s" in message
+    assert "Is something waiting for ever" in message
+
+
+def test_a_blocked_loop_that_outlasts_the_limit_is_named() -> None:
+    async def double(x: int) -> int:
+        time.sleep(1.2)  # noqa: ASYNC251 -- the mistake under test: longer than the 0.5 s limit
+        await asyncio.Event().wait()  # and then it never finishes
+        return x * 2
+
+    status, message = run(double)
+    assert status == "wrong" and "blocked the event loop" in message
+
+
+def test_a_dropped_inner_coroutine_is_named_without_its_qualname() -> None:
+    async def get_milliseconds() -> int:
+        return 5
+
+    async def double(x: int) -> int:
+        get_milliseconds()  # noqa: RUF006 -- the mistake under test
+        return x * 2
+
+    status, message = run(double)
+    assert status == "wrong" and message.startswith("get_milliseconds() was called"), message
 
 
 def test_a_bug_in_the_checker_is_not_blamed_on_the_learner() -> None:
