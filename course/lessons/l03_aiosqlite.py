@@ -325,8 +325,8 @@ async def _check_top_artists(top_artists) -> str:
             expected = [tuple(r) for r in await observer.execute_fetchall(TOP_ARTISTS_SQL, (n,))]
             if rows == expected:
                 if watch.statements and not any("limit" in sql.lower() for sql, _ in watch.statements):
-                    raise Wrong(f"{what} fetched every artist and kept {n} in Python. Let the "
-                                f"database sort and cut, so that only n rows come back: {BIND_N}.")
+                    raise Wrong(f"{what} sent no LIMIT, so the database sent back every artist. "
+                                f"Let it sort and cut, so that only n rows come back: {BIND_N}.")
                 continue
             if len(rows) != n:
                 raise Wrong(f"{what} returned {len(rows)} rows; expected {n}. Pass n itself "
@@ -341,7 +341,8 @@ async def _check_top_artists(top_artists) -> str:
                 raise Wrong(f"{what}: row {i + 1} should be {expected[i]}, not {rows[i]}. Both "
                             f"artists have {expected[i][1]} tracks, and ties must be broken by "
                             "name, A before Z: ORDER BY tracks DESC, then the artist's name (not "
-                            "its id, and not nothing).")
+                            "its id, and not nothing). (The check renamed Deep Purple 'Purple, "
+                            "Deep', so that ids and names sort differently.)")
             if sorted(rows) == sorted(expected):
                 raise Wrong(f"{what} has the right artists in the wrong order: most tracks first "
                             "(ORDER BY tracks DESC), then by name.")

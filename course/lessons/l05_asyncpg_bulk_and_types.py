@@ -350,8 +350,8 @@ async def _statements_survive_acquire(pool: asyncpg.Pool) -> None:
     if again:
         raise Wrong(f"{len(again)} of the pool's {POOL_SIZE} connections prepared the same lookup "
                     "again when acquired a second time: their statement cache was emptied in "
-                    "between. set_type_codec does that each time it runs (after looking the type "
-                    "up with a query), and in `setup=` it runs on every acquire. Put it in "
+                    "between. set_type_codec does that each time it runs, and in `setup=` it runs "
+                    "on every acquire. Put it in "
                     "`init=`, which runs once per new connection.")
 
 
