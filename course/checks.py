@@ -138,6 +138,21 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return result
 
 
+async def must_raise(kind: type[BaseException], attempt: Awaitable[Any],
+                     wrong: Callable[[Any], str]) -> None:
+    """Await `attempt`, a call() of the learner's code that must fail with `kind`.
+
+    If it returns instead, raise Wrong(wrong(what it returned)). Any other error in the
+    learner's code reaches the check's caller unchanged, as a LearnerError."""
+    try:
+        got = await attempt
+    except LearnerError as exc:
+        if isinstance(exc.__cause__, kind):
+            return
+        raise
+    raise Wrong(wrong(got))
+
+
 Checker = Callable[[Any], Awaitable[str | None]]
 
 

@@ -10,7 +10,7 @@ import time
 import warnings
 from typing import Any
 
-from course.checks import Exercise, LearnerError, Wrong, call, free_frames
+from course.checks import Exercise, LearnerError, Wrong, call, free_frames, must_raise
 from course.probes import Heartbeat, InFlight
 
 # A little of Chinook, copied here so that the checks need no database.
@@ -385,14 +385,9 @@ async def _failing_step_closes_the_loop(run_steps) -> None:
         await asyncio.sleep(0)
         raise _StepFailed("the count query failed")
 
-    try:
-        got = await _run(asyncio.to_thread, run_steps, [count_tracks])
-    except LearnerError as exc:
-        if not isinstance(exc.__cause__, _StepFailed):
-            raise
-    else:
-        raise Wrong(f"when a step raised an error, run_steps returned {got!r}: let the error "
-                    "reach the script's caller.")
+    await must_raise(_StepFailed, _run(asyncio.to_thread, run_steps, [count_tracks]),
+                     lambda got: f"when a step raised an error, run_steps returned {got!r}: let "
+                                 "the error reach the script's caller.")
     if loops and not loops[0].is_closed():
         loops[0].close()
         raise Wrong("when a step raised an error, the loop was left open: close it however the "

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call
+from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call, must_raise
 from course.probes import Heartbeat, InFlight
 
 # A little of Chinook, copied here so that the checks need no database.
@@ -634,14 +634,10 @@ async def _check_track_name(track_name) -> str:
     _released(pool, "after a successful query")
 
     pool = Pool()
-    try:
-        got = await call(track_name, pool, 999)
-    except LearnerError as exc:
-        if not isinstance(exc.__cause__, LookupError):
-            raise
-    else:
-        raise Wrong(f"track_name(pool, 999) returned {got!r}, but the query raised LookupError: "
-                    "let the error reach the caller (release the connection, then re-raise).")
+    await must_raise(LookupError, call(track_name, pool, 999),
+                     lambda got: f"track_name(pool, 999) returned {got!r}, but the query raised "
+                                 "LookupError: let the error reach the caller (release the "
+                                 "connection, then re-raise).")
     _released(pool, "when the query raised an error")
 
     pool = Pool(query_wait=5.0)

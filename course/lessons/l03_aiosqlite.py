@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from course.checks import Exercise, LearnerError, Wrong, call
+from course.checks import Exercise, LearnerError, Wrong, call, must_raise
 from course.probes import HOSTILE_INPUTS, InjectedFailure, ListThatBreaks
 from course.sqlite import fresh_sqlite
 
@@ -470,14 +470,9 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
     # Not a database error: the lines themselves fail midway, after the invoice's INSERT.
     lines = ListThatBreaks(GOOD_LINES, 1, "the list of lines")
     why = "the list of lines raised an error (not a database error) while being read"
-    try:
-        got = await _run(create_invoice, db, 7, lines)
-    except LearnerError as exc:
-        if not isinstance(exc.__cause__, InjectedFailure):
-            raise
-    else:
-        raise Wrong(f"{why}, and create_invoice returned {got!r}. Let every error reach the "
-                    "caller: roll back, then `raise`.")
+    await must_raise(InjectedFailure, _run(create_invoice, db, 7, lines),
+                     lambda got: f"{why}, and create_invoice returned {got!r}. Let every error "
+                                 "reach the caller: roll back, then `raise`.")
     if _is_closed(db):
         raise _closed_given_connection()
     in_transaction = db.in_transaction

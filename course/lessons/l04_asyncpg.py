@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from course.checks import Exercise, LearnerError, Wrong, call
+from course.checks import Exercise, LearnerError, Wrong, call, must_raise
 from course.postgres import drop_postgres, fresh_postgres
 from course.probes import (
     HOSTILE_INPUTS,
@@ -359,14 +359,10 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
                         "included, inside one `async with conn.transaction():` block.")
 
     lines = ListThatBreaks(BREAKING_LINES, 2, "the list of lines")
-    try:
-        got = await call(create_invoice, conn, 7, lines)
-    except LearnerError as exc:
-        if not isinstance(exc.__cause__, InjectedFailure):
-            raise
-    else:
-        raise Wrong(f"the list of lines itself failed midway (at its third line), and "
-                    f"create_invoice returned {got!r}. Let the error reach the caller.")
+    await must_raise(InjectedFailure, call(create_invoice, conn, 7, lines),
+                     lambda got: "the list of lines itself failed midway (at its third line), "
+                                 f"and create_invoice returned {got!r}. Let the error reach the "
+                                 "caller.")
     if conn.is_in_transaction():
         raise Wrong("when something other than the database failed midway (the list of lines "
                     "broke at its third line), the connection was left inside an open "
@@ -582,15 +578,11 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
                     "conn.transaction():`.")
 
     before = await _prices(observer, [6, 7])
-    try:
-        got = await call(apply_price_changes, conn, _changes_that_break())
-    except LearnerError as exc:
-        if not isinstance(exc.__cause__, InjectedFailure):
-            raise
-    else:
-        raise Wrong(f"the list of changes itself failed midway, and apply_price_changes returned "
-                    f"{got!r}. Only refusals from the database are skipped; let other errors "
-                    "propagate (catch asyncpg.PostgresError, not Exception).")
+    await must_raise(InjectedFailure, call(apply_price_changes, conn, _changes_that_break()),
+                     lambda got: "the list of changes itself failed midway, and "
+                                 f"apply_price_changes returned {got!r}. Only refusals from the "
+                                 "database are skipped; let other errors propagate (catch "
+                                 "asyncpg.PostgresError, not Exception).")
     if conn.is_in_transaction():
         raise Wrong("after an error, the connection was left inside a transaction: use `async "
                     "with conn.transaction():` so it rolls back.")
