@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 
 from course.errors import CourseError
-from course.paths import EXERCISES, ROOT, SOLUTIONS
+from course.paths import ROOT, SOLUTIONS, workbook_for
 
 BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^(\s*)### END SOLUTION\s*$")
@@ -113,7 +113,7 @@ def build_all(only: str | None = None) -> list[Path]:
     """Write exercises/ from solutions/ (sources only); return the notebooks written."""
     written = []
     for solution in sorted(SOLUTIONS.glob(f"{only or '[0-9][0-9]'}-*.ipynb")):
-        target = EXERCISES / solution.name
+        target = workbook_for(solution)
         new = workbook_from(solution)
         if target.exists():  # keep outputs if the sources did not change
             old = read_notebook(target)

@@ -16,7 +16,7 @@ from course import progress
 from course.build import QUIET_KERNEL, execute, read_notebook, workbook_from
 from course.checks import Exercise, Outcome, exercises_of
 from course.errors import CourseError
-from course.paths import EXERCISES, ROOT, SOLUTIONS, state_dir
+from course.paths import EXERCISES, ROOT, SOLUTIONS, solution_for, state_dir
 
 OUTCOME_LINE = re.compile(r"^(✅|❌|⏳|⚠️) (q\d+) (correct|not yet|not attempted yet|the check itself failed)")
 STATUS_OF = {"correct": "correct", "not yet": "wrong", "not attempted yet": "not attempted",
@@ -81,7 +81,7 @@ def reset(lesson: str) -> tuple[Path, Path]:
     if shipped is not None:
         target.write_bytes(shipped)
     else:  # not a git checkout (a zip, say): build it again, with its outputs
-        nbformat.write(workbook_from(SOLUTIONS / target.name), target)
+        nbformat.write(workbook_from(SOLUTIONS / solution_for(target).name), target)
         execute(target)
     progress.forget(lesson)  # its checks judged code that is gone
     return target, backup

@@ -9,7 +9,7 @@ import pytest
 
 from course.build import STUB, BuildError, strip_solution, workbook_from
 
-NB = Path("solutions/99-test.ipynb")
+NB = Path("solutions/99-test-solution.ipynb")
 
 
 def test_block_becomes_an_indented_stub() -> None:

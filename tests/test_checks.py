@@ -154,7 +154,7 @@ async def _checked(answer) -> None:
     await EX.check(answer)
 
 
-@pytest.mark.parametrize("session", [str(SOLUTIONS / "00-welcome.ipynb"), "notebooks/00-welcome.ipynb"])
+@pytest.mark.parametrize("session", [str(SOLUTIONS / "00-welcome-solution.ipynb"), "notebooks/00-welcome.ipynb"])
 def test_lessons_and_solutions_do_not_record(tmp_path, monkeypatch, session: str) -> None:
     monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
     monkeypatch.setenv("JPY_SESSION_NAME", session)
@@ -164,7 +164,7 @@ def test_lessons_and_solutions_do_not_record(tmp_path, monkeypatch, session: str
 
 def test_a_workbook_records_wherever_the_course_folder_is(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
-    monkeypatch.setenv("JPY_SESSION_NAME", "/home/ada/notebooks/async-databases/exercises/00-welcome.ipynb")
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/ada/notebooks/async-databases/exercises/00-welcome-workbook.ipynb")
     asyncio.run(_checked(lambda x: x * 2))
     assert progress.load()["99.q1"]["status"] == "correct"
 

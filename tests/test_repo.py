@@ -20,8 +20,20 @@ from course.doctor import pins
 from course.workbooks import outcomes_in
 
 ROOT = Path(__file__).resolve().parent.parent
-LESSONS = sorted({p.name for d in ("notebooks", "exercises", "solutions") for p in (ROOT / d).glob("[0-9][0-9]-*.ipynb")})
-WORKBOOKS = [name for name in LESSONS if (ROOT / "solutions" / name).exists()]
+SUFFIX = {"notebooks": "", "exercises": "-workbook", "solutions": "-solution"}
+
+
+def _slug(folder: str, path: Path) -> str:
+    return path.stem.removesuffix(SUFFIX[folder])
+
+
+def _file(folder: str, slug: str) -> Path:
+    """notebooks/NN-slug.ipynb, exercises/NN-slug-workbook.ipynb, solutions/NN-slug-solution.ipynb"""
+    return ROOT / folder / f"{slug}{SUFFIX[folder]}.ipynb"
+
+
+LESSONS = sorted({_slug(d, p) for d in SUFFIX for p in (ROOT / d).glob("[0-9][0-9]-*.ipynb")})
+WORKBOOKS = [slug for slug in LESSONS if _file("solutions", slug).exists()]
 
 
 def test_lessons_are_numbered_from_00_without_gaps() -> None:
@@ -31,34 +43,34 @@ def test_lessons_are_numbered_from_00_without_gaps() -> None:
 
 @pytest.mark.parametrize("name", LESSONS)
 def test_every_lesson_has_its_three_notebooks(name: str) -> None:
-    for folder in ("notebooks", "exercises", "solutions"):
-        assert (ROOT / folder / name).exists(), f"{folder}/{name} is missing"
+    for folder in SUFFIX:
+        assert _file(folder, name).exists(), f"{_file(folder, name).relative_to(ROOT)} is missing"
 
 
 @pytest.mark.parametrize("name", WORKBOOKS)
 def test_exercises_equal_a_fresh_build(name: str) -> None:
-    built = workbook_from(ROOT / "solutions" / name)
-    committed = nbformat.read(ROOT / "exercises" / name, as_version=4)
+    built = workbook_from(_file("solutions", name))
+    committed = nbformat.read(_file("exercises", name), as_version=4)
     assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells], \
-        f"exercises/{name} is out of date: run `make build`"
+        f"exercises/{name}-workbook.ipynb is out of date: run `make build`"
 
 
 @pytest.mark.parametrize("name", WORKBOOKS)
 def test_stored_check_lines_prove_solution_and_stub(name: str) -> None:
-    module = importlib.import_module(f"course.lessons.l{name[:2]}_{name[3:-6].replace('-', '_')}")
+    module = importlib.import_module(f"course.lessons.l{name[:2]}_{name[3:].replace('-', '_')}")
     expected = [ex.name for ex in exercises_of(module)]
     assert len(expected) >= 3, f"{name}: a workbook has 3 to 6 exercises"
-    solved = outcomes_in(nbformat.read(ROOT / "solutions" / name, as_version=4))
+    solved = outcomes_in(nbformat.read(_file("solutions", name), as_version=4))
     assert sorted(o.exercise for o in solved) == sorted(expected), "solutions/: one check line per exercise"
     assert all(o.status == "correct" for o in solved), [o.message for o in solved if o.status != "correct"]
-    stubs = outcomes_in(nbformat.read(ROOT / "exercises" / name, as_version=4))
+    stubs = outcomes_in(nbformat.read(_file("exercises", name), as_version=4))
     assert sorted(o.exercise for o in stubs) == sorted(expected), "exercises/: one check line per exercise"
     assert all(o.status == "not attempted" for o in stubs), [o.message for o in stubs if o.status != "not attempted"]
 
 
 @pytest.mark.parametrize("name", LESSONS)
 def test_lesson_opens_and_closes_the_same_way(name: str) -> None:
-    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    nb = nbformat.read(_file("notebooks", name), as_version=4)
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
     first, text = markdown[0], "\n".join(markdown)
     assert first.startswith(f"# {name[:2]} "), "the first cell is the title '# NN · ...'"

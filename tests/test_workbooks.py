@@ -24,7 +24,7 @@ def course_copy(tmp_path, monkeypatch):
 
 
 def test_reset_backs_up_then_restores(course_copy) -> None:
-    book = course_copy / "exercises" / "00-welcome.ipynb"
+    book = course_copy / "exercises" / "00-welcome-workbook.ipynb"
     nb = nbformat.read(book, as_version=4)
     nb.cells[3].source = "def mmss(milliseconds: int) -> str:\n    return 'my work'"
     nbformat.write(nb, book)
@@ -55,7 +55,7 @@ def test_reset_twice_keeps_both_versions(course_copy) -> None:
 
 
 def test_reset_keeps_a_corrupt_notebook(course_copy) -> None:
-    book = course_copy / "exercises" / "00-welcome.ipynb"
+    book = course_copy / "exercises" / "00-welcome-workbook.ipynb"
     book.write_text('{"cells": [ truncated')
     _, backup = workbooks.reset("00")
     assert backup.read_text() == '{"cells": [ truncated'
@@ -88,19 +88,19 @@ def test_progress_table_names_the_next_exercise(tmp_path, monkeypatch) -> None:
     table = workbooks.progress_table()
     assert "00      q1        ✅ correct" in table
     assert "00      q2        ❌ wrong" in table
-    assert "Next: q2 (total_length) in exercises/00-welcome.ipynb." in table
+    assert "Next: q2 (total_length) in exercises/00-welcome-workbook.ipynb." in table
 
 
 def test_outcome_lines_are_parsed() -> None:
-    nb = nbformat.read(paths.ROOT / "solutions" / "00-welcome.ipynb", as_version=4)
+    nb = nbformat.read(paths.ROOT / "solutions" / "00-welcome-solution.ipynb", as_version=4)
     assert [o.status for o in workbooks.outcomes_in(nb)] == ["correct"] * 3
 
 
 def test_verify_runs_the_learners_workbook_without_touching_it(course_copy, monkeypatch) -> None:
     monkeypatch.setenv("COURSE_PROGRESS", str(course_copy / "p.json"))
-    book = course_copy / "exercises" / "00-welcome.ipynb"
+    book = course_copy / "exercises" / "00-welcome-workbook.ipynb"
     nb = nbformat.read(book, as_version=4)
-    solved = nbformat.read(course_copy / "solutions" / "00-welcome.ipynb", as_version=4)
+    solved = nbformat.read(course_copy / "solutions" / "00-welcome-solution.ipynb", as_version=4)
     nb.cells[3].source = solved.cells[3].source  # the learner solved q1 only
     nb.cells[4].outputs = []  # and never ran its check cell
     nbformat.write(nb, book)
@@ -114,7 +114,7 @@ def test_verify_runs_the_learners_workbook_without_touching_it(course_copy, monk
 def test_verify_reports_a_check_that_never_ran(course_copy, monkeypatch) -> None:
     monkeypatch.setenv("COURSE_PROGRESS", str(course_copy / "p.json"))
     progress.record("00", "q1", "correct")  # from an earlier, working version
-    book = course_copy / "exercises" / "00-welcome.ipynb"
+    book = course_copy / "exercises" / "00-welcome-workbook.ipynb"
     nb = nbformat.read(book, as_version=4)
     nb.cells[3].source = "def mmss(milliseconds: int) -> str:\n    return ("  # a syntax error
     nbformat.write(nb, book)

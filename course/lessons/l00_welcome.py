@@ -1,4 +1,4 @@
-"""Checks for exercises/00-welcome.ipynb."""
+"""Checks for exercises/00-welcome-workbook.ipynb."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks for exercises/01-asyncio-basics.ipynb."""
+"""Checks for exercises/01-asyncio-basics-workbook.ipynb."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks for exercises/02-concurrency.ipynb.
+"""Checks for exercises/02-concurrency-workbook.ipynb.
 
 No database: each check passes the learner a pretend query (`fetch_one`) that waits on the event
 loop like a real one, and watches it with probes: how many calls were in flight at once

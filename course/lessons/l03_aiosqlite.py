@@ -1,4 +1,4 @@
-"""Checks for exercises/03-aiosqlite.ipynb."""
+"""Checks for exercises/03-aiosqlite-workbook.ipynb."""
 
 from __future__ import annotations
 

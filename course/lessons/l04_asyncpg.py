@@ -1,4 +1,4 @@
-"""Checks for exercises/04-asyncpg.ipynb."""
+"""Checks for exercises/04-asyncpg-workbook.ipynb."""
 
 from __future__ import annotations
 

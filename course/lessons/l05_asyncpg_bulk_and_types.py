@@ -1,4 +1,4 @@
-"""Checks for exercises/05-asyncpg-bulk-and-types.ipynb."""
+"""Checks for exercises/05-asyncpg-bulk-and-types-workbook.ipynb."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wrong answers to exercises/00-welcome.ipynb."""
+"""Wrong answers to exercises/00-welcome-workbook.ipynb."""
 
 from tests.corpus import wrong
 

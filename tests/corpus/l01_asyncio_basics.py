@@ -1,4 +1,4 @@
-"""Wrong answers to exercises/01-asyncio-basics.ipynb."""
+"""Wrong answers to exercises/01-asyncio-basics-workbook.ipynb."""
 
 import asyncio
 import inspect

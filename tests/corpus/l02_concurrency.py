@@ -1,4 +1,4 @@
-"""Wrong answers to exercises/02-concurrency.ipynb."""
+"""Wrong answers to exercises/02-concurrency-workbook.ipynb."""
 
 import asyncio
 import threading

@@ -1,4 +1,4 @@
-"""Wrong answers to exercises/03-aiosqlite.ipynb."""
+"""Wrong answers to exercises/03-aiosqlite-workbook.ipynb."""
 
 import sqlite3
 

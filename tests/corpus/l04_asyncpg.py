@@ -1,4 +1,4 @@
-"""Wrong answers to exercises/04-asyncpg.ipynb."""
+"""Wrong answers to exercises/04-asyncpg-workbook.ipynb."""
 
 import asyncio
 

@@ -1,4 +1,4 @@
-"""Wrong answers to exercises/05-asyncpg-bulk-and-types.ipynb."""
+"""Wrong answers to exercises/05-asyncpg-bulk-and-types-workbook.ipynb."""
 
 import asyncio
 import json
