@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from course import progress
+from course.deadline import limited
 from course.errors import explanation_for, remember
 from course.probes import Heartbeat
 
@@ -37,6 +38,14 @@ class NotAttempted(Exception):
     """The learner's code still raises the stub's NotImplementedError."""
 
 
+class TooBusy(Exception):
+    """The machine was too busy for the check to judge: nothing is wrong with the answer yet."""
+
+
+TOO_BUSY = ("the machine was too busy to judge this (the event loop did not get a turn for "
+            "seconds, with none of your code running): run the check again.")
+
+
 class LearnerError(Exception):
     """The learner's code raised an exception; the original is in __cause__."""
 
@@ -48,14 +57,15 @@ FORGOT_AWAIT = ("did you forget `await`? Your code got a coroutine object where 
 @dataclass(frozen=True)
 class Outcome:
     exercise: str
-    status: str  # "correct", "wrong", "not attempted" or "error"
+    status: str  # "correct", "wrong", "not attempted", "busy" or "error"
     message: str = ""
 
     @property
     def line(self) -> str:
-        icon = {"correct": "✅", "wrong": "❌", "not attempted": "⏳", "error": "⚠️"}[self.status]
+        icon = {"correct": "✅", "wrong": "❌", "not attempted": "⏳", "busy": "⏳",
+                "error": "⚠️"}[self.status]
         label = {"correct": "correct", "wrong": "not yet", "not attempted": "not attempted yet",
-                 "error": "the check itself failed"}[self.status]
+                 "busy": "not judged", "error": "the check itself failed"}[self.status]
         return f"{icon} {self.exercise} {label}" + (f": {self.message}" if self.message else ".")
 
 
@@ -98,7 +108,7 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             if str(exc) != STUB_MESSAGE:  # the learner's own NotImplementedError is an answer
                 raise LearnerError(_describe(exc)) from exc
             raise NotAttempted(str(exc)) from None
-        except (Wrong, NotAttempted):
+        except (Wrong, NotAttempted, TooBusy):
             raise
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
@@ -184,13 +194,15 @@ class Exercise:
             return Outcome(self.name, "wrong",
                            f"pass your function `{self.function}` itself; this is {kind}.")
         try:
-            async with Heartbeat(interval=0.05, limit=1.0) as beat, asyncio.timeout(self.limit):
+            async with Heartbeat(interval=0.05, limit=2.0) as beat, limited(self.limit):
                 remark = await self.checker(answer)
         except NotAttempted:
             return Outcome(self.name, "not attempted",
                            f"replace `raise NotImplementedError` in {self.function} with your code.")
         except Wrong as exc:
             return Outcome(self.name, "wrong", str(exc))
+        except TooBusy:
+            return Outcome(self.name, "busy", TOO_BUSY)
         except LearnerError as exc:
             message = f"your code raised {exc}"
             item = explanation_for(exc.__cause__) if exc.__cause__ else None
@@ -199,11 +211,11 @@ class Exercise:
                 message += f" ({item.title}: `course.explain()` says what to do)"
             return Outcome(self.name, "wrong", message)
         except TimeoutError:
-            if beat.blocked:
+            if beat.blocked:  # a gap of 2 s or more: far beyond what a busy machine causes
                 return Outcome(self.name, "wrong",
-                               f"it did not finish within {self.limit:g} s, and it blocked the "
-                               "event loop for over a second on the way: is there a time.sleep() "
-                               "or another blocking call inside async code?")
+                               f"it did not finish within {self.limit:g} s, and the event loop "
+                               "stood still for seconds on the way: is there a time.sleep() or "
+                               "another blocking call inside async code?")
             return Outcome(self.name, "wrong",
                            f"it did not finish within {self.limit:g} s. Is something waiting for "
                            "ever: a lock, a connection never released, an event never set?")
@@ -217,7 +229,8 @@ class Exercise:
 
     async def _check(self, answer: Any) -> None:
         outcome = await self.evaluate(answer)
-        progress.record(self.lesson, self.name, outcome.status)
+        if outcome.status != "busy":  # not judged: the last real verdict stands
+            progress.record(self.lesson, self.name, outcome.status)
         print(outcome.line)
 
     def hint(self, n: int = 1) -> None:

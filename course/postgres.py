@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from course import chinook
+from course.deadline import not_counted
 from course.errors import CourseError
 from course.paths import state_dir
 
@@ -320,6 +321,11 @@ async def _drop_orphans(admin: asyncpg.Connection) -> None:
 
 async def fresh_postgres(name: str = "scratch") -> PgDatabase:
     """Create (or re-create) a database holding a fresh copy of Chinook, and describe it."""
+    async with not_counted():  # a check's time limit never pays for starting or cloning
+        return await _fresh_postgres(name)
+
+
+async def _fresh_postgres(name: str) -> PgDatabase:
     admin, dsn, where = await connect_admin()
     try:
         template = await _ensure_template(admin, dsn)
@@ -343,8 +349,9 @@ async def fresh_postgres(name: str = "scratch") -> PgDatabase:
 
 async def drop_postgres(db: PgDatabase) -> None:
     """Remove a database made by fresh_postgres()."""
-    admin, _, _ = await connect_admin()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with not_counted():
+        admin, _, _ = await connect_admin()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -1,7 +1,9 @@
 """Behaviour probes that checks use instead of the wall clock.
 
 - InFlight: how many calls of an async function ran at the same time.
-- Heartbeat: whether the event loop was blocked while some code ran.
+- Heartbeat: whether the event loop was blocked while some code ran (ticks and gaps).
+- LoopWitness: whether the event loop stayed free while a blocking call ran in a worker thread,
+  judged by what the loop did, not by a timer: on a busy machine timers fire late.
 - checked_out(): how many pool connections are still out after a call.
 - StatementCounter: how many SQL statements a SQLAlchemy engine executed.
 - fail_on_call(): make the n-th call fail, to prove a transaction rolls back.
@@ -14,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -70,9 +74,11 @@ class Heartbeat:
         beat.blocked      # True if some tick came `limit` seconds late or later
     """
 
-    def __init__(self, interval: float = 0.01, limit: float = 0.25) -> None:
+    def __init__(self, interval: float = 0.01, limit: float = 1.0) -> None:
         self.interval = interval
-        self.limit = limit  # generous: real blocking in exercises lasts 0.5 s or more
+        # Generous: a busy machine delays a tick by 0.3-0.5 s; real blocking that a lesson shows
+        # lasts well over a second. Checks do not trust a gap alone: see LoopWitness.
+        self.limit = limit
         self.longest_gap = 0.0
         self.ticks = 0
         self._last = 0.0
@@ -107,6 +113,87 @@ class Heartbeat:
     @property
     def blocked(self) -> bool:
         return self.longest_gap >= self.limit
+
+
+class LoopWitness:
+    """Tell whether the event loop stays free while a blocking stand-in runs in a worker thread.
+
+    Made on the loop, next to the learner's function:
+
+        witness = LoopWitness(answer)
+        def blocking_lookup(x):          # handed to the learner, who must run it off the loop
+            witness.wait_in_thread()     # in a worker thread: does the loop still answer?
+            ...
+        witness.verdicts                 # ["free"], ["held"] or ["busy"]
+
+    wait_in_thread() asks the loop to run a callback and waits for it. A free loop runs it at
+    once; a busy machine may delay that by a second or two. A loop held by the learner's code,
+    waiting without awaiting (thread.join(), future.result(), time.sleep()), cannot run it at
+    all, and then the learner's own frame is seen on the loop thread's stack: that sight, not a
+    late timer, is the evidence. When the loop neither answers nor shows the learner's code in
+    `patience` seconds, the verdict is "busy": the machine was too busy to judge.
+    """
+
+    def __init__(self, answer: Any = None, patience: float = 5.0) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
+        self.patience = patience
+        self.verdicts: list[str] = []
+        self._codes, self._files = _code_of(answer)
+
+    def on_loop_thread(self) -> bool:
+        """Whether the caller runs on the loop's own thread (a blocking call there blocks it)."""
+        return threading.get_ident() == self.thread
+
+    def wait_in_thread(self) -> str:
+        """From a worker thread: wait until the loop answers; return and record the verdict."""
+        answered = threading.Event()
+        self.loop.call_soon_threadsafe(answered.set)
+        deadline = time.monotonic() + self.patience
+        seen_holding = 0
+        verdict = "busy"
+        while time.monotonic() < deadline:
+            if answered.wait(0.1):
+                verdict = "free"
+                break
+            seen_holding = seen_holding + 1 if self._learner_holds_loop() else 0
+            if seen_holding >= 5:  # the learner's code sat on the loop's thread for 0.5 s
+                verdict = "held"
+                break
+        self.verdicts.append(verdict)
+        return verdict
+
+    def _learner_holds_loop(self) -> bool:
+        frame = sys._current_frames().get(self.thread)
+        while frame is not None:
+            code = frame.f_code
+            if code in self._codes or code.co_filename in self._files:
+                return True
+            frame = frame.f_back
+        return False
+
+    @property
+    def held(self) -> bool:
+        return "held" in self.verdicts
+
+    @property
+    def busy(self) -> bool:
+        return "busy" in self.verdicts and not self.held
+
+
+def _code_of(answer: Any) -> tuple[set[Any], set[str]]:
+    """The code objects of a learner's function, and the files (notebook cells) they came from,
+    leaving out the course's own files and the standard library's."""
+    codes: set[Any] = set()
+    fn = inspect.unwrap(answer) if callable(answer) else None
+    fn = getattr(fn, "func", fn)  # functools.partial
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return codes, set()
+    codes.add(code)
+    ours = (__file__.rsplit("/", 1)[0], asyncio.__file__.rsplit("/", 2)[0])
+    files = {code.co_filename} if not code.co_filename.startswith(ours) else set()
+    return codes, files
 
 
 def checked_out(pool: Any) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from course.probes import (
     Heartbeat,
     InFlight,
     InjectedFailure,
+    LoopWitness,
     StatementCounter,
     checked_out,
     fail_on_call,
@@ -49,14 +51,64 @@ def test_in_flight_sees_cancellation() -> None:
 
 
 def test_heartbeat_detects_a_blocked_loop() -> None:
-    async def main() -> tuple[bool, bool]:
+    """A busy machine delays ticks by up to about 0.5 s (../shared/tools/noisy stalls for 0.3 s):
+    the default 1 s limit stays clear of that, and real blocking of 1.5 s is well past it."""
+    async def main() -> tuple[bool, bool, int]:
         async with Heartbeat() as calm:
             await asyncio.sleep(0.3)
         async with Heartbeat() as stalled:
-            time.sleep(0.5)  # noqa: ASYNC251 -- the mistake the heartbeat exists to catch
-        return calm.blocked, stalled.blocked
+            time.sleep(1.5)  # noqa: ASYNC251 -- the mistake the heartbeat exists to catch
+        return calm.blocked, stalled.blocked, stalled.ticks
 
-    assert asyncio.run(main()) == (False, True)
+    assert asyncio.run(main()) == (False, True, 0)
+
+
+def _learner_function(source: str, name: str):  # noqa: ANN202
+    """A function defined in a 'notebook cell' of its own, as a learner's answer is."""
+    namespace: dict = {"asyncio": asyncio, "threading": threading}
+    exec(compile(source, "<learner-cell>", "exec"), namespace)  # noqa: S102 -- test input
+    return namespace[name]
+
+
+AWAITS_THE_THREAD = """
+async def answer(blocking_fn):
+    return await asyncio.to_thread(blocking_fn)
+"""
+
+JOINS_THE_THREAD = """
+async def answer(blocking_fn):
+    out = []
+    worker = threading.Thread(target=lambda: out.append(blocking_fn()))
+    worker.start()
+    worker.join()  # waits without awaiting: the loop is held
+    return out[0]
+"""
+
+
+@pytest.mark.parametrize(("source", "verdict"), [(AWAITS_THE_THREAD, "free"), (JOINS_THE_THREAD, "held")])
+def test_loop_witness_sees_what_holds_the_loop(source: str, verdict: str) -> None:
+    answer = _learner_function(source, "answer")
+
+    async def main() -> list[str]:
+        witness = LoopWitness(answer)
+        assert await answer(witness.wait_in_thread) in ("free", "held")
+        return witness.verdicts
+
+    assert asyncio.run(main()) == [verdict]
+
+
+def test_loop_witness_does_not_blame_the_learner_for_a_stalled_loop() -> None:
+    """The loop does not answer, but none of the learner's code holds it: too busy to judge."""
+    answer = _learner_function(AWAITS_THE_THREAD, "answer")
+
+    async def main() -> tuple[list[str], bool, bool]:
+        witness = LoopWitness(answer, patience=0.5)
+        worker = threading.Thread(target=witness.wait_in_thread)
+        worker.start()
+        worker.join()  # the course's own code holds the loop, as a stalled machine would
+        return witness.verdicts, witness.held, witness.busy
+
+    assert asyncio.run(main()) == (["busy"], False, True)
 
 
 def test_fail_on_call_fails_exactly_the_nth_call() -> None:

@@ -10,8 +10,8 @@ import time
 import warnings
 from typing import Any
 
-from course.checks import Exercise, LearnerError, Wrong, call, free_frames, must_raise
-from course.probes import Heartbeat, InFlight
+from course.checks import Exercise, LearnerError, TooBusy, Wrong, call, free_frames, must_raise
+from course.probes import InFlight, LoopWitness
 
 # A little of Chinook, copied here so that the checks need no database.
 TRACKS = {
@@ -408,29 +408,32 @@ q4 = Exercise(
 
 # --- q5: script-style code from a notebook ----------------------------------------------
 
-BLOCKING_SECONDS = 0.5  # long against Heartbeat's 0.25 s limit
+BLOCKING_SECONDS = 0.5  # how long the old script's blocking code holds the thread it runs on
 
 
 async def _check_run_script_main(run_script_main) -> str:
     kernel_loop = asyncio.get_running_loop()
+    witness = LoopWitness(run_script_main)
     ran: list[tuple[asyncio.AbstractEventLoop, int]] = []
 
     async def main() -> str:
         ran.append((asyncio.get_running_loop(), threading.get_ident()))
         await asyncio.sleep(0.001)
-        time.sleep(BLOCKING_SECONDS)  # noqa: ASYNC251 -- on purpose: the old script blocks its loop
+        if witness.on_loop_thread():
+            time.sleep(BLOCKING_SECONDS)  # noqa: ASYNC251 -- on purpose: the old script blocks its loop
+        else:
+            witness.wait_in_thread()  # blocks this thread until the notebook's loop answers
         return "AC/DC"
 
-    async with Heartbeat() as beat:
-        try:
-            got = await _run(run_script_main, main)
-        except Wrong as exc:
-            if not ran and "returned a coroutine" in str(exc):
-                raise Wrong("main() was called but its body never ran: asyncio.to_thread(main) "
-                            "only creates the coroutine, in the thread, and hands it back. Run "
-                            "it there on a loop of its own: `await asyncio.to_thread(asyncio.run, "
-                            "main())`.") from None
-            raise
+    try:
+        got = await _run(run_script_main, main)
+    except Wrong as exc:
+        if not ran and "returned a coroutine" in str(exc):
+            raise Wrong("main() was called but its body never ran: asyncio.to_thread(main) "
+                        "only creates the coroutine, in the thread, and hands it back. Run "
+                        "it there on a loop of its own: `await asyncio.to_thread(asyncio.run, "
+                        "main())`.") from None
+        raise
     if not ran:
         raise Wrong("main never ran: run it, on a loop of its own, and return its result.")
     loop, thread = ran[0]
@@ -439,7 +442,7 @@ async def _check_run_script_main(run_script_main) -> str:
                     "notebook's event loop: nothing else could run. Give it a loop of its own in "
                     "a worker thread, and await that thread: "
                     "`await asyncio.to_thread(asyncio.run, main())`.")
-    if beat.blocked:
+    if witness.held:  # seen on the loop's thread, not guessed from a late timer
         raise Wrong("main ran in another thread, but waiting for it blocked your notebook's event "
                     "loop (thread.join() and future.result() wait without awaiting). Await the "
                     "thread instead: `await asyncio.to_thread(asyncio.run, main())`.")
@@ -447,6 +450,8 @@ async def _check_run_script_main(run_script_main) -> str:
         raise Wrong(f"run_script_main(main) returned {got!r}; return what main() returns, here 'AC/DC'.")
     if thread == threading.get_ident():
         raise Wrong("main ran in the notebook's thread; run it in a worker thread.")
+    if witness.busy:
+        raise TooBusy()
     return "main ran on its own loop in a worker thread, and the notebook's loop kept running."
 
 
