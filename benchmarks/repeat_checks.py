@@ -1,0 +1,69 @@
+"""Run reference solutions through their checks many times and count the verdicts.
+
+    .venv/bin/python benchmarks/repeat_checks.py 01.q5 02.q4 02.q5 --times 20
+    ../shared/tools/noisy .venv/bin/python benchmarks/repeat_checks.py 01.q5 --times 20
+
+A check that is sound on a busy machine accepts its solution every time; the noisy machine of
+../shared/tools/noisy is where timing mistakes show. Prints one line per exercise and exits 1
+if any run was not "correct".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from course.build import solution_source  # noqa: E402
+from course.workbooks import all_exercises  # noqa: E402
+
+PRELUDE = """
+import asyncio, inspect, json, threading, time
+import aiosqlite, asyncpg
+import course
+from course import synthetic
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import suppress
+from typing import Any
+"""
+
+
+def reference(lesson: str, function: str):  # noqa: ANN201
+    """The solution's function, defined from its cell in solutions/."""
+    namespace: dict = {}
+    exec(PRELUDE, namespace)  # noqa: S102 -- the course's own solution code
+    exec(solution_source(lesson, function), namespace)  # noqa: S102
+    return namespace[function]
+
+
+async def main(keys: list[str], times: int) -> int:
+    exercises = {ex.key: ex for ex in all_exercises()}
+    failed = 0
+    for key in keys:
+        ex = exercises[key]
+        answer = reference(ex.lesson, ex.function)
+        verdicts: collections.Counter[str] = collections.Counter()
+        messages = set()
+        for _ in range(times):
+            outcome = await ex.evaluate(answer)
+            verdicts[outcome.status] += 1
+            if outcome.status != "correct":
+                messages.add(outcome.line)
+        failed += times - verdicts["correct"]
+        print(f"{key}: {verdicts['correct']} of {times} correct"
+              + "".join(f"; {n} {status}" for status, n in verdicts.items() if status != "correct"))
+        for line in sorted(messages):
+            print(f"    {line}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("keys", nargs="+", help="exercises as NN.qK")
+    parser.add_argument("--times", type=int, default=20)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.keys, args.times)))
