@@ -111,6 +111,10 @@ def test_pins_are_exact_and_constraints_agree() -> None:
             constraints[name.lower().replace("_", "-")] = version
     for name, version in pins().items():
         assert constraints.get(name.replace("_", "-")) == version, f"constraints.txt disagrees on {name}"
+    for extra, specs in project.get("optional-dependencies", {}).items():
+        for spec in specs:
+            name, version = spec.split("==")
+            assert constraints.get(name.lower()) == version, f"constraints.txt disagrees on {name} ([{extra}])"
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:
