@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 
 
@@ -78,6 +79,36 @@ EXPLANATIONS = [
         "them between asyncio.run() calls, threads or test fixtures with another loop scope: "
         "create them on the loop that uses them.",
     ),
+    # --- lesson 04 ---
+    Explanation(
+        r"invalid input for query argument \$\d+: [\[(].*(got (list|tuple)\)|'(list|tuple)' object)",
+        "a list bound where one value goes (`IN ($1)`)",
+        "`IN ($1)` and `= $1` compare a column with one value, so asyncpg expects one value "
+        "there, and it got a whole list. Bind the list as one array instead: "
+        "`WHERE country = any($1::text[])` (`$1::int[]` for an integer column). One "
+        "statement then serves every length of list, the empty one too.",
+    ),
+    Explanation(
+        r"operator does not exist: [\w ]+ = [\w ]+\[\]",
+        "one value compared with a whole array",
+        "`column = $1::text[]` (or `IN ($1::text[])`) asks whether one value equals an entire "
+        "array, and PostgreSQL has no such operator. Compare with each element: "
+        "`WHERE column = any($1::text[])`.",
+    ),
+    Explanation(
+        r"operator does not exist: [\w ]+ = [\w ]+",
+        "two sides of `=` with different types",
+        "PostgreSQL will not compare, say, a text column with an integer. With an array "
+        "parameter, its element type must match the column: `= any($1::text[])` for a text "
+        "column such as country, `= any($1::int[])` for an integer one such as customer_id.",
+    ),
+    Explanation(
+        r"invalid input for query argument \$\d+",
+        "a parameter of the wrong Python type",
+        "asyncpg encodes each parameter as the type PostgreSQL expects in that place, and "
+        "refuses a value of another type before the query runs ('22' where an integer goes, "
+        "say). Convert it first: int(...), Decimal(...), a date object, and so on.",
+    ),
 ]
 
 
@@ -105,23 +136,36 @@ def explanation_for(exc: BaseException) -> Explanation | None:
     return None
 
 
-_last_checked: BaseException | None = None
+_last_error: BaseException | None = None
 
 
 def remember(exc: BaseException) -> None:
-    """Keep the error a check saw in the learner's code, for `explain()` with no argument."""
-    global _last_checked
-    _last_checked = exc
+    """Keep an error for `explain()` with no argument: the one a check saw in the learner's
+    code, or one a cell raised (the notebook's exception handler passes those on)."""
+    global _last_error
+    _last_error = exc
+
+
+def _last_raised() -> BaseException | None:
+    """The error to explain when none is given: the last one remembered, else the last one
+    Python's interactive mode recorded (sys.last_exc, sys.last_value before Python 3.12)."""
+    if _last_error is not None:
+        return _last_error
+    return getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
 
 
 def explain(exc: BaseException | None = None) -> None:
-    """Print one paragraph about an exception (by default, the last one a check reported):
-    what it means and the fix."""
+    """Print one paragraph about an exception (by default, the last error a cell raised or a
+    check reported): what it means and the fix."""
     if exc is None:
-        if _last_checked is None:
-            print("No error to explain yet: pass one, `course.explain(exc)`, or run a check first.")
+        exc = _last_raised()
+        if exc is None:
+            print("No error to explain yet: `course.explain()` explains the last error a cell "
+                  "raised or a check reported; `course.explain(exc)` explains the one you pass.")
             return
-        exc = _last_checked
+    if isinstance(exc, CourseError):
+        print(f"⚠️ {exc.problem}\nFix: {exc.fix}")
+        return
     item = explanation_for(exc)
     if item is None:
         print(f"{type(exc).__name__}: {exc}\n(No course explanation for this one; read the message above.)")
@@ -130,7 +174,8 @@ def explain(exc: BaseException | None = None) -> None:
 
 
 def install_ipython_handler() -> None:
-    """In Jupyter: show CourseError as its message only, and explain the known async errors."""
+    """In Jupyter: show CourseError as its message only, explain the known async errors, and
+    remember every error a cell raises for `course.explain()`."""
     try:
         from IPython import get_ipython
     except ImportError:
@@ -140,6 +185,7 @@ def install_ipython_handler() -> None:
         return
 
     def handler(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001
+        remember(value)
         if isinstance(value, CourseError):
             print(f"⚠️ {value.problem}\nFix: {value.fix}")
             return None

@@ -24,14 +24,26 @@ def load() -> dict[str, dict[str, str]]:
 
 
 def _outside_workbooks() -> bool:
-    """Whether this kernel runs a lesson or a solution, whose checks are not the learner's
-    progress. Jupyter tells the kernel its notebook: an absolute path, or one relative to the
-    course folder that `make lab` serves."""
+    """Whether this kernel runs a lesson or a solution, whose checks are demonstrations, not
+    the learner's progress.
+
+    Jupyter tells the kernel its notebook in JPY_SESSION_NAME, usually as an absolute path.
+    Other runners (nbclient, nbval, `make verify`) do not set it; but they, like Jupyter,
+    start the kernel in the notebook's own folder, so the working folder decides then. A
+    relative session name may be relative to the course folder or to Jupyter's root: either
+    way the kernel's folder is the notebook's, so both are asked.
+    """
     session = os.environ.get("JPY_SESSION_NAME")
-    if not session:
-        return False
-    folder = (ROOT / session).resolve().parent  # ROOT / an absolute path is that path
-    return folder in (NOTEBOOKS.resolve(), SOLUTIONS.resolve())
+    folders = []
+    if session:
+        folders.append((ROOT / session).resolve().parent)  # ROOT / an absolute path is that path
+    if not session or not Path(session).is_absolute():
+        try:
+            folders.append(Path.cwd().resolve())
+        except OSError:  # the working folder was deleted
+            pass
+    lessons = (NOTEBOOKS.resolve(), SOLUTIONS.resolve())
+    return any(folder in lessons for folder in folders)
 
 
 def record(lesson: str, exercise: str, status: str) -> None:

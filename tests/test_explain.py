@@ -128,3 +128,114 @@ def test_explain_prints_one_paragraph(capsys) -> None:
     explain(RuntimeError("Event loop is closed"))
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and out.startswith("💡 the event loop is closed.")
+
+
+# --- lesson 04: the array-parameter mistakes of q1 --------------------------------------------
+
+def _fetch_error(dsn: str, sql: str, *args) -> BaseException:
+    import asyncpg
+
+    async def attempt() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    return _raised(attempt)
+
+
+@pytest.mark.parametrize(("sql", "value"), [
+    ("SELECT customer_id FROM customer WHERE country IN ($1)", ["Canada", "France"]),
+    ("SELECT customer_id FROM customer WHERE country IN ($1)", ("Canada", "France")),
+    ("SELECT name FROM artist WHERE artist_id IN ($1)", [1, 22]),
+])
+def test_a_list_bound_to_in(postgres_dsn: str, sql: str, value) -> None:
+    exc = _fetch_error(postgres_dsn, sql, value)
+    assert type(exc).__name__ == "DataError"
+    assert explanation_for(exc).title == "a list bound where one value goes (`IN ($1)`)"
+    assert "any($1::text[])" in explanation_for(exc).text
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT customer_id FROM customer WHERE country = $1::text[]",
+    "SELECT customer_id FROM customer WHERE country IN ($1::text[])",
+])
+def test_a_value_compared_with_an_array(postgres_dsn: str, sql: str) -> None:
+    exc = _fetch_error(postgres_dsn, sql, ["Canada"])
+    assert "operator does not exist" in str(exc)
+    assert explanation_for(exc).title == "one value compared with a whole array"
+
+
+@pytest.mark.parametrize(("sql", "value"), [
+    ("SELECT customer_id FROM customer WHERE country = any($1::int[])", [1]),
+    ("SELECT customer_id FROM customer WHERE customer_id = any($1::text[])", ["1"]),
+])
+def test_an_array_of_the_wrong_element_type(postgres_dsn: str, sql: str, value) -> None:
+    exc = _fetch_error(postgres_dsn, sql, value)
+    assert "operator does not exist" in str(exc)
+    assert explanation_for(exc).title == "two sides of `=` with different types"
+
+
+def test_a_parameter_of_the_wrong_python_type(postgres_dsn: str) -> None:
+    exc = _fetch_error(postgres_dsn, "SELECT name FROM artist WHERE artist_id = $1", "22")
+    assert explanation_for(exc).title == "a parameter of the wrong Python type"
+
+
+# --- course.explain() with no argument --------------------------------------------------------
+
+def test_explain_without_an_error_says_how_to_use_it(capsys, monkeypatch) -> None:
+    from course import errors
+
+    monkeypatch.setattr(errors, "_last_error", None)
+    monkeypatch.delattr("sys.last_exc", raising=False)
+    monkeypatch.delattr("sys.last_value", raising=False)
+    explain()
+    assert capsys.readouterr().out.startswith("No error to explain yet")
+
+
+def test_explain_falls_back_on_pythons_last_error(capsys, monkeypatch) -> None:
+    """Outside Jupyter's handler (a plain Python prompt), sys.last_value is the last error."""
+    from course import errors
+
+    monkeypatch.setattr(errors, "_last_error", None)
+    monkeypatch.delattr("sys.last_exc", raising=False)
+    monkeypatch.setattr("sys.last_value", RuntimeError("Event loop is closed"), raising=False)
+    explain()
+    assert capsys.readouterr().out.startswith("💡 the event loop is closed.")
+
+
+def test_explain_shows_a_course_error_as_its_fix(capsys) -> None:
+    from course.errors import CourseError
+
+    explain(CourseError("The data file is missing.", "run `git checkout -- datasets/`."))
+    assert capsys.readouterr().out == "⚠️ The data file is missing.\nFix: run `git checkout -- datasets/`.\n"
+
+
+NOTEBOOK_CELLS = [
+    "import course",
+    "async def album_title(album_id):\n    return 'x'\n\ntitle = album_title(1)\ntitle.upper()",
+    "course.explain()",
+    "from course.lessons import l00_welcome as ex\nawait ex.q1.check(lambda ms: 1 / 0)",
+    "raise RuntimeError('asyncio.run() cannot be called from a running event loop')",
+    "course.explain()",
+]
+
+
+def test_explain_without_argument_explains_the_last_error_of_any_cell(tmp_path, monkeypatch) -> None:
+    """In a real kernel: an error raised by the learner's own cell (not by a check) is the one
+    `course.explain()` explains, and the newest error wins over an older check's."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from course.build import QUIET_KERNEL
+    from course.paths import EXERCISES
+
+    monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))  # the check records here
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS])
+    NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True, extra_arguments=QUIET_KERNEL,
+                   resources={"metadata": {"path": str(EXERCISES)}}).execute()
+    printed = ["".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
+               for cell in nb.cells]
+    assert printed[2].startswith("💡 a coroutine that was never awaited."), printed[2]
+    assert printed[5].startswith("💡 asyncio.run() inside a running loop."), printed[5]
