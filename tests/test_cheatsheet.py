@@ -1,0 +1,201 @@
+"""Every call CHEATSHEET.md shows runs, on the pinned versions, as the sheet says it does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from decimal import Decimal
+
+import aiosqlite
+import asyncpg
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+import course
+from course.models import Album, Track
+from course.paths import ROOT
+
+SHEET = (ROOT / "CHEATSHEET.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["CHEATSHEET.md", "GLOSSARY.md"])
+def test_links_reach_files_that_exist_or_are_announced(name: str) -> None:
+    import re
+
+    planned = {"06-sqlalchemy-core-async", "07-orm-sessions", "08-relationships-and-loading",
+               "09-fastapi-in-process", "10-performance-and-scale", "11-testing-and-capstone"}
+    for target in re.findall(r"\]\(([^)#]+)", (ROOT / name).read_text()):
+        if target.startswith("http"):
+            continue
+        stem = target.removeprefix("notebooks/").removesuffix(".ipynb")
+        assert (ROOT / target).exists() or stem in planned, target
+
+
+def test_aiosqlite_column() -> None:
+    async def main() -> None:
+        path = course.fresh_sqlite("test-cheatsheet")
+        async with aiosqlite.connect(path) as db:
+            await db.execute("PRAGMA foreign_keys = ON")
+            assert await db.execute_fetchall("SELECT name FROM artist WHERE artist_id = ?", (22,)) == [("Led Zeppelin",)]
+            assert await db.execute_fetchall("SELECT name FROM artist WHERE artist_id = :id", {"id": 22}) == [("Led Zeppelin",)]
+            row = await (await db.execute("SELECT name FROM artist WHERE artist_id = ?", (22,))).fetchone()
+            assert row[0] == "Led Zeppelin"
+            assert await (await db.execute("SELECT name FROM artist WHERE artist_id = ?", (0,))).fetchone() is None
+            async with db.execute("SELECT name FROM genre ORDER BY genre_id") as cursor:
+                names = [name async for (name,) in cursor]
+            assert len(names) == 25
+            ids = [1, 22, 50]
+            rows = await db.execute_fetchall(
+                "SELECT artist_id FROM artist WHERE artist_id IN (SELECT value FROM json_each(?)) ORDER BY artist_id",
+                (json.dumps(ids),))
+            assert [r[0] for r in rows] == ids
+            cursor = await db.execute("INSERT INTO genre (name) VALUES (?)", ("Chiptune",))
+            assert cursor.lastrowid == 26 and db.in_transaction
+            await db.executemany("INSERT INTO genre (name) VALUES (?)", [("A",), ("B",)])
+            await db.rollback()
+            await db.execute("UPDATE genre SET name = ? WHERE genre_id = ?", ("Rock", 1))
+            await db.commit()
+            db.row_factory = aiosqlite.Row
+            row = await (await db.execute("SELECT artist_id, name FROM artist WHERE artist_id = ?", (22,))).fetchone()
+            assert dict(row) == {"artist_id": 22, "name": "Led Zeppelin"}
+            with pytest.raises(sqlite3.IntegrityError):
+                await db.execute("INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)", (1, 999_999))
+            await db.rollback()
+        db = await aiosqlite.connect(path)
+        await db.close()
+
+    asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def postgres_db():
+    return asyncio.run(course.fresh_postgres("test_cheatsheet"))
+
+
+def test_asyncpg_column(postgres_db) -> None:
+    async def main() -> None:
+        conn = await asyncpg.connect(postgres_db.dsn)
+        try:
+            assert await conn.execute("UPDATE track SET unit_price = unit_price WHERE album_id = $1", 1) == "UPDATE 10"
+            rows = await conn.fetch("SELECT name FROM artist WHERE artist_id = $1", 22)
+            assert isinstance(rows[0], asyncpg.Record) and dict(rows[0]) == {"name": "Led Zeppelin"}
+            assert await conn.fetchrow("SELECT name FROM artist WHERE artist_id = $1", 0) is None
+            assert await conn.fetchval("SELECT name FROM artist WHERE artist_id = $1", 22) == "Led Zeppelin"
+            rows = await conn.fetch("SELECT artist_id FROM artist WHERE artist_id = any($1::int[]) ORDER BY 1", [1, 22])
+            assert [r["artist_id"] for r in rows] == [1, 22]
+            async with conn.transaction():
+                names = [r["name"] async for r in conn.cursor("SELECT name FROM genre ORDER BY genre_id")]
+            assert len(names) == 25
+            async with conn.transaction():
+                new_id = await conn.fetchval(
+                    "INSERT INTO genre (genre_id, name) VALUES ($1, $2) RETURNING genre_id", 100, "Chiptune")
+                assert new_id == 100
+                with contextlib.suppress(asyncpg.UniqueViolationError):
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute("INSERT INTO genre (genre_id, name) VALUES ($1, $2)", 100, "again")
+                await conn.executemany("INSERT INTO genre (genre_id, name) VALUES ($1, $2)", [(101, "A"), (102, "B")])
+                await conn.execute("CREATE TEMP TABLE t (n int, label text)")
+                assert await conn.copy_records_to_table("t", records=[(1, "a"), (2, "b")]) == "COPY 2"
+                assert await conn.fetchval("SELECT count(*) FROM genre WHERE genre_id >= $1", 100) == 3
+        finally:
+            await conn.close()
+        assert conn.is_closed()
+        async with asyncpg.create_pool(postgres_db.dsn, min_size=1, max_size=10) as pool:
+            async with pool.acquire() as pooled:
+                assert await pooled.fetchval("SELECT 1") == 1
+            assert await pool.fetchval("SELECT count(*) FROM genre WHERE genre_id >= $1", 100) == 3
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sqlalchemy_column(backend: str) -> None:
+    async def main() -> None:
+        engine = create_async_engine(await course.fresh_engine_url(f"test_cheatsheet_sa_{backend}", backend))
+        try:
+            assert (engine.pool.size(), engine.pool._max_overflow) == (5, 10)  # the defaults the sheet quotes
+            async with engine.connect() as conn:
+                result = await conn.execute(text("SELECT artist_id, name FROM artist WHERE artist_id = :id"), {"id": 22})
+                assert result.all() == [(22, "Led Zeppelin")]
+                result = await conn.execute(text("SELECT name FROM artist WHERE artist_id = :id"), {"id": 0})
+                assert result.first() is None
+                assert await conn.scalar(text("SELECT name FROM artist WHERE artist_id = :id"), {"id": 22}) == "Led Zeppelin"
+                one = (await conn.execute(text("SELECT artist_id, name FROM artist WHERE artist_id = :id"), {"id": 22})).one()
+                assert one._asdict() == {"artist_id": 22, "name": "Led Zeppelin"}
+                maps = (await conn.execute(text("SELECT artist_id FROM artist WHERE artist_id = :id"), {"id": 22})).mappings().all()
+                assert maps == [{"artist_id": 22}]
+                stmt = select(Track.track_id).where(Track.track_id.in_([1, 2, 9])).order_by(Track.track_id)
+                assert (await conn.execute(stmt)).scalars().all() == [1, 2, 9]
+                streamed = [row.name async for row in await conn.stream(select(Track.name).where(Track.album_id == 1))]
+                assert len(streamed) == 10
+                new_id = (await conn.execute(text("INSERT INTO genre (name) VALUES (:name) RETURNING genre_id"),
+                                             {"name": "Chiptune"})).scalar_one()
+                assert new_id == 26
+                await conn.execute(text("INSERT INTO genre (name) VALUES (:name)"), [{"name": "A"}, {"name": "B"}])
+                async with conn.begin_nested():  # a savepoint inside the connection's transaction
+                    await conn.execute(text("INSERT INTO genre (name) VALUES (:name)"), {"name": "C"})
+                await conn.commit()
+            async with engine.begin() as conn:
+                assert await conn.scalar(text("SELECT count(*) FROM genre")) == 29
+            Session = async_sessionmaker(engine, expire_on_commit=False)
+            async with Session() as session, session.begin():
+                track = await session.get(Track, 1)
+                assert track.unit_price == Decimal("0.99")
+                tracks = (await session.scalars(select(Track).where(Track.album_id == 1))).all()
+                assert len(tracks) == 10
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def test_asyncio_column() -> None:
+    async def f(x: int) -> int:
+        await asyncio.sleep(0)
+        if x < 0:
+            raise LookupError(x)
+        return x
+
+    async def main() -> None:
+        assert await asyncio.gather(f(1), f(2)) == [1, 2]
+        results = await asyncio.gather(f(1), f(-1), return_exceptions=True)
+        assert results[0] == 1 and isinstance(results[1], BaseException)
+        async with asyncio.TaskGroup() as tg:
+            t = tg.create_task(f(3))
+        assert t.result() == 3
+        with pytest.raises(ExceptionGroup):
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(f(-1))
+        task = asyncio.create_task(f(4))
+        assert await task == 4
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(1), 0.01)
+        task = asyncio.create_task(asyncio.sleep(1))
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+        sem = asyncio.Semaphore(2)
+        async with sem:
+            pass
+        assert await asyncio.to_thread(abs, -5) == 5
+        assert await asyncio.to_thread(asyncio.run, f(6)) == 6
+
+    asyncio.run(main())
+    with asyncio.Runner() as runner:
+        assert runner.run(f(1)) == 1
+        assert runner.run(f(2)) == 2
+
+
+def test_session_loading_options_named_in_the_sheet() -> None:
+    from sqlalchemy.orm import selectinload
+
+    assert "selectinload" in SHEET
+    select(Album).options(selectinload(Album.tracks))  # builds without error
