@@ -206,8 +206,9 @@ class Exercise:
         except LearnerError as exc:
             message = f"your code raised {exc}"
             item = explanation_for(exc.__cause__) if exc.__cause__ else None
+            if exc.__cause__ is not None:
+                remember(exc.__cause__)  # the newest error, explained or not, for course.explain()
             if item is not None:
-                remember(exc.__cause__)
                 message += f" ({item.title}: `course.explain()` says what to do)"
             return Outcome(self.name, "wrong", message)
         except TimeoutError:
