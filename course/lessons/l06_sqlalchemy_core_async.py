@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import gc
 import hashlib
+import logging
 import sys
 import threading
 import tracemalloc
@@ -52,6 +54,29 @@ SYNC_DRIVER = ("your code opened a sync sqlite3 connection on the event loop's t
                "or create_async_engine() with an async driver (sqlite+aiosqlite, postgresql+asyncpg).")
 
 
+# A connection the learner's code never closed is found by the garbage collector once the code
+# returns; SQLAlchemy then logs an error on its pool logger (and the pool gets it back, so
+# checked_out() alone would miss it).
+pool_logger = logging.getLogger("sqlalchemy.pool")
+
+
+class _DroppedConnections(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "non-checked-in connection" in record.getMessage():
+            self.count += 1
+
+
+DROPPED = ("a connection your code opened was never closed: the garbage collector found it after "
+           "your function returned (\"The garbage collector is trying to clean up non-checked-in "
+           "connection\"). Use `async with engine.connect() as conn:` (or `engine.begin()`), which "
+           "gives the connection back to the pool even on error; a connection you do not close is "
+           "still checked out, and with enough of them the pool runs dry.")
+
+
 async def run(fn: Any, *args: Any) -> Any:
     """call() the learner's function, watching for a sync driver and translating the usual
     async mistakes of SQLAlchemy into plain words."""
@@ -61,12 +86,20 @@ async def run(fn: Any, *args: Any) -> Any:
         _hook_installed = True
     me = threading.get_ident()
     seen = len(_sync_connects)
+    gc.collect()  # older garbage is not the learner's: let it go before watching
+    dropped = _DroppedConnections()
     _watched_threads.add(me)
+    pool_logger.addHandler(dropped)
     try:
-        return await call(fn, *args)
+        result = await call(fn, *args)
+        gc.collect()
+        if dropped.count:
+            raise Wrong(DROPPED)
+        return result
     except LearnerError as exc:
         cause = exc.__cause__
-        if isinstance(cause, TypeError) and "coroutine" in str(cause):
+        if isinstance(cause, TypeError | AttributeError) and (
+                "coroutine" in str(cause) or "GeneratorStartableContext" in str(cause)):
             raise Wrong(FORGOT_AWAIT) from None
         if isinstance(cause, MissingGreenlet) or (
                 isinstance(cause, StatementError) and isinstance(cause.orig, MissingGreenlet)):
@@ -79,6 +112,7 @@ async def run(fn: Any, *args: Any) -> Any:
                         "object you were given, unchanged).") from None
         raise
     finally:
+        pool_logger.removeHandler(dropped)
         _watched_threads.discard(me)
         if len(_sync_connects) > seen:
             raise Wrong(SYNC_DRIVER)
@@ -271,11 +305,15 @@ def _left_behind(before: tuple[int, int], now: tuple[int, int], how: str) -> Wro
 async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, backend: str) -> None:
     playlist, playlist_track = md.tables["playlist"], md.tables["playlist_track"]
     for name, tracks in (("Road trip", Q2_TRACKS), (HOSTILE_INPUTS[0], [9, 8]),
-                         (HOSTILE_INPUTS[1], [])):
+                         (HOSTILE_INPUTS[1], [4]), ("Nothing yet", [])):
         before = await _playlist_state(engine, md)
         try:
             playlist_id = await run(create_playlist, engine, name, list(tracks))
         except LearnerError as exc:
+            if name in HOSTILE_INPUTS and "DEFAULT VALUES" not in str(exc):
+                raise Wrong(f"the name {name!r} broke your query ({exc}): it became part of the "
+                            "SQL. Bind it: `insert(playlist).values(name=name)`, or `:name` in "
+                            "text() with the value in the parameters.") from None
             if not tracks:
                 raise Wrong(f"create_playlist(engine, {name!r}, []) raised {exc}. With no tracks, "
                             "`conn.execute(insert(table), [])` runs `INSERT ... DEFAULT VALUES`, "
@@ -297,7 +335,9 @@ async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, ba
                         "committed. `engine.connect()` rolls back at the end of its block unless "
                         "you `await conn.commit()`; `engine.begin()` commits for you.")
         if stored != name:
-            raise Wrong(f"the playlist was stored as {stored!r}, not {name!r}: bind the name.")
+            raise Wrong(f"the playlist was stored as {stored!r}, not {name!r}: the name became "
+                        "part of the SQL. Bind it: `insert(playlist).values(name=name)`, or `:name` "
+                        "in text() with the value in the parameters.")
         if got_tracks != sorted(tracks):
             raise Wrong(f"playlist {name!r} holds tracks {got_tracks}; expected {sorted(tracks)}.")
         now = await _playlist_state(engine, md)
@@ -340,6 +380,12 @@ async def _cancel_midway(engine: AsyncEngine, md: MetaData, create_playlist, bef
         target.append(task)
         try:
             got = await task
+        except LearnerError as exc:
+            if (now := await _playlist_state(engine, md)) != before:
+                raise _left_behind(before, now, "when the call was cancelled midway") from None
+            raise Wrong(f"when the check cancelled create_playlist midway, it raised {exc} instead "
+                        "of letting the cancellation through: after a cancellation, don't run "
+                        "more SQL (a commit in `finally:`, say); let `engine.begin()` roll back.") from None
         except asyncio.CancelledError:
             if target:  # the task never reached the insert: it was not our cancellation
                 raise Wrong("create_playlist never inserted into playlist_track.") from None
@@ -548,13 +594,13 @@ async def _load_cases(engine: AsyncEngine, table: Table, load_lines, backend: st
                 raise
         _leaked(engine, "load_lines")
         inserts = [s for s in counter.statements if s.lstrip().upper().startswith("INSERT")]
+        if any(str(rows[0][0]) in s for s in inserts):
+            raise Wrong("the values are inside your SQL text: bind them (`insert(table)` with a list "
+                        "of dicts, or `text()` with `:name` parameters).")
         if len(inserts) > 2:
             raise Wrong(f"load_lines ran {len(inserts)} INSERT statements for {size} rows: one per "
                         "row (or per chunk). Send them all in one call: `await conn.execute("
                         "insert(table), list_of_dicts)`, which is an executemany.")
-        if any(str(rows[0][0]) in s for s in inserts):
-            raise Wrong("the values are inside your SQL text: bind them (`insert(table)` with a list "
-                        "of dicts, or `text()` with `:name` parameters).")
         stored = await _count(engine, table)
         if stored == before and size:
             raise Wrong(f"after load_lines returned, another connection sees none of the {size} rows: "
@@ -678,6 +724,10 @@ async def _lifecycle_cases(url: URL, broken: URL, count_albums, backend: str) ->
                 if "***" in str(exc) or "password" in str(exc).lower():
                     raise Wrong("str(url) hides the password as ***: pass the URL object itself "
                                 "to create_async_engine().") from None
+                if "'" in artist:
+                    raise Wrong(f"the name {artist!r} broke your query ({exc}): it became part of "
+                                "the SQL. Bind it: `artist.c.name == name` in select(), or `:name` "
+                                "in text().") from None
                 raise
             await asyncio.sleep(0)
         if not watch.opened:
