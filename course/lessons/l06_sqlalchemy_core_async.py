@@ -29,7 +29,13 @@ from course import synthetic
 from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call, must_raise
 from course.databases import BACKENDS, fresh_engine_url
 from course.postgres import PgDatabase, drop_postgres
-from course.probes import HOSTILE_INPUTS, InjectedFailure, ListThatBreaks, StatementCounter, checked_out
+from course.probes import (
+    HOSTILE_INPUTS,
+    InjectedFailure,
+    ListThatBreaks,
+    StatementCounter,
+    checked_out,
+)
 
 LIMIT = 90.0  # generous: two fresh databases per check, on a machine that may be busy
 
@@ -501,18 +507,19 @@ async def _check_export_lines(export_lines) -> str:
 
 async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend: str) -> tuple[int, int]:
     found: list[int] = []
+    streamed: list[bool] = []  # for each SELECT of the table: did it run on a server-side cursor?
+
+    def watch(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if table.name in statement and statement.lstrip().upper().startswith("SELECT"):
+            streamed.append(bool(context.execution_options.get("stream_results")))
+
     # shuffled ids, not contiguous, and two different shops: a canned answer cannot match
     for size, seed in ((SMALL, 7), (BIG, 11)):
         rows = [(line_id * 3 + 5, *rest) for line_id, *rest in synthetic.invoice_lines(size, seed)]
         rows.reverse()  # inserted out of order: the export must ORDER BY
         await _fill(engine, table, rows)
         sink = CsvSink()
-        streamed: list[bool] = []
-
-        def watch(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-            if table.name in statement and statement.lstrip().upper().startswith("SELECT"):
-                streamed.append(bool(context.execution_options.get("stream_results")))
-
+        streamed.clear()
         event.listen(engine.sync_engine, "before_cursor_execute", watch)
         try:
             async with engine.connect() as conn:
