@@ -353,14 +353,12 @@ async def load_lines_empty_list_unguarded(engine, table, lines):
 
 
 @wrong("q4", expect="stayed on")
-async def load_lines_in_committed_chunks(engine, table, lines):
+async def load_lines_autocommit(engine, table, lines):
     if not lines:
         return 0
-    for start in (0, 1):  # BUG: two transactions: the first line commits on its own
-        part = lines[:1] if start == 0 else lines[1:]
-        async with engine.begin() as conn:
-            if part:
-                await conn.execute(insert(table), _dicts(table, part))
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # BUG: each row commits alone
+        await conn.execute(insert(table), _dicts(table, lines))
     return len(lines)
 
 
