@@ -21,6 +21,7 @@ class Explanation:
     pattern: str
     title: str
     text: str
+    refines: bool = False  # a narrower case of an earlier explanation: it wins when both match
 
 
 # Each pattern is matched against "ExceptionType: message".
@@ -108,6 +109,46 @@ EXPLANATIONS = [
         "asyncpg encodes each parameter as the type PostgreSQL expects in that place, and "
         "refuses a value of another type before the query runs ('22' where an integer goes, "
         "say). Convert it first: int(...), Decimal(...), a date object, and so on.",
+    # --- lesson 06 ---
+    Explanation(
+        r"garbage collector is trying to clean up non-checked-in connection",
+        "a connection that was never closed",
+        "A connection was taken from an engine's pool and never given back; the garbage collector "
+        "found it and closed it, rolling back whatever it was doing. Until then it counted as "
+        "checked out, and enough of them exhaust the pool. Use `async with engine.connect() as "
+        "conn:` or `async with engine.begin() as conn:`, which give the connection back on every path.",
+    ),
+    Explanation(
+        r"No module named 'psycopg",
+        "postgresql:// means psycopg",
+        "In SQLAlchemy 2.1 a URL that starts `postgresql://` asks for the psycopg 3 driver, which "
+        "the course does not install. Name the async driver: `postgresql+asyncpg://...` (the URLs "
+        "from course.fresh_engine_url() already do; pass the URL object itself, not str(url), which "
+        "hides the password).",
+    ),
+    Explanation(
+        r"requires an async driver to be used|The loaded '\w+' is not async",
+        "create_async_engine() with a sync driver",
+        "create_async_engine() needs a driver that can await: `sqlite+aiosqlite://` for SQLite, "
+        "`postgresql+asyncpg://` for PostgreSQL. A plain `sqlite://` URL loads pysqlite, the "
+        "blocking sqlite3 module.",
+    ),
+    Explanation(
+        r"MissingGreenlet.*\(from a sync engine\)",
+        "MissingGreenlet from a sync engine",
+        "create_engine() made a sync engine, but the URL names an async driver (aiosqlite, "
+        "asyncpg), which can only run under `await`. In async code use create_async_engine(url) "
+        "and `async with engine.connect() as conn: await conn.execute(...)`. (A sync engine on a "
+        "sync driver would run, but block the event loop on every query.)",
+        refines=True,
+    ),
+    Explanation(
+        r"no such table",
+        "a table this SQLite database does not have",
+        "Check the name first. Then check which database the engine opened: a relative file path "
+        "is relative to the working directory, and an in-memory SQLite database "
+        "(`sqlite+aiosqlite://`) exists only inside one connection, so a second connection sees a "
+        "new, empty database.",
     ),
 ]
 
@@ -130,10 +171,11 @@ def explanation_for(exc: BaseException) -> Explanation | None:
         text += f" ({code})"
     if isinstance(exc, TimeoutError) and _raised_in(exc, "asyncpg/pool.py"):
         text += " (waiting for a pool connection)"  # asyncpg's acquire timeout has no message
-    for item in EXPLANATIONS:
-        if re.search(item.pattern, text, flags=re.IGNORECASE):
-            return item
-    return None
+    if ("MissingGreenlet" in text and _raised_in(exc, "sqlalchemy/pool/")
+            and not (_raised_in(exc, "sqlalchemy/orm/") or _raised_in(exc, "sqlalchemy/ext/asyncio/"))):
+        text += " (from a sync engine)"  # a pool connecting, with no lazy load nor async engine on the way
+    matches = [item for item in EXPLANATIONS if re.search(item.pattern, text, flags=re.IGNORECASE)]
+    return next((item for item in matches if item.refines), matches[0] if matches else None)
 
 
 _last_error: BaseException | None = None

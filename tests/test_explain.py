@@ -239,3 +239,47 @@ def test_explain_without_argument_explains_the_last_error_of_any_cell(tmp_path, 
                for cell in nb.cells]
     assert printed[2].startswith("💡 a coroutine that was never awaited."), printed[2]
     assert printed[5].startswith("💡 asyncio.run() inside a running loop."), printed[5]
+# --- lesson 06: engines and drivers, as the pins raise them -----------------------------------
+
+def test_sync_driver_in_create_async_engine() -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    with pytest.raises(Exception) as info:
+        create_async_engine("sqlite:///never-created.db")
+    assert explanation_for(info.value).title == "create_async_engine() with a sync driver"
+
+
+def test_plain_postgresql_url_means_psycopg() -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    with pytest.raises(ModuleNotFoundError) as info:
+        create_async_engine("postgresql://someone@localhost/nothing")
+    assert explanation_for(info.value).title == "postgresql:// means psycopg"
+
+
+def test_missing_greenlet_from_a_sync_engine_on_an_async_driver(tmp_path) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import MissingGreenlet
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(MissingGreenlet) as info:
+        engine.connect()
+    engine.dispose()
+    assert explanation_for(info.value).title == "MissingGreenlet from a sync engine"
+    # without that evidence in the traceback, the lazy-load explanation stays
+    assert "lazy loading" in explanation_for(MissingGreenlet("greenlet_spawn has not been called")).title
+
+
+def test_connection_left_to_the_garbage_collector() -> None:
+    from sqlalchemy.exc import SAWarning
+
+    warning = SAWarning("The garbage collector is trying to clean up non-checked-in connection "
+                        "<AdaptedConnection <aiosqlite.core.Connection object at 0x7f00>>, which will be terminated.")
+    assert explanation_for(warning).title == "a connection that was never closed"
+
+
+def test_no_such_table() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    exc = OperationalError("SELECT * FROM track", {}, Exception("no such table: track"))
+    assert explanation_for(exc).title == "a table this SQLite database does not have"

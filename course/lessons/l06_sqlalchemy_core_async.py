@@ -1,0 +1,761 @@
+"""Checks for exercises/06-sqlalchemy-core-async-workbook.ipynb.
+
+Every exercise whose statement names no backend is checked on SQLite, then on PostgreSQL: each
+check makes a fresh Chinook database for each backend before it calls the learner's code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import gc
+import hashlib
+import logging
+import sys
+import threading
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Column, Integer, MetaData, Numeric, Table, event, func, insert, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, MissingGreenlet, StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import Pool
+
+from course import synthetic
+from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call, must_raise
+from course.databases import BACKENDS, fresh_engine_url
+from course.postgres import PgDatabase, drop_postgres
+from course.probes import (
+    HOSTILE_INPUTS,
+    InjectedFailure,
+    ListThatBreaks,
+    StatementCounter,
+    checked_out,
+)
+
+LIMIT = 90.0  # generous: two fresh databases per check, on a machine that may be busy
+
+# --- shared plumbing ----------------------------------------------------------------------
+
+# A sync driver on the event loop's thread is seen directly: sqlite3.connect() raises an audit
+# event in the thread that calls it. aiosqlite calls it from its own worker thread, so only a
+# sync engine (or sqlite3 itself) used inside async code shows up here.
+_watched_threads: set[int] = set()
+_sync_connects: list[str] = []
+_hook_installed = False
+
+
+def _audit(event_name: str, args: tuple) -> None:
+    if event_name == "sqlite3.connect" and threading.get_ident() in _watched_threads:
+        _sync_connects.append(str(args[0]) if args else "")
+
+
+SYNC_DRIVER = ("your code opened a sync sqlite3 connection on the event loop's thread (a sync "
+               "engine from create_engine(), or sqlite3 itself): every query then blocks the loop "
+               "and every other task waits. Use the AsyncConnection or AsyncEngine you are given, "
+               "or create_async_engine() with an async driver (sqlite+aiosqlite, postgresql+asyncpg).")
+
+
+# A connection the learner's code never closed is found by the garbage collector once the code
+# returns; SQLAlchemy then logs an error on its pool logger (and the pool gets it back, so
+# checked_out() alone would miss it).
+pool_logger = logging.getLogger("sqlalchemy.pool")
+
+
+class _DroppedConnections(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "non-checked-in connection" in record.getMessage():
+            self.count += 1
+
+
+DROPPED = ("a connection your code opened was never closed: the garbage collector found it after "
+           "your function returned (\"The garbage collector is trying to clean up non-checked-in "
+           "connection\"). Use `async with engine.connect() as conn:` (or `engine.begin()`), which "
+           "gives the connection back to the pool even on error; a connection you do not close is "
+           "still checked out, and with enough of them the pool runs dry.")
+
+
+async def run(fn: Any, *args: Any) -> Any:
+    """call() the learner's function, watching for a sync driver and translating the usual
+    async mistakes of SQLAlchemy into plain words."""
+    global _hook_installed
+    if not _hook_installed:
+        sys.addaudithook(_audit)  # audit hooks cannot be removed: it only looks at watched threads
+        _hook_installed = True
+    me = threading.get_ident()
+    seen = len(_sync_connects)
+    gc.collect()  # older garbage is not the learner's: let it go before watching
+    dropped = _DroppedConnections()
+    _watched_threads.add(me)
+    pool_logger.addHandler(dropped)
+    try:
+        result = await call(fn, *args)
+        gc.collect()
+        if dropped.count:
+            raise Wrong(DROPPED)
+        return result
+    except LearnerError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, TypeError | AttributeError) and (
+                "coroutine" in str(cause) or "GeneratorStartableContext" in str(cause)):
+            raise Wrong(FORGOT_AWAIT) from None
+        if isinstance(cause, MissingGreenlet) or (
+                isinstance(cause, StatementError) and isinstance(cause.orig, MissingGreenlet)):
+            raise Wrong("MissingGreenlet: a sync engine (create_engine) was given an async driver's "
+                        "URL, so it cannot await. Use create_async_engine(url), and `async with "
+                        "engine.connect()` or `engine.begin()` around `await conn.execute(...)`.") from None
+        if isinstance(cause, ModuleNotFoundError) and "psycopg" in str(cause):
+            raise Wrong("`postgresql://` means the psycopg driver in SQLAlchemy 2.1, which the course "
+                        "does not install: keep the URL's `postgresql+asyncpg` driver (pass the URL "
+                        "object you were given, unchanged).") from None
+        raise
+    finally:
+        pool_logger.removeHandler(dropped)
+        _watched_threads.discard(me)
+        if len(_sync_connects) > seen:
+            raise Wrong(SYNC_DRIVER)
+
+
+@contextlib.asynccontextmanager
+async def fresh_engine(name: str, backend: str, **options: Any) -> AsyncIterator[AsyncEngine]:
+    """A fresh Chinook database on `backend` and an engine on it, both gone afterwards."""
+    url = await fresh_engine_url(name, backend)
+    engine = create_async_engine(url, **options)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        await drop(url)
+
+
+async def drop(url: URL) -> None:
+    if url.get_backend_name() == "postgresql":
+        await drop_postgres(PgDatabase(url.database or "", url.database or "", ""))
+
+
+async def reflect(engine: AsyncEngine) -> MetaData:
+    metadata = MetaData()
+    async with engine.connect() as conn:
+        await conn.run_sync(metadata.reflect)
+    return metadata
+
+
+def _rows(got: Any, what: str, width: int) -> list[tuple]:
+    if not isinstance(got, list):
+        raise Wrong(f"{what} should return a list of rows, not {type(got).__name__}: "
+                    "`result.all()` gives a list.")
+    try:
+        rows = [tuple(row) for row in got]
+    except TypeError:
+        raise Wrong(f"{what} should return a list of rows (tuples); one item is "
+                    f"{type(got[0]).__name__}.") from None
+    if any(len(row) != width for row in rows):
+        raise Wrong(f"{what}: each row should have {width} columns.")
+    return rows
+
+
+def _leaked(engine: AsyncEngine, what: str) -> None:
+    if left := checked_out(engine):
+        raise Wrong(f"{left} connection(s) were still checked out of the engine's pool after "
+                    f"{what} returned: use `async with engine.connect() as conn:` (or "
+                    "`engine.begin()`), which gives the connection back even on error.")
+
+
+def _on(backend: str) -> str:
+    return "SQLite" if backend == "sqlite" else "PostgreSQL"
+
+
+# --- q1: the longest tracks of a genre ------------------------------------------------------
+
+# Ties the check makes in Jazz: three tracks become the longest, with the same length; two of
+# them get the same name. Name order and id order disagree, so only "milliseconds DESC, name,
+# track_id" gives the expected order.
+TIE_MS = 3_000_000
+HOSTILE_GENRE = "Rock 'n' Roll"   # genre 5, "Rock And Roll", renamed by the check
+
+
+async def _make_ties(engine: AsyncEngine, md: MetaData) -> None:
+    track, genre = md.tables["track"], md.tables["genre"]
+    async with engine.begin() as conn:
+        jazz = (await conn.execute(
+            select(track.c.track_id).where(track.c.genre_id == 2).order_by(track.c.track_id))).scalars().all()
+        first, middle, last = jazz[0], jazz[len(jazz) // 2], jazz[-1]
+        for track_id, name in ((first, "Zoot Walk (extended)"), (middle, "All Blues (extended)"),
+                               (last, "All Blues (extended)")):
+            await conn.execute(track.update().where(track.c.track_id == track_id)
+                               .values(name=name, milliseconds=TIE_MS))
+        await conn.execute(genre.update().where(genre.c.genre_id == 5).values(name=HOSTILE_GENRE))
+
+
+def _reference_q1(md: MetaData, genre_name: str, n: int) -> Any:
+    track, genre = md.tables["track"], md.tables["genre"]
+    return (select(track.c.name, track.c.milliseconds)
+            .join(genre, genre.c.genre_id == track.c.genre_id)
+            .where(genre.c.name == genre_name)
+            .order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id)
+            .limit(n))
+
+
+Q1_CASES = [("Jazz", 3), ("Jazz", 1), (HOSTILE_GENRE, 4), ("Rock", 12), ("Opera", 5), ("Jazz", 0)]
+
+
+async def _check_longest_tracks(longest_tracks) -> str:
+    for backend in BACKENDS:
+        async with fresh_engine("check_06_q1", backend) as engine:
+            md = await reflect(engine)
+            await _make_ties(engine, md)
+            await _longest_cases(engine, md, longest_tracks, backend)
+    return ("bound genre and LIMIT, ties broken by name then id, the same code on SQLite and "
+            "PostgreSQL.")
+
+
+async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, backend: str) -> None:
+    texts: set[str] = set()
+    for genre_name, n in Q1_CASES + [(h, 5) for h in HOSTILE_INPUTS]:
+        what = f"longest_tracks(conn, {genre_name!r}, {n})"
+        async with engine.connect() as conn:
+            expected = [tuple(r) for r in (await conn.execute(_reference_q1(md, genre_name, n))).all()]
+        with StatementCounter(engine) as counter:
+            async with engine.connect() as conn:
+                try:
+                    got = await run(longest_tracks, conn, genre_name, n)
+                except LearnerError as exc:
+                    if genre_name in (HOSTILE_GENRE, *HOSTILE_INPUTS):
+                        raise Wrong(f"the genre {genre_name!r} broke your query ({exc}): it became "
+                                    "part of the SQL. Bind it: `genre.c.name == name` in select(), "
+                                    "or `:name` in text() with the value in the parameters.") from None
+                    raise
+        _leaked(engine, "longest_tracks")
+        quoted = [s for s in counter.statements if len(genre_name) > 2 and genre_name in s]
+        if quoted:
+            raise Wrong(f"the genre name {genre_name!r} is inside your SQL text (an f-string, in "
+                        "text() or not). Bind it as a parameter: `genre.c.name == name` in select(), "
+                        "or `:name` in text().")
+        if len(counter.statements) > 2:
+            raise Wrong(f"{what} ran {len(counter.statements)} statements; one SELECT with a join "
+                        "(or at most two) does it.")
+        if n > 0 and not any("LIMIT" in s.upper() for s in counter.statements):
+            raise Wrong(f"{what} fetched the whole genre and cut it in Python: let the database "
+                        "cut with `.limit(n)` (or `LIMIT :n` in text()), so only n rows travel.")
+        texts.update(counter.statements)
+        rows = _rows(got, what, 2)
+        if rows == expected:
+            continue
+        if len(rows) != len(expected):
+            raise Wrong(f"{what} returned {len(rows)} rows on {_on(backend)}; expected "
+                        f"{len(expected)}. Pass n itself to LIMIT, no +1 or -1.")
+        if [ms for _, ms in rows] == [ms for _, ms in expected]:
+            raise Wrong(f"{what}: ties are broken another way. The check gave three Jazz tracks the "
+                        f"same length ({TIE_MS} ms), two of them the same name: order by "
+                        "milliseconds DESC, then name, then track_id.")
+        if sorted(rows) == sorted(expected):
+            raise Wrong(f"{what} has the right tracks in the wrong order: longest first "
+                        "(milliseconds DESC).")
+        raise Wrong(f"{what} should start with {expected[0] if expected else 'nothing'}; yours "
+                    f"starts with {rows[0] if rows else 'nothing'}. Join track to genre and keep "
+                    "the genre's tracks only.")
+    limits = {s for s in texts if "LIMIT" in s.upper()}
+    if len(limits) > 1:
+        raise Wrong("your SQL text changes with n: the number is inside the SQL. Bind it: "
+                    "`.limit(n)` in select(), or `LIMIT :n` in text().")
+
+
+q1 = Exercise(
+    "06", "q1", "longest_tracks", _check_longest_tracks,
+    hints=["Join track to genre: `select(track.c.name, track.c.milliseconds).join(genre, "
+           "genre.c.genre_id == track.c.genre_id)`.",
+           "Filter with `.where(genre.c.name == name)`: the comparison binds the value. Then "
+           "`.order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n)`.",
+           "`return [tuple(row) for row in (await conn.execute(stmt)).all()]`, or simply "
+           "`(await conn.execute(stmt)).all()`: Row objects are tuples."],
+    limit=LIMIT, title="The longest tracks of a genre",
+)
+
+
+# --- q2: a playlist, all or nothing with engine.begin() -------------------------------------
+
+Q2_TRACKS = [3, 1, 2500, 77, 3503]
+
+
+async def _playlist_state(engine: AsyncEngine, md: MetaData) -> tuple[int, int]:
+    playlist, playlist_track = md.tables["playlist"], md.tables["playlist_track"]
+    async with engine.connect() as conn:
+        return ((await conn.execute(select(func.count()).select_from(playlist))).scalar_one(),
+                (await conn.execute(select(func.count()).select_from(playlist_track))).scalar_one())
+
+
+async def _check_create_playlist(create_playlist) -> str:
+    for backend in BACKENDS:
+        async with fresh_engine("check_06_q2", backend) as engine:
+            md = await reflect(engine)
+            await _playlist_cases(engine, md, create_playlist, backend)
+    return ("committed when complete; a failure, a broken input or a cancellation midway leaves "
+            "nothing, on SQLite and PostgreSQL.")
+
+
+def _left_behind(before: tuple[int, int], now: tuple[int, int], how: str) -> Wrong:
+    return Wrong(f"{how}, {now[0] - before[0]} playlist(s) and {now[1] - before[1]} track row(s) "
+                 "stayed in the database. Run every insert inside one `async with engine.begin() "
+                 "as conn:` block: it commits at the end, or rolls back everything if an exception "
+                 "(or a cancellation) leaves it.")
+
+
+async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, backend: str) -> None:
+    playlist, playlist_track = md.tables["playlist"], md.tables["playlist_track"]
+    for name, tracks in (("Road trip", Q2_TRACKS), (HOSTILE_INPUTS[0], [9, 8]),
+                         (HOSTILE_INPUTS[1], [4]), ("Nothing yet", [])):
+        before = await _playlist_state(engine, md)
+        try:
+            playlist_id = await run(create_playlist, engine, name, list(tracks))
+        except LearnerError as exc:
+            if name in HOSTILE_INPUTS and "DEFAULT VALUES" not in str(exc):
+                raise Wrong(f"the name {name!r} broke your query ({exc}): it became part of the "
+                            "SQL. Bind it: `insert(playlist).values(name=name)`, or `:name` in "
+                            "text() with the value in the parameters.") from None
+            if not tracks:
+                raise Wrong(f"create_playlist(engine, {name!r}, []) raised {exc}. With no tracks, "
+                            "`conn.execute(insert(table), [])` runs `INSERT ... DEFAULT VALUES`, "
+                            "one row of defaults: skip the track insert when the list is empty.") from None
+            raise
+        _leaked(engine, "create_playlist")
+        if not isinstance(playlist_id, int) or isinstance(playlist_id, bool):
+            raise Wrong("create_playlist should return the new playlist_id, an int (`insert(...)"
+                        ".returning(playlist.c.playlist_id)`, then `.scalar_one()`); it returned "
+                        f"{type(playlist_id).__name__}.")
+        async with engine.connect() as conn:  # a new connection sees only what was committed
+            stored = (await conn.execute(select(playlist.c.name)
+                                         .where(playlist.c.playlist_id == playlist_id))).scalar()
+            got_tracks = sorted((await conn.execute(
+                select(playlist_track.c.track_id).where(playlist_track.c.playlist_id == playlist_id)
+            )).scalars().all())
+        if stored is None:
+            raise Wrong(f"another connection cannot see playlist {playlist_id}: it was never "
+                        "committed. `engine.connect()` rolls back at the end of its block unless "
+                        "you `await conn.commit()`; `engine.begin()` commits for you.")
+        if stored != name:
+            raise Wrong(f"the playlist was stored as {stored!r}, not {name!r}: the name became "
+                        "part of the SQL. Bind it: `insert(playlist).values(name=name)`, or `:name` "
+                        "in text() with the value in the parameters.")
+        if got_tracks != sorted(tracks):
+            raise Wrong(f"playlist {name!r} holds tracks {got_tracks}; expected {sorted(tracks)}.")
+        now = await _playlist_state(engine, md)
+        if now != (before[0] + 1, before[1] + len(tracks)):
+            raise Wrong(f"one call should add one playlist and {len(tracks)} track rows; it added "
+                        f"{now[0] - before[0]} and {now[1] - before[1]}.")
+
+    before = await _playlist_state(engine, md)
+    await must_raise(DBAPIError, run(create_playlist, engine, "Twice the same", [5, 6, 5]),
+                     lambda got: f"track 5 twice breaks playlist_track's primary key, but "
+                                 f"create_playlist returned {got!r}: let the database error reach "
+                                 "the caller.")
+    _leaked(engine, "create_playlist")
+    if (now := await _playlist_state(engine, md)) != before:
+        raise _left_behind(before, now, "when the second track 5 was refused")
+
+    await must_raise(InjectedFailure,
+                     run(create_playlist, engine, "Broken input", ListThatBreaks([10, 11, 12, 13], 2, "track_ids")),
+                     lambda got: f"the list of tracks broke midway, and create_playlist returned "
+                                 f"{got!r}: let the error reach the caller.")
+    _leaked(engine, "create_playlist")
+    if (now := await _playlist_state(engine, md)) != before:
+        raise _left_behind(before, now, "when the list of tracks broke midway (not a database error)")
+
+    await _cancel_midway(engine, md, create_playlist, before)
+
+
+async def _cancel_midway(engine: AsyncEngine, md: MetaData, create_playlist, before: tuple[int, int]) -> None:
+    """Cancel the learner's task as its first playlist_track insert starts: the playlist row is
+    in, the tracks are not. The cancellation must roll it back and reach the caller."""
+    target: list[asyncio.Task] = []
+
+    def cancel_on_tracks(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if target and "playlist_track" in statement and statement.lstrip().upper().startswith("INSERT"):
+            target.pop().cancel()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", cancel_on_tracks)
+    try:
+        task = asyncio.create_task(run(create_playlist, engine, "Cancelled", [14, 15, 16]))
+        target.append(task)
+        try:
+            got = await task
+        except LearnerError as exc:
+            if (now := await _playlist_state(engine, md)) != before:
+                raise _left_behind(before, now, "when the call was cancelled midway") from None
+            raise Wrong(f"when the check cancelled create_playlist midway, it raised {exc} instead "
+                        "of letting the cancellation through: after a cancellation, don't run "
+                        "more SQL (a commit in `finally:`, say); let `engine.begin()` roll back.") from None
+        except asyncio.CancelledError:
+            if target:  # the task never reached the insert: it was not our cancellation
+                raise Wrong("create_playlist never inserted into playlist_track.") from None
+            task_cancelled = True
+        else:
+            task_cancelled = False
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", cancel_on_tracks)
+    if not task_cancelled:
+        raise Wrong(f"the check cancelled create_playlist while it inserted the tracks, and it "
+                    f"returned {got!r} instead: a cancellation must reach the caller. Don't catch "
+                    "BaseException or CancelledError (or re-raise it).")
+    await asyncio.sleep(0)
+    _leaked(engine, "the cancelled create_playlist")
+    if (now := await _playlist_state(engine, md)) != before:
+        raise _left_behind(before, now, "when the call was cancelled midway")
+
+
+q2 = Exercise(
+    "06", "q2", "create_playlist", _check_create_playlist,
+    hints=["`async with engine.begin() as conn:` opens a connection and a transaction: COMMIT when "
+           "the block ends, ROLLBACK when an exception or a cancellation leaves it.",
+           "`playlist_id = (await conn.execute(insert(playlist).values(name=name)"
+           ".returning(playlist.c.playlist_id))).scalar_one()`.",
+           "Then, only if there are tracks: `await conn.execute(insert(playlist_track), "
+           "[{\"playlist_id\": playlist_id, \"track_id\": t} for t in track_ids])`, one "
+           "executemany for all of them."],
+    limit=LIMIT, title="A playlist, all or nothing",
+)
+
+
+# --- q3: export a big table, a partition at a time -------------------------------------------
+
+SMALL, BIG = 10_000, 40_000
+MEMORY_FLOOR = 6_000_000  # bytes; below it, growth is not worth a remark
+
+
+def lines_table(metadata: MetaData, name: str = "line_big") -> Table:
+    """The synthetic invoice lines' table (course.synthetic), on any backend."""
+    return Table(name, metadata,
+                 Column("invoice_line_id", Integer, primary_key=True, autoincrement=False),
+                 Column("invoice_id", Integer, nullable=False),
+                 Column("track_id", Integer, nullable=False),
+                 Column("unit_price", Numeric(10, 2), nullable=False),
+                 Column("quantity", Integer, nullable=False))
+
+
+def _as_dicts(rows: list[tuple]) -> list[dict[str, Any]]:
+    return [dict(zip(synthetic.INVOICE_LINE_COLUMNS, row, strict=True)) for row in rows]
+
+
+async def _fill(engine: AsyncEngine, table: Table, rows: list[tuple]) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(table.delete())
+        if rows:
+            await conn.execute(insert(table), _as_dicts(rows))
+
+
+class CsvSink:
+    """A file-like object that keeps a fingerprint of what is written, not the text itself."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self.lines = 0
+
+    def write(self, text: str) -> int:
+        self._digest.update(text.encode())
+        self.lines += text.count("\n")
+        return len(text)
+
+    @property
+    def fingerprint(self) -> str:
+        return self._digest.hexdigest()[:16]
+
+
+def _expected_csv(rows: list[tuple]) -> str:
+    sink = CsvSink()
+    writer = csv.writer(sink)
+    for row in sorted(rows):
+        writer.writerow(row)
+    return sink.fingerprint
+
+
+@contextlib.contextmanager
+def _peak_memory() -> Iterator[list[int]]:
+    """Peak of Python allocations (tracemalloc) while the block runs, in bytes."""
+    found: list[int] = []
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        yield found
+    finally:
+        found.append(max(0, tracemalloc.get_traced_memory()[1] - base))
+        if started:
+            tracemalloc.stop()
+
+
+async def _check_export_lines(export_lines) -> str:
+    for backend in BACKENDS:
+        async with fresh_engine("check_06_q3", backend) as engine:
+            table = lines_table(MetaData())
+            async with engine.begin() as conn:
+                await conn.run_sync(table.metadata.create_all)
+            await _export_cases(engine, table, export_lines, backend)
+    return (f"streamed on a server-side cursor; peak memory did not grow in step with the table "
+            f"({SMALL} then {BIG} rows); the same CSV on SQLite and PostgreSQL.")
+
+
+async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend: str) -> None:
+    found: list[int] = []
+    streamed: list[bool] = []  # for each SELECT of the table: did it run on a server-side cursor?
+
+    def watch(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if table.name in statement and statement.lstrip().upper().startswith("SELECT"):
+            streamed.append(bool(context.execution_options.get("stream_results")))
+
+    # shuffled ids, not contiguous, and two different shops: a canned answer cannot match
+    for size, seed in ((SMALL, 7), (BIG, 11)):
+        rows = [(line_id * 3 + 5, *rest) for line_id, *rest in synthetic.invoice_lines(size, seed)]
+        rows.reverse()  # inserted out of order: the export must ORDER BY
+        await _fill(engine, table, rows)
+        sink = CsvSink()
+        streamed.clear()
+        event.listen(engine.sync_engine, "before_cursor_execute", watch)
+        try:
+            async with engine.connect() as conn:
+                with _peak_memory() as peak:
+                    got = await run(export_lines, conn, table, sink)
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", watch)
+        _leaked(engine, "export_lines")
+        if not streamed:
+            raise Wrong("export_lines never read the table it was given (`table`).")
+        if not all(streamed):
+            raise Wrong("export_lines fetched every row at once (conn.execute() buffers the whole "
+                        "result before it returns). Stream it: `result = await conn.stream(stmt)`, "
+                        "then `async for part in result.partitions(1000):`.")
+        if got != size:
+            raise Wrong(f"export_lines returned {got!r}; expected the number of rows written, {size}.")
+        if sink.lines != size:
+            raise Wrong(f"{sink.lines} lines were written for {size} rows: one csv line per row, "
+                        "`writer.writerow(row)`, no header.")
+        if sink.fingerprint != _expected_csv(rows):
+            raise Wrong(f"the CSV written on {_on(backend)} differs from the table's rows in "
+                        "invoice_line_id order: select every column of `table`, ORDER BY "
+                        "invoice_line_id, and write each row with csv.writer(out).writerow(row).")
+        found.append(peak[0])
+    small, big = found
+    if big > MEMORY_FLOOR and big > 2 * small:
+        raise Wrong(f"you streamed, but memory grew with the table ({big / max(small, 1):.1f}× for "
+                    "4× the rows): every row was kept (`await result.all()`, a list of every row, "
+                    "or partitions as big as the table). Handle each partition and let it go.")
+
+
+q3 = Exercise(
+    "06", "q3", "export_lines", _check_export_lines,
+    hints=["`result = await conn.stream(select(table).order_by(table.c.invoice_line_id))` gives "
+           "an AsyncResult that fetches rows as you go (a server-side cursor).",
+           "`async for part in result.partitions(1000):` hands you lists of at most 1 000 rows; "
+           "write them with `writer.writerows(part)` and count them.",
+           "`writer = csv.writer(out)` once, before the loop; `return count` at the end."],
+    limit=LIMIT, title="Export a big table, a partition at a time",
+)
+
+
+# --- q4: a bulk insert in one executemany ----------------------------------------------------
+
+BULK = 7_000   # x 5 columns = 35 000 values: more than one statement may bind on either backend
+
+
+async def _count(engine: AsyncEngine, table: Table) -> int:
+    async with engine.connect() as conn:
+        return (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+
+
+async def _check_load_lines(load_lines) -> str:
+    for backend in BACKENDS:
+        async with fresh_engine("check_06_q4", backend) as engine:
+            table = lines_table(MetaData(), "line_load")
+            async with engine.begin() as conn:
+                await conn.run_sync(table.metadata.create_all)
+            await _load_cases(engine, table, load_lines, backend)
+    return (f"{BULK} rows in one INSERT executemany, committed; all or nothing; an empty list "
+            "inserts nothing, on SQLite and PostgreSQL.")
+
+
+async def _load_cases(engine: AsyncEngine, table: Table, load_lines, backend: str) -> None:
+    first = 1_000_003
+    for size, seed in ((1_500, 3), (BULK, 5)):
+        rows = list(synthetic.invoice_lines(size, seed, first_id=first))
+        first += 3 * size
+        before = await _count(engine, table)
+        with StatementCounter(engine) as counter:
+            try:
+                got = await run(load_lines, engine, table, list(rows))
+            except LearnerError as exc:
+                if "too many" in str(exc).lower() or "32767" in str(exc) or "arguments" in str(exc).lower():
+                    raise Wrong(f"{size} rows failed ({exc}): `.values(list)` builds one statement "
+                                "with a parameter per value, and databases cap those. Pass the list "
+                                "as execute()'s second argument instead: an executemany.") from None
+                raise
+        _leaked(engine, "load_lines")
+        inserts = [s for s in counter.statements if s.lstrip().upper().startswith("INSERT")]
+        if any(str(rows[0][0]) in s for s in inserts):
+            raise Wrong("the values are inside your SQL text: bind them (`insert(table)` with a list "
+                        "of dicts, or `text()` with `:name` parameters).")
+        if len(inserts) > 1:
+            raise Wrong(f"load_lines ran {len(inserts)} INSERT statements for {size} rows: one per "
+                        "row (or per chunk). Send them all in one call: `await conn.execute("
+                        "insert(table), list_of_dicts)`, which is an executemany.")
+        stored = await _count(engine, table)
+        if stored == before and size:
+            raise Wrong(f"after load_lines returned, another connection sees none of the {size} rows: "
+                        "they were not committed. `engine.begin()` commits at the end of its block.")
+        if stored != before + size:
+            raise Wrong(f"load_lines added {stored - before} rows for {size} lines.")
+        if got != size:
+            raise Wrong(f"load_lines returned {got!r}; expected the number of rows inserted, {size}.")
+        async with engine.connect() as conn:
+            last = (await conn.execute(select(table).where(table.c.invoice_line_id == rows[-1][0]))).one()
+        if tuple(last) != tuple(rows[-1]):
+            raise Wrong(f"the last line was stored as {tuple(last)}; expected {rows[-1]}: keep the "
+                        "columns in the table's order.")
+
+    before = await _count(engine, table)
+    try:
+        got = await run(load_lines, engine, table, [])
+    except LearnerError as exc:
+        raise Wrong(f"load_lines(engine, table, []) raised {exc}. With an empty list, "
+                    "`conn.execute(insert(table), [])` runs `INSERT ... DEFAULT VALUES`: return 0 "
+                    "without executing anything when there is nothing to insert.") from None
+    if (now := await _count(engine, table)) != before or got != 0:
+        raise Wrong(f"load_lines(engine, table, []) added {now - before} row(s) and returned {got!r}. "
+                    "With an empty list, `conn.execute(insert(table), [])` runs `INSERT ... DEFAULT "
+                    "VALUES`, one row of defaults: return 0 without executing anything.")
+
+    clash = [(77, 1, 5, Decimal("0.99"), 1), (78, 1, 6, Decimal("0.99"), 1), (77, 2, 7, Decimal("0.99"), 2)]
+    await must_raise(DBAPIError, run(load_lines, engine, table, clash),
+                     lambda got: f"two lines with invoice_line_id 77 break the primary key, but "
+                                 f"load_lines returned {got!r}: let the error reach the caller.")
+    _leaked(engine, "load_lines")
+    if (now := await _count(engine, table)) != before:
+        raise Wrong(f"when one line was refused (a duplicate id), {now - before} line(s) stayed on "
+                    f"{_on(backend)}: insert all the lines in one call inside `engine.begin()`, so "
+                    "they commit together or not at all.")
+
+
+q4 = Exercise(
+    "06", "q4", "load_lines", _check_load_lines,
+    hints=["Turn each tuple into a dict keyed by column name: `dict(zip(table.c.keys(), line))`.",
+           "`await conn.execute(insert(table), list_of_dicts)`: a list as the second argument makes "
+           "SQLAlchemy use the driver's executemany, one call for every row.",
+           "Inside `async with engine.begin() as conn:`; and `if not lines: return 0` first, because "
+           "an empty list would insert one row of defaults."],
+    limit=LIMIT, title="A bulk insert in one call",
+)
+
+
+# --- q5: an engine's whole life --------------------------------------------------------------
+
+class _PoolWatch:
+    """Every DBAPI connection any pool opens, checks out, checks in and closes meanwhile."""
+
+    def __init__(self) -> None:
+        self.opened = self.closed = self.out = self.back = 0
+        self.sync = False
+
+    def _connect(self, dbapi_connection, record) -> None:  # noqa: ANN001
+        self.opened += 1
+        if "AsyncAdapt" not in type(dbapi_connection).__name__:
+            self.sync = True
+
+    def _close(self, dbapi_connection, record) -> None:  # noqa: ANN001
+        self.closed += 1
+
+    def _checkout(self, *args: Any) -> None:
+        self.out += 1
+
+    def _checkin(self, *args: Any) -> None:
+        self.back += 1
+
+    def __enter__(self) -> _PoolWatch:
+        for name in ("connect", "close", "checkout", "checkin"):
+            event.listen(Pool, name, getattr(self, f"_{name}"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in ("connect", "close", "checkout", "checkin"):
+            event.remove(Pool, name, getattr(self, f"_{name}"))
+
+
+ARTISTS = [("Iron Maiden", 21), ("AC/DC", 2), ("Guns N' Roses", 3), ("Nobody at all", 0),
+           (HOSTILE_INPUTS[0], 0)]
+
+
+async def _check_count_albums(count_albums) -> str:
+    for backend in BACKENDS:
+        url = await fresh_engine_url("check_06_q5", backend)
+        broken = await fresh_engine_url("check_06_q5_broken", backend)
+        try:
+            engine = create_async_engine(broken)
+            async with engine.begin() as conn:  # the broken copy has no album table
+                await conn.exec_driver_sql("DROP TABLE album" + (" CASCADE" if backend == "postgresql" else ""))
+            await engine.dispose()
+            await _lifecycle_cases(url, broken, count_albums, backend)
+        finally:
+            await drop(url)
+            await drop(broken)
+    return "a fresh engine each call, used, and disposed on success and on error: no connection left."
+
+
+def _closed_all(watch: _PoolWatch, what: str) -> None:
+    if watch.sync:
+        raise Wrong(SYNC_DRIVER)
+    if watch.out > watch.back:
+        raise Wrong(f"{what}: a connection was never given back to the pool (connect() without "
+                    "close()), so dispose() could not close it. Use `async with engine.connect() "
+                    "as conn:`.")
+    if watch.opened > watch.closed:
+        raise Wrong(f"{what}: {watch.opened - watch.closed} connection(s) stayed open in the "
+                    "engine's pool. `await engine.dispose()` closes them; put it in a `finally:` "
+                    "so it runs on every path.")
+
+
+async def _lifecycle_cases(url: URL, broken: URL, count_albums, backend: str) -> None:
+    for artist, albums in ARTISTS:
+        with _PoolWatch() as watch:
+            try:
+                got = await run(count_albums, url, artist)
+            except LearnerError as exc:
+                if "***" in str(exc) or "password" in str(exc).lower():
+                    raise Wrong("str(url) hides the password as ***: pass the URL object itself "
+                                "to create_async_engine().") from None
+                if "'" in artist:
+                    raise Wrong(f"the name {artist!r} broke your query ({exc}): it became part of "
+                                "the SQL. Bind it: `artist.c.name == name` in select(), or `:name` "
+                                "in text().") from None
+                raise
+            await asyncio.sleep(0)
+        if not watch.opened:
+            raise Wrong("count_albums never opened a connection of its own: create an engine from "
+                        "the url you are given, with create_async_engine(url).")
+        _closed_all(watch, f"after count_albums(url, {artist!r}) returned")
+        if got != albums:
+            raise Wrong(f"count_albums(url, {artist!r}) returned {got!r} on {_on(backend)}; "
+                        f"expected {albums}.")
+    with _PoolWatch() as watch:
+        await must_raise(DBAPIError, run(count_albums, broken, "AC/DC"),
+                         lambda got: f"the check gave a database without an album table, and "
+                                     f"count_albums returned {got!r}: let the error reach the caller.")
+        await asyncio.sleep(0)
+    _closed_all(watch, "when the query failed (a database without an album table)")
+
+
+q5 = Exercise(
+    "06", "q5", "count_albums", _check_count_albums,
+    hints=["`engine = create_async_engine(url)` at the start of the function; the URL already "
+           "names the async driver.",
+           "`try:` … `async with engine.connect() as conn:` … `finally: await engine.dispose()`: "
+           "dispose() closes the pool's connections on success and on error.",
+           "The query: `select(func.count()).select_from(album).join(artist, artist.c.artist_id == "
+           "album.c.artist_id).where(artist.c.name == name)`, then `.scalar_one()`."],
+    limit=LIMIT, title="An engine's whole life",
+)

@@ -1,0 +1,459 @@
+"""Wrong answers to exercises/06-sqlalchemy-core-async-workbook.ipynb.
+
+The workbook reflects Chinook's tables once; the answers here use the same Table objects, taken
+from the course's models (the same tables on both backends)."""
+
+import asyncio
+import csv
+import sqlite3
+
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from course.models import Base
+from tests.corpus import wrong
+
+track, genre = Base.metadata.tables["track"], Base.metadata.tables["genre"]
+album, artist = Base.metadata.tables["album"], Base.metadata.tables["artist"]
+playlist, playlist_track = Base.metadata.tables["playlist"], Base.metadata.tables["playlist_track"]
+
+
+def _longest(name, n):
+    return (select(track.c.name, track.c.milliseconds)
+            .join(genre, genre.c.genre_id == track.c.genre_id)
+            .where(genre.c.name == name))
+
+
+# --- q1: longest_tracks ----------------------------------------------------------------------
+
+@wrong("q1", expect="inside your SQL text")
+async def longest_tracks_fstring_in_text(conn, name, n):
+    sql = text(
+        "SELECT t.name, t.milliseconds FROM track AS t JOIN genre AS g ON g.genre_id = t.genre_id "
+        f"WHERE g.name = '{name}' ORDER BY t.milliseconds DESC, t.name, t.track_id LIMIT :n"  # noqa: S608 -- the bug on show
+    )
+    return (await conn.execute(sql, {"n": n})).all()
+
+
+@wrong("q1", expect="ties are broken another way")
+async def longest_tracks_ties_by_id(conn, name, n):
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.track_id).limit(n)
+    return (await conn.execute(stmt)).all()
+
+
+@wrong("q1", expect="changes with n")
+async def longest_tracks_fstring_limit(conn, name, n):
+    sql = text(
+        "SELECT t.name, t.milliseconds FROM track AS t JOIN genre AS g ON g.genre_id = t.genre_id "
+        f"WHERE g.name = :name ORDER BY t.milliseconds DESC, t.name, t.track_id LIMIT {int(n)}"  # noqa: S608 -- the bug on show
+    )
+    return (await conn.execute(sql, {"name": name})).all()
+
+
+@wrong("q1", expect="cut it in Python")
+async def longest_tracks_sliced_in_python(conn, name, n):
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id)
+    return (await conn.execute(stmt)).all()[:n]
+
+
+@wrong("q1", expect="expected 3")
+async def longest_tracks_off_by_one(conn, name, n):
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id)
+    return (await conn.execute(stmt.limit(n + 1))).all()
+
+
+@wrong("q1", expect="forget `await`")
+async def longest_tracks_without_await(conn, name, n):
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id)
+    return conn.execute(stmt.limit(n))
+
+
+@wrong("q1", expect="wrong order")
+async def longest_tracks_shortest_first(conn, name, n):
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n)
+    return sorted((await conn.execute(stmt)).all(), key=lambda row: row[1])
+
+
+@wrong("q1", expect="never closed")
+async def longest_tracks_leaks_a_connection(conn, name, n):
+    extra = await conn.engine.connect()  # BUG: a second connection, never closed
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n)
+    return (await extra.execute(stmt)).all()
+
+
+@wrong("q1", expect="sync sqlite3 connection")
+async def longest_tracks_sync_engine(conn, name, n):
+    sync = create_engine(conn.engine.url.set(drivername="sqlite"))  # BUG: a sync driver
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n)
+    try:
+        with sync.connect() as c:
+            return c.execute(stmt).all()
+    finally:
+        sync.dispose()
+
+
+@wrong("q1", expect="should start with")
+async def longest_tracks_hard_coded_jazz(conn, name, n):
+    # right only for the first thing one tries: the genre is ignored
+    stmt = _longest("Jazz", n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n)
+    return (await conn.execute(stmt)).all()
+
+
+# --- q2: create_playlist -----------------------------------------------------------------------
+
+def _new_playlist(name):
+    return insert(playlist).values(name=name).returning(playlist.c.playlist_id)
+
+
+def _track_rows(playlist_id, track_ids):
+    return [{"playlist_id": playlist_id, "track_id": t} for t in track_ids]
+
+
+@wrong("q2", expect="never committed")
+async def create_playlist_without_commit(engine, name, track_ids):
+    async with engine.connect() as conn:
+        playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@wrong("q2", expect="when the second track 5 was refused")
+async def create_playlist_commits_too_early(engine, name, track_ids):
+    async with engine.connect() as conn:
+        playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+        await conn.commit()  # BUG: the playlist is committed before its tracks
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+        await conn.commit()
+    return playlist_id
+
+
+@wrong("q2", expect="when the list of tracks broke midway")
+async def create_playlist_rolls_back_database_errors_only(engine, name, track_ids):
+    async with engine.connect() as conn:
+        try:
+            playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+            for track_id in track_ids:
+                await conn.execute(insert(playlist_track), _track_rows(playlist_id, [track_id]))
+        except DBAPIError:
+            await conn.rollback()
+            raise
+        finally:
+            await conn.commit()  # BUG: commits whatever went in before any other failure
+    return playlist_id
+
+
+@wrong("q2", expect="when the check cancelled create_playlist midway")
+async def create_playlist_commits_in_finally(engine, name, track_ids):
+    async with engine.connect() as conn:
+        try:
+            playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+            if track_ids:
+                await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+        except Exception:
+            await conn.rollback()
+            raise
+        finally:
+            if conn.in_transaction():
+                await conn.commit()  # BUG: a cancellation is not an Exception, so this commits it
+    return playlist_id
+
+
+@wrong("q2", expect="a cancellation must reach the caller")
+async def create_playlist_swallows_cancellation(engine, name, track_ids):
+    try:
+        async with engine.begin() as conn:
+            playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+            if track_ids:
+                await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+        return playlist_id
+    except asyncio.CancelledError:
+        return -1  # BUG: the caller asked to stop, and hears "done"
+
+
+@wrong("q2", expect="let the database error reach the caller")
+async def create_playlist_swallows_errors(engine, name, track_ids):
+    try:
+        async with engine.begin() as conn:
+            playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+            if track_ids:
+                await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+        return playlist_id
+    except Exception:
+        return -1
+
+
+@wrong("q2", expect="INSERT ... DEFAULT VALUES")
+async def create_playlist_inserts_empty_list(engine, name, track_ids):
+    async with engine.begin() as conn:
+        playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+        await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@wrong("q2", expect="stored as '1'")
+async def create_playlist_fstring_in_text(engine, name, track_ids):
+    async with engine.begin() as conn:
+        playlist_id = (await conn.execute(text(
+            f"INSERT INTO playlist (name) VALUES ('{name}') RETURNING playlist_id"  # noqa: S608 -- the bug on show
+        ))).scalar_one()
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@wrong("q2", expect="never awaited")
+async def create_playlist_forgets_await(engine, name, track_ids):
+    async with engine.begin() as conn:
+        playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+        if track_ids:
+            conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@wrong("q2", expect="never closed")
+async def create_playlist_leaks_its_connection(engine, name, track_ids):
+    conn = await engine.connect()  # BUG: never closed
+    playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+    if track_ids:
+        await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    await conn.commit()
+    return playlist_id
+
+
+# --- q3: export_lines ------------------------------------------------------------------------
+
+@wrong("q3", expect="fetched every row at once")
+async def export_lines_fetch_all(conn, table, out):
+    rows = (await conn.execute(select(table).order_by(table.c.invoice_line_id))).all()
+    csv.writer(out).writerows(rows)
+    return len(rows)
+
+
+@wrong("q3", expect="memory grew with the table")
+async def export_lines_streams_then_keeps_everything(conn, table, out):
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    rows = await result.all()  # BUG: streamed, then every row kept anyway
+    csv.writer(out).writerows(rows)
+    return len(rows)
+
+
+@wrong("q3", expect="invoice_line_id order")
+async def export_lines_unordered(conn, table, out):
+    result = await conn.stream(select(table))
+    count = 0
+    writer = csv.writer(out)
+    async for part in result.partitions(1000):
+        writer.writerows(part)
+        count += len(part)
+    return count
+
+
+@wrong("q3", expect="forget `await`")
+async def export_lines_forgets_await(conn, table, out):
+    result = conn.stream(select(table).order_by(table.c.invoice_line_id))
+    count = 0
+    async for part in result.partitions(1000):
+        csv.writer(out).writerows(part)
+        count += len(part)
+    return count
+
+
+@wrong("q3", expect="lines were written")
+async def export_lines_with_header(conn, table, out):
+    writer = csv.writer(out)
+    writer.writerow(table.c.keys())
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    count = 0
+    async for part in result.partitions(1000):
+        writer.writerows(part)
+        count += len(part)
+    return count
+
+
+@wrong("q3", expect="expected the number of rows written, 40000")
+async def export_lines_counts_for_the_first_table_only(conn, table, out):
+    writer = csv.writer(out)
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for part in result.partitions(1000):
+        writer.writerows(part)
+    return 10_000  # right only for the first table the check tries
+
+
+@wrong("q3", expect="sync sqlite3 connection")
+async def export_lines_with_sqlite3(conn, table, out):
+    writer = csv.writer(out)
+    with sqlite3.connect(conn.engine.url.database) as db:  # BUG: a blocking driver in async code
+        count = 0
+        for row in db.execute(f"SELECT * FROM {table.name} ORDER BY invoice_line_id"):  # noqa: S608 -- table name, not input
+            writer.writerow(row)
+            count += 1
+    return count
+
+
+@wrong("q3", expect="still checked out")
+async def export_lines_on_a_second_connection(conn, table, out):
+    other = await conn.engine.connect()  # BUG: never closed
+    result = await other.stream(select(table).order_by(table.c.invoice_line_id))
+    writer = csv.writer(out)
+    count = 0
+    async for part in result.partitions(1000):
+        writer.writerows(part)
+        count += len(part)
+    return count
+
+
+# --- q4: load_lines ----------------------------------------------------------------------------
+
+def _dicts(table, lines):
+    return [dict(zip(table.c.keys(), line, strict=True)) for line in lines]
+
+
+@wrong("q4", expect="INSERT statements for 1500 rows")
+async def load_lines_one_by_one(engine, table, lines):
+    async with engine.begin() as conn:
+        for row in _dicts(table, lines):
+            await conn.execute(insert(table), row)
+    return len(lines)
+
+
+@wrong("q4", expect="inside your SQL text")
+async def load_lines_fstring_loop(engine, table, lines):
+    async with engine.begin() as conn:
+        for line in lines:
+            await conn.execute(text(f"INSERT INTO {table.name} VALUES ({', '.join(map(str, line))})"))  # noqa: S608 -- the bug on show
+    return len(lines)
+
+
+@wrong("q4", expect="cap those")
+async def load_lines_multi_values(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.begin() as conn:
+        await conn.execute(insert(table).values(_dicts(table, lines)))  # one huge statement
+    return len(lines)
+
+
+@wrong("q4", expect="were not committed")
+async def load_lines_without_commit(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.connect() as conn:
+        await conn.execute(insert(table), _dicts(table, lines))
+    return len(lines)
+
+
+@wrong("q4", expect="DEFAULT VALUES")
+async def load_lines_empty_list_unguarded(engine, table, lines):
+    async with engine.begin() as conn:
+        await conn.execute(insert(table), _dicts(table, lines))
+    return len(lines)
+
+
+@wrong("q4", expect="stayed on")
+async def load_lines_autocommit(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # BUG: each row commits alone
+        await conn.execute(insert(table), _dicts(table, lines))
+    return len(lines)
+
+
+@wrong("q4", expect="never awaited")
+async def load_lines_forgets_await(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.begin() as conn:
+        conn.execute(insert(table), _dicts(table, lines))
+    return len(lines)
+
+
+@wrong("q4", expect="expected the number of rows inserted, 1500")
+async def load_lines_returns_rowcount_of_nothing(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.begin() as conn:
+        await conn.execute(insert(table), _dicts(table, lines))
+    return 1500 if len(lines) != 1500 else 1499  # right only for some other data
+
+
+# --- q5: count_albums ---------------------------------------------------------------------------
+
+def _albums_of(name):
+    return (select(func.count()).select_from(album)
+            .join(artist, artist.c.artist_id == album.c.artist_id).where(artist.c.name == name))
+
+
+@wrong("q5", expect="stayed open in the engine's pool")
+async def count_albums_never_disposes(url, name):
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        return (await conn.execute(_albums_of(name))).scalar_one()
+
+
+@wrong("q5", expect="when the query failed")
+async def count_albums_disposes_on_success_only(url, name):
+    engine = create_async_engine(url)
+    async with engine.connect() as conn:
+        count = (await conn.execute(_albums_of(name))).scalar_one()
+    await engine.dispose()
+    return count
+
+
+@wrong("q5", expect="never closed")
+async def count_albums_leaks_the_connection(url, name):
+    engine = create_async_engine(url)
+    try:
+        conn = await engine.connect()  # BUG: never closed, so dispose() cannot close it
+        return (await conn.execute(_albums_of(name))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@wrong("q5", expect="MissingGreenlet")
+async def count_albums_sync_engine(url, name):
+    engine = create_engine(url)  # BUG: a sync engine on an async driver
+    try:
+        with engine.connect() as conn:
+            return conn.execute(_albums_of(name)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@wrong("q5", expect="broke your query")
+async def count_albums_fstring_in_text(url, name):
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(text(
+                "SELECT count(*) FROM album JOIN artist ON artist.artist_id = album.artist_id "
+                f"WHERE artist.name = '{name}'"  # noqa: S608 -- the bug on show
+            ))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@wrong("q5", expect="forget `await`")
+async def count_albums_forgets_await(url, name):
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            result = conn.execute(_albums_of(name))
+            return result.scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@wrong("q5", expect="psycopg")
+async def count_albums_plain_postgresql_url(url, name):
+    if url.get_backend_name() == "postgresql":
+        url = url.set(drivername="postgresql")  # BUG: in 2.1 that means psycopg
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(_albums_of(name))).scalar_one()
+    finally:
+        await engine.dispose()
