@@ -109,6 +109,7 @@ EXPLANATIONS = [
         "asyncpg encodes each parameter as the type PostgreSQL expects in that place, and "
         "refuses a value of another type before the query runs ('22' where an integer goes, "
         "say). Convert it first: int(...), Decimal(...), a date object, and so on.",
+    ),
     # --- lesson 06 ---
     Explanation(
         r"garbage collector is trying to clean up non-checked-in connection",
