@@ -8,10 +8,12 @@ creation happens before the learner's code runs; `limit=` leaves room for Postgr
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import re
 import sys
 import threading
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -107,6 +109,9 @@ async def _run(fn: Any, *args: Any) -> Any:
         return await _watched(fn, *args)
     except (Wrong, LearnerError):
         await _settle(asyncio.all_tasks() - before)
+        with warnings.catch_warnings():  # a coroutine a forgotten await left: already reported
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gc.collect()
         raise
 
 
@@ -410,8 +415,9 @@ async def _invoice_cases(engine: AsyncEngine, backend: Backend, create_invoice) 
         try:
             got = await task
         except asyncio.CancelledError:
-            if not lines.cancelled or not task.cancelled():
-                raise  # the check itself is being cancelled
+            me = asyncio.current_task()
+            if not lines.cancelled or not task.cancelled() or (me is not None and me.cancelling()):
+                raise  # the check itself is being cancelled (its deadline)
         except LearnerError:
             raise Wrong(f"{on}create_invoice was cancelled midway (as when a request times out) "
                         "and turned the cancellation into another error: let CancelledError "
@@ -597,19 +603,21 @@ class _SessionWatch:
 
         return async_sessionmaker(engine, class_=WatchedSession, expire_on_commit=False)
 
-    def _use(self, session: Any) -> None:
+    def _opened(self, session: Any) -> None:
+        """A session is at work from its first statement (before it even has a connection)
+        until its transaction ends: a task that awaits its first query is already counted."""
         task = asyncio.current_task()
         self.users.setdefault(id(session), set()).add(id(task))
-
-    def _begun(self, session, transaction, connection) -> None:  # noqa: ANN001
-        self._use(session)
         if id(session) not in self._open:
             self._open.add(id(session))
             self.open_now += 1
             self.peak = max(self.peak, self.open_now)
 
+    def _begun(self, session, transaction, connection) -> None:  # noqa: ANN001
+        self._opened(session)
+
     def _executed(self, state) -> None:  # noqa: ANN001
-        self._use(state.session)
+        self._opened(state.session)
 
     def _ended(self, session, transaction) -> None:  # noqa: ANN001
         if transaction.parent is None and id(session) in self._open:
