@@ -513,25 +513,14 @@ async def _total_cases(engine: AsyncEngine, add_to_total) -> str:
     async with Session.begin() as s:
         s.add(Invoice(invoice_id=new_id, customer_id=3, invoice_date=datetime(2026, 1, 2),
                       total=Decimal("10.00")))
-    # one call at a time first: the arithmetic, and the returned total
+    # one call at a time first: the arithmetic, the returned total, the session closed
     for invoice_id, amount in ((new_id, Decimal("2.50")), (rng.randrange(1, 413), Decimal("-0.99"))):
-        before = await _total(engine, invoice_id)
-        assert before is not None
-        with StatementCounter(engine) as counter:
-            got = await _run(add_to_total, Session, invoice_id, amount)
-        if (value := _literal_in(counter.statements, [invoice_id, amount])) is not None:
-            raise _fstring_sql(value)
-        after = await _total(engine, invoice_id)
-        if after == before:
-            raise Wrong(f"add_to_total(Session, {invoice_id}, {amount}) left the committed total at "
-                        f"{before}: the change was never committed. End with `await "
-                        "session.commit()`, or use `async with Session.begin()`.")
-        if after != before + amount:
-            raise Wrong(f"add_to_total(Session, {invoice_id}, {amount}) took the total from "
-                        f"{before} to {after}; it should be {before + amount}.")
-        if not isinstance(got, Decimal) or got != after:
-            raise Wrong(f"add_to_total(Session, {invoice_id}, {amount}) returned {got!r}; it should "
-                        f"return the new total, the Decimal {after}.")
+        watch = _SessionWatch()  # keeps every session the learner opens, so none is garbage-collected
+        try:
+            await _total_case(engine, watch, invoice_id, amount, add_to_total)
+        finally:
+            for session in watch.created:
+                await session.close()
     # then concurrent calls on one invoice: none may be lost
     amounts = [Decimal(rng.choice(["1.00", "2.00", "0.50", "4.25"])) for _ in range(5)]
     invoice_id = rng.randrange(1, 413)
@@ -559,6 +548,32 @@ async def _total_cases(engine: AsyncEngine, add_to_total) -> str:
                     f"{max(results)}, but the committed total is {expected}: return the total "
                     "your change produced.")
     return "no change lost among 5 concurrent calls on PostgreSQL, and each returned its new total."
+
+
+async def _total_case(engine: AsyncEngine, watch: _SessionWatch, invoice_id: int, amount: Decimal,
+                      add_to_total) -> None:
+    before = await _total(engine, invoice_id)
+    assert before is not None
+    with StatementCounter(engine) as counter:
+        got = await _run(add_to_total, watch.sessionmaker(engine), invoice_id, amount)
+    if (value := _literal_in(counter.statements, [invoice_id, amount])) is not None:
+        raise _fstring_sql(value)
+    if watch.unclosed() or checked_out(engine):
+        raise Wrong(f"add_to_total(Session, {invoice_id}, {amount}) returned with a session still "
+                    "open in a transaction, its connection still checked out of the pool: it was "
+                    "never closed. Open it with `async with Session.begin() as session:` (or `async with "
+                    "Session() as session:`), which closes it on the way out.")
+    after = await _total(engine, invoice_id)
+    if after == before:
+        raise Wrong(f"add_to_total(Session, {invoice_id}, {amount}) left the committed total at "
+                    f"{before}: the change was never committed. End with `await "
+                    "session.commit()`, or use `async with Session.begin()`.")
+    if after != before + amount:
+        raise Wrong(f"add_to_total(Session, {invoice_id}, {amount}) took the total from "
+                    f"{before} to {after}; it should be {before + amount}.")
+    if not isinstance(got, Decimal) or got != after:
+        raise Wrong(f"add_to_total(Session, {invoice_id}, {amount}) returned {got!r}; it should "
+                    f"return the new total, the Decimal {after}.")
 
 
 q3 = Exercise(

@@ -236,6 +236,16 @@ async def add_to_total_no_commit(Session, invoice_id, amount):
         return invoice.total
 
 
+@wrong("q3", expect="still checked out")
+async def add_to_total_leaks_session(Session, invoice_id, amount):
+    session = Session()  # never closed
+    invoice = await session.get(Invoice, invoice_id, with_for_update=True)
+    invoice.total += amount
+    await session.commit()
+    await session.refresh(invoice)  # begins a new transaction: its connection stays out of the pool
+    return invoice.total
+
+
 @wrong("q3", expect="inside your SQL text")
 async def add_to_total_fstring(Session, invoice_id, amount):
     async with Session.begin() as session:
