@@ -151,6 +151,38 @@ EXPLANATIONS = [
         "(`sqlite+aiosqlite://`) exists only inside one connection, so a second connection sees a "
         "new, empty database.",
     ),
+    # --- lesson 07 ---
+    Explanation(
+        r"can't be used in 'await' expression",
+        "`await` on something that is not awaitable",
+        "`await` takes a coroutine, a task or a future; this one got a plain value (None, from a "
+        "plain method). On an AsyncSession, `add()`, `add_all()`, `expunge()` and `expire()` only "
+        "touch memory: call them without `await`. The methods that talk to the database, "
+        "`get`, `execute`, `scalars`, `flush`, `commit`, `refresh`, `delete`, `close`, need it.",
+    ),
+    Explanation(
+        r"is not bound to a Session",
+        "an ORM object used after its session closed",
+        "The object is detached: its session is closed, so SQLAlchemy cannot load the expired or "
+        "unloaded attribute you read. Read what you need while the session is open, make the "
+        "sessionmaker with expire_on_commit=False so a commit does not expire what you loaded, "
+        "or load relationships up front with selectinload().",
+    ),
+    Explanation(
+        r"A transaction is already begun on this Session",
+        "session.begin() on a session that has already begun",
+        "A session begins a transaction by itself at its first query (autobegin), so "
+        "`async with session.begin():` after a query finds one already open. Start the block "
+        "before the first query, use `async with Session.begin() as session:`, or end the open "
+        "transaction with `await session.commit()` (or rollback()) first.",
+    ),
+    Explanation(
+        r"PendingRollbackError|transaction has been rolled back due to a previous exception",
+        "a session used after a failed flush",
+        "A statement of this session failed, so its transaction is dead; every later call fails "
+        "until `await session.rollback()`. Better: do the work in `async with session.begin():`, "
+        "which rolls back for you when the error leaves the block.",
+    ),
 ]
 
 

@@ -283,3 +283,115 @@ def test_no_such_table() -> None:
 
     exc = OperationalError("SELECT * FROM track", {}, Exception("no such table: track"))
     assert explanation_for(exc).title == "a table this SQLite database does not have"
+# --- lesson 07 ---------------------------------------------------------------------------------
+
+def _session_error(backend: str, work) -> BaseException:
+    """The error `work(Session)` raises on a fresh Chinook copy, on the pinned SQLAlchemy."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from course.databases import fresh_engine_url
+
+    async def run() -> None:
+        engine = create_async_engine(await fresh_engine_url(f"test-explain-07-{backend}", backend))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # aiosqlite's stray coroutine
+                await work(async_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    from course.checks import free_frames
+
+    exc = _raised(run)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        free_frames(exc)  # the coroutine aiosqlite leaves behind lives in the traceback's frames
+        gc.collect()
+    return exc
+
+
+async def _read_after_commit(Session) -> None:
+    from course.models import Artist
+
+    async with Session() as session:  # expire_on_commit=True, the default
+        artist = await session.get(Artist, 1)
+        await session.commit()
+        artist.name  # noqa: B018 -- the expired attribute is the point
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_expired_attribute_after_commit(backend: str) -> None:
+    exc = _session_error(backend, _read_after_commit)
+    # asyncpg raises MissingGreenlet; aiosqlite wraps it in StatementError
+    assert type(exc).__name__ == {"sqlite": "StatementError", "postgresql": "MissingGreenlet"}[backend]
+    assert "MissingGreenlet" in explanation_for(exc).title
+
+
+def test_shared_session_from_an_empty_pool() -> None:
+    from sqlalchemy import select
+
+    from course.models import Track
+
+    async def shared(Session) -> None:
+        async with Session() as session:  # a fresh engine: its pool is empty
+            results = await asyncio.gather(*(session.scalar(select(Track.name).where(Track.track_id == i))
+                                             for i in (1, 2)), return_exceptions=True)
+        raise next(r for r in results if isinstance(r, BaseException))
+
+    exc = _session_error("sqlite", shared)
+    assert str(exc).startswith("This session is provisioning a new connection; concurrent operations are not permitted")
+    assert explanation_for(exc).title == "one AsyncSession shared between tasks"
+
+
+def test_await_on_session_add() -> None:
+    from course.models import Artist
+
+    async def awaits_add(Session) -> None:
+        async with Session() as session:
+            await session.add(Artist(name="x"))
+
+    exc = _session_error("sqlite", awaits_add)
+    assert str(exc) == "object NoneType can't be used in 'await' expression"
+    assert explanation_for(exc).title == "`await` on something that is not awaitable"
+
+
+def test_begin_after_autobegin() -> None:
+    from course.models import Artist
+
+    async def begins_late(Session) -> None:
+        async with Session() as session:
+            await session.get(Artist, 1)
+            async with session.begin():
+                pass
+
+    exc = _session_error("sqlite", begins_late)
+    assert explanation_for(exc).title == "session.begin() on a session that has already begun"
+
+
+def test_detached_instance() -> None:
+    from course.models import Artist
+
+    async def reads_detached(Session) -> None:
+        async with Session() as session:
+            artist = await session.get(Artist, 1)
+            await session.commit()
+        artist.name  # noqa: B018 -- expired, and its session closed
+
+    exc = _session_error("sqlite", reads_detached)
+    assert explanation_for(exc).title == "an ORM object used after its session closed"
+
+
+def test_session_after_a_failed_flush() -> None:
+    from course.models import Artist
+
+    async def keeps_going(Session) -> None:
+        async with Session() as session:
+            session.add(Artist(artist_id=1, name="a duplicate key"))
+            try:
+                await session.flush()
+            except Exception:  # noqa: BLE001 -- the IntegrityError is expected
+                pass
+            await session.get(Artist, 2)
+
+    exc = _session_error("sqlite", keeps_going)
+    assert explanation_for(exc).title == "a session used after a failed flush"
