@@ -19,7 +19,12 @@ from typing import Any
 
 from sqlalchemy import event, func, select, tuple_
 from sqlalchemy.exc import InvalidRequestError, MissingGreenlet, StatementError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import raiseload, selectinload
 
 from course.checks import Exercise, LearnerError, Wrong, call
@@ -507,15 +512,15 @@ def _offset_value(statement: str, parameters: Any) -> int | None:
     found = re.search(r"\bOFFSET\s+(\?|\$(\d+)|%\(\w+\)s|:\w+|\d+)", statement, re.IGNORECASE)
     if not found:
         return None
-    token = found[1]
+    mark = found[1]
     try:
-        if token.isdigit():
-            return int(token)
-        if token == "?":
+        if mark.isdigit():
+            return int(mark)
+        if mark == "?":
             return int(parameters[statement[: found.start(1)].count("?")])
         if found[2]:
             return int(parameters[int(found[2]) - 1])
-        return int(parameters[token.strip(":%()s")])
+        return int(parameters[mark.strip(":%()s")])
     except (IndexError, KeyError, TypeError, ValueError):
         return 1  # an OFFSET we cannot read: treat it as one
 
