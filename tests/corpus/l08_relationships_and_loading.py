@@ -311,7 +311,7 @@ async def tracks_page_without_await(session, after, size):
     return [tuple(row) for row in session.execute(stmt)]
 
 
-@wrong("q4", expect="the 1 tracks after that key")
+@wrong("q4", expect="the next 1 row(s) after that key")
 async def tracks_page_one_extra(session, after, size):
     stmt = LISTING.limit(size + 1 if size < 5 else size)
     if after is not None:
