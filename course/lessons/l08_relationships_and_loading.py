@@ -37,7 +37,7 @@ LIMIT = 60.0  # seconds: the first check of a session may start PostgreSQL and c
 
 # --- the rows every check adds: quotes in names, ids far from Chinook's and out of order -----
 
-ARTIST_ID = 7654321          # an artist with three albums, one of them without tracks
+ARTIST_ID = 7654321          # an artist with four albums: one without tracks, two with one title
 NO_ALBUMS_ID = 7654329       # an artist with no album at all
 INVOICE_ID = 9000001
 ARTIST_NAME = 'Guns N\' Roses "live"'
@@ -57,6 +57,8 @@ def _seed_rows() -> list[Any]:
         Album(album_id=900007, title="x' OR '1'='1", artist_id=ARTIST_ID),
         Album(album_id=900001, title="Don't Cry (Live)", artist_id=ARTIST_ID),
         Album(album_id=900004, title="Silence", artist_id=ARTIST_ID),  # no tracks
+        Album(album_id=900009, title="Don't Cry (Live)", artist_id=ARTIST_ID),  # a title used twice
+        Track(track_id=900150, name="Don't Cry (Alternate Lyrics)", album_id=900009, genre_id=1, **track),
         Track(track_id=900141, name="Samba d'Ouro", album_id=900001, genre_id=90001, **track),
         Track(track_id=900125, name="Don't Cry", album_id=900001, genre_id=1, **track),
         Track(track_id=900121, name="Intro", album_id=900001, genre_id=1, **track),
@@ -266,6 +268,11 @@ async def _check_artist_albums(artist_albums) -> str:
                 raise Wrong(f"{what} left out the album {missing[0]!r}, which has no tracks: an "
                             "inner JOIN drops it. Load the albums, and their tracks with "
                             "selectinload (or an outer join).")
+            twice = sorted({t for t in want_titles if want_titles.count(t) > 1})
+            if twice and got_titles.count(twice[0]) < want_titles.count(twice[0]):
+                raise Wrong(f"{what} returned {len(rows)} albums; expected {len(expected)}: two "
+                            f"albums of this artist share the title {twice[0]!r}, and yours merged "
+                            "them. Group by the album (its id), not by its title.")
             if len(rows) < len(expected) and set(got_titles) <= set(want_titles):
                 raise Wrong(f"{what} returned {len(rows)} albums; {who} has {len(expected)}. Is "
                             "there a LIMIT, or a filter that only Chinook's data satisfies?")
@@ -279,7 +286,8 @@ async def _check_artist_albums(artist_albums) -> str:
                                     f"expected {want[:3]}…, ordered by track_id.")
             raise Wrong(f"{what} returned {got_titles[:3]}…; expected {want_titles[:3]}…, the "
                         "albums of that artist by album_id.")
-        return "the albums and tracks of 5 artists, at most 2 statements each, on SQLite and PostgreSQL."
+        return ("5 artists (an album without tracks, two albums with one title, an unknown id "
+                "included), at most 2 statements each, on SQLite and PostgreSQL.")
 
     return await _on_both("q1", body)
 

@@ -61,6 +61,19 @@ async def artist_albums_inner_join(session, artist_id):
     return list(albums.items())
 
 
+@wrong("q1", expect="share the title")
+async def artist_albums_keyed_by_title(session, artist_id):
+    rows = await session.execute(
+        select(Album.title, Track.name).outerjoin(Album.tracks).where(Album.artist_id == artist_id)
+        .order_by(Album.album_id, Track.track_id))
+    albums: dict[str, list[str]] = {}
+    for title, name in rows:
+        albums.setdefault(title, [])
+        if name is not None:
+            albums[title].append(name)
+    return list(albums.items())
+
+
 @wrong("q1", expect="Is there a LIMIT")
 async def artist_albums_first_twenty(session, artist_id):
     albums = await session.scalars(
