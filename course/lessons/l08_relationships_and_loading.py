@@ -33,7 +33,7 @@ from course.models import Album, Artist, Customer, Genre, Invoice, InvoiceLine, 
 from course.postgres import PgDatabase, drop_postgres
 from course.probes import StatementCounter
 
-LIMIT = 60.0  # seconds: the first check of a session may start PostgreSQL and clone Chinook
+LIMIT = 30.0  # seconds: the first check of a session may start PostgreSQL and clone Chinook
 
 # --- the rows every check adds: quotes in names, ids far from Chinook's and out of order -----
 
