@@ -183,6 +183,23 @@ EXPLANATIONS = [
         "until `await session.rollback()`. Better: do the work in `async with session.begin():`, "
         "which rolls back for you when the error leaves the block.",
     ),
+    # --- lesson 08 ---
+    Explanation(
+        r"unique\(\) method must be invoked on this Result",
+        "joinedload() of a collection without unique()",
+        "joinedload() on a one-to-many relationship joins the children into the parent's query, "
+        "so each parent comes back once per child. SQLAlchemy will not hand out such rows until "
+        "you remove the repeats: `(await session.scalars(stmt)).unique().all()`. Or load the "
+        "collection with selectinload(), which needs no unique().",
+    ),
+    Explanation(
+        r"is not available due to lazy='raise",
+        "a lazy load refused by lazy='raise' or raiseload()",
+        "The code read a relationship that its query had not loaded, and the relationship (or "
+        "the query's raiseload option) forbids loading it on access. Load it with the query, "
+        "`.options(selectinload(Parent.children))` or joinedload(), or, one object at a time, "
+        "`await obj.awaitable_attrs.children`.",
+    ),
 ]
 
 

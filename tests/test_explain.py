@@ -306,6 +306,27 @@ def _session_error(backend: str, work) -> BaseException:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         free_frames(exc)  # the coroutine aiosqlite leaves behind lives in the traceback's frames
+# --- lesson 08: the loading errors, raised for real on SQLite ----------------------------------
+
+def _loading_error(options, read) -> BaseException:
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    import course
+    from course.models import Album
+
+    async def run() -> None:
+        engine = create_async_engine(await course.fresh_engine_url("test-explain-08"))
+        try:
+            async with AsyncSession(engine) as session:
+                albums = await session.scalars(select(Album).where(Album.album_id == 1).options(*options))
+                read(albums)
+        finally:
+            await engine.dispose()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # aiosqlite's un-awaited cursor()
+        exc = _raised(run)
         gc.collect()
     return exc
 
@@ -395,3 +416,24 @@ def test_session_after_a_failed_flush() -> None:
 
     exc = _session_error("sqlite", keeps_going)
     assert explanation_for(exc).title == "a session used after a failed flush"
+def test_lazy_load_on_aiosqlite_is_missing_greenlet() -> None:
+    exc = _loading_error([], lambda albums: albums.one().tracks)
+    assert type(exc).__name__ == "StatementError"  # aiosqlite wraps it
+    assert "MissingGreenlet" in explanation_for(exc).title
+
+
+def test_joinedload_without_unique() -> None:
+    from sqlalchemy.orm import joinedload
+
+    from course.models import Album
+
+    exc = _loading_error([joinedload(Album.tracks)], lambda albums: albums.all())
+    assert explanation_for(exc).title == "joinedload() of a collection without unique()"
+
+
+def test_raiseload() -> None:
+    from sqlalchemy.orm import raiseload
+
+    exc = _loading_error([raiseload("*")], lambda albums: albums.one().artist)
+    assert str(exc) == "'Album.artist' is not available due to lazy='raise'"
+    assert explanation_for(exc).title == "a lazy load refused by lazy='raise' or raiseload()"

@@ -1,0 +1,388 @@
+"""Wrong answers to exercises/08-relationships-and-loading-workbook.ipynb."""
+
+from sqlalchemy import func, select, text, tuple_
+from sqlalchemy.ext.asyncio import async_object_session
+from sqlalchemy.orm import joinedload, selectinload
+
+from course.models import Album, Customer, Genre, Invoice, InvoiceLine, Track
+from tests.corpus import wrong
+
+# --- q1: artist_albums ------------------------------------------------------------------------
+
+ALBUMS = select(Album).order_by(Album.album_id)
+
+
+@wrong("q1", expect="N+1 problem")
+async def artist_albums_awaitable_attrs_loop(session, artist_id):
+    albums = await session.scalars(ALBUMS.where(Album.artist_id == artist_id))
+    return [(a.title, [t.name for t in await a.awaitable_attrs.tracks]) for a in albums]
+
+
+@wrong("q1", expect="a lazy load")
+async def artist_albums_lazy(session, artist_id):
+    albums = await session.scalars(ALBUMS.where(Album.artist_id == artist_id))
+    return [(a.title, [t.name for t in a.tracks]) for a in albums]
+
+
+@wrong("q1", expect="call .unique() on the result")
+async def artist_albums_joinedload_without_unique(session, artist_id):
+    albums = (await session.scalars(
+        ALBUMS.where(Album.artist_id == artist_id).options(joinedload(Album.tracks)))).all()
+    return [(a.title, [t.name for t in a.tracks]) for a in albums]
+
+
+@wrong("q1", expect="forget `await`")
+async def artist_albums_without_await(session, artist_id):
+    albums = session.scalars(ALBUMS.where(Album.artist_id == artist_id).options(selectinload(Album.tracks)))
+    return [(a.title, [t.name for t in a.tracks]) for a in albums]
+
+
+@wrong("q1", expect="written inside the text of your SQL")
+async def artist_albums_fstring(session, artist_id):
+    rows = await session.execute(text(
+        "SELECT al.title, t.name FROM album al LEFT JOIN track t ON t.album_id = al.album_id "
+        f"WHERE al.artist_id = {artist_id} ORDER BY al.album_id, t.track_id"))  # noqa: S608 -- the mistake
+    albums: dict[str, list[str]] = {}
+    for title, name in rows:
+        albums.setdefault(title, [])
+        if name is not None:
+            albums[title].append(name)
+    return list(albums.items())
+
+
+@wrong("q1", expect="which has no tracks")
+async def artist_albums_inner_join(session, artist_id):
+    rows = await session.execute(
+        select(Album.title, Track.name).join(Album.tracks).where(Album.artist_id == artist_id)
+        .order_by(Album.album_id, Track.track_id))
+    albums: dict[str, list[str]] = {}
+    for title, name in rows:
+        albums.setdefault(title, []).append(name)
+    return list(albums.items())
+
+
+@wrong("q1", expect="share the title")
+async def artist_albums_keyed_by_title(session, artist_id):
+    rows = await session.execute(
+        select(Album.title, Track.name).outerjoin(Album.tracks).where(Album.artist_id == artist_id)
+        .order_by(Album.album_id, Track.track_id))
+    albums: dict[str, list[str]] = {}
+    for title, name in rows:
+        albums.setdefault(title, [])
+        if name is not None:
+            albums[title].append(name)
+    return list(albums.items())
+
+
+@wrong("q1", expect="Is there a LIMIT")
+async def artist_albums_first_twenty(session, artist_id):
+    albums = await session.scalars(
+        ALBUMS.where(Album.artist_id == artist_id).options(selectinload(Album.tracks)).limit(20))
+    return [(a.title, [t.name for t in a.tracks]) for a in albums]
+
+
+@wrong("q1", expect="returned Album objects")
+async def artist_albums_objects(session, artist_id):
+    return list(await session.scalars(
+        ALBUMS.where(Album.artist_id == artist_id).options(selectinload(Album.tracks))))
+
+
+# --- q2: genre_revenue ------------------------------------------------------------------------
+
+def _revenue_query(amount, country_column, country):
+    revenue = func.sum(amount)
+    stmt = (select(Genre.name, revenue).join(Track, Track.genre_id == Genre.genre_id)
+            .join(InvoiceLine, InvoiceLine.track_id == Track.track_id)
+            .join(Invoice, Invoice.invoice_id == InvoiceLine.invoice_id))
+    if country_column is Customer.country:
+        stmt = stmt.join(Customer, Customer.customer_id == Invoice.customer_id)
+    return (stmt.where(country_column == country).group_by(Genre.genre_id, Genre.name)
+            .order_by(revenue.desc(), Genre.name))
+
+
+@wrong("q2", expect="one aggregate query")
+async def genre_revenue_per_genre(session, country):
+    report = []
+    for genre in await session.scalars(select(Genre).order_by(Genre.name)):
+        total = await session.scalar(
+            select(func.sum(InvoiceLine.unit_price * InvoiceLine.quantity))
+            .join(Track, Track.track_id == InvoiceLine.track_id)
+            .join(Invoice, Invoice.invoice_id == InvoiceLine.invoice_id)
+            .where(Track.genre_id == genre.genre_id, Invoice.billing_country == country))
+        if total is not None:
+            report.append((genre.name, total))
+    return sorted(report, key=lambda row: (-row[1], row[0]))
+
+
+@wrong("q2", expect="added them up in Python")
+async def genre_revenue_summed_in_python(session, country):
+    rows = await session.execute(
+        select(Genre.name, InvoiceLine.unit_price, InvoiceLine.quantity)
+        .join(Track, Track.genre_id == Genre.genre_id)
+        .join(InvoiceLine, InvoiceLine.track_id == Track.track_id)
+        .join(Invoice, Invoice.invoice_id == InvoiceLine.invoice_id)
+        .where(Invoice.billing_country == country))
+    totals: dict[str, object] = {}
+    for name, price, quantity in rows:
+        totals[name] = totals.get(name, 0) + price * quantity
+    return sorted(totals.items(), key=lambda row: (-row[1], row[0]))
+
+
+@wrong("q2", expect="written inside the text of your SQL")
+async def genre_revenue_fstring(session, country):
+    rows = await session.execute(text(
+        "SELECT g.name, sum(il.unit_price * il.quantity) AS revenue FROM genre g "
+        "JOIN track t ON t.genre_id = g.genre_id JOIN invoice_line il ON il.track_id = t.track_id "
+        f"JOIN invoice i ON i.invoice_id = il.invoice_id WHERE i.billing_country = '{country}' "  # noqa: S608 -- the mistake
+        "GROUP BY g.genre_id, g.name ORDER BY revenue DESC, g.name"))
+    return [tuple(row) for row in rows]
+
+
+@wrong("q2", expect="multiply by the quantity")
+async def genre_revenue_without_quantity(session, country):
+    rows = await session.execute(_revenue_query(InvoiceLine.unit_price, Invoice.billing_country, country))
+    return [tuple(row) for row in rows]
+
+
+@wrong("q2", expect="the track's list price")
+async def genre_revenue_list_price(session, country):
+    rows = await session.execute(
+        _revenue_query(Track.unit_price * InvoiceLine.quantity, Invoice.billing_country, country))
+    return [tuple(row) for row in rows]
+
+
+@wrong("q2", expect="not on the customer's country")
+async def genre_revenue_customer_country(session, country):
+    rows = await session.execute(
+        _revenue_query(InvoiceLine.unit_price * InvoiceLine.quantity, Customer.country, country))
+    return [tuple(row) for row in rows]
+
+
+@wrong("q2", expect="breaks ties another way")
+async def genre_revenue_ties_by_id(session, country):
+    revenue = func.sum(InvoiceLine.unit_price * InvoiceLine.quantity)
+    rows = await session.execute(
+        select(Genre.name, revenue).join(Track, Track.genre_id == Genre.genre_id)
+        .join(InvoiceLine, InvoiceLine.track_id == Track.track_id)
+        .join(Invoice, Invoice.invoice_id == InvoiceLine.invoice_id)
+        .where(Invoice.billing_country == country).group_by(Genre.genre_id, Genre.name)
+        .order_by(revenue.desc(), Genre.genre_id))
+    return [tuple(row) for row in rows]
+
+
+@wrong("q2", expect="forget `await`")
+async def genre_revenue_without_await(session, country):
+    rows = session.execute(_revenue_query(InvoiceLine.unit_price * InvoiceLine.quantity,
+                                          Invoice.billing_country, country))
+    return [tuple(row) for row in rows]
+
+
+# --- q3: invoice_detail -----------------------------------------------------------------------
+
+def _detail(invoice):
+    lines = [(line.track.name, line.track.album.title if line.track.album else None, line.quantity)
+             for line in invoice.lines]
+    return f"{invoice.customer.first_name} {invoice.customer.last_name}", lines
+
+
+@wrong("q3", expect="which your query had not loaded")
+async def invoice_detail_lazy(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id)
+    return None if invoice is None else _detail(invoice)
+
+
+@wrong("q3", expect="awaited awaitable_attrs")
+async def invoice_detail_awaitable_attrs(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id)
+    if invoice is None:
+        return None
+    customer = await invoice.awaitable_attrs.customer
+    lines = []
+    for line in await invoice.awaitable_attrs.lines:
+        track = await line.awaitable_attrs.track
+        album = await track.awaitable_attrs.album
+        lines.append((track.name, album.title if album else None, line.quantity))
+    return f"{customer.first_name} {customer.last_name}", lines
+
+
+@wrong("q3", expect="'Track.album'")
+async def invoice_detail_stops_at_track(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id, options=[
+        selectinload(Invoice.customer), selectinload(Invoice.lines).selectinload(InvoiceLine.track)])
+    return None if invoice is None else _detail(invoice)
+
+
+@wrong("q3", expect="call .unique() on the result")
+async def invoice_detail_joinedload_without_unique(session, invoice_id):
+    invoice = (await session.scalars(select(Invoice).where(Invoice.invoice_id == invoice_id).options(
+        joinedload(Invoice.customer),
+        joinedload(Invoice.lines).joinedload(InvoiceLine.track).joinedload(Track.album)))).one_or_none()
+    return None if invoice is None else _detail(invoice)
+
+
+@wrong("q3", expect="forget `await`")
+async def invoice_detail_without_await(session, invoice_id):
+    invoice = session.get(Invoice, invoice_id, options=[
+        selectinload(Invoice.customer),
+        selectinload(Invoice.lines).selectinload(InvoiceLine.track).selectinload(Track.album)])
+    return None if invoice is None else _detail(invoice)
+
+
+@wrong("q3", expect="has no album")
+async def invoice_detail_every_track_has_an_album(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id, options=[
+        selectinload(Invoice.customer),
+        selectinload(Invoice.lines).selectinload(InvoiceLine.track).selectinload(Track.album)])
+    if invoice is None:
+        return None
+    lines = [(line.track.name, line.track.album.title, line.quantity) for line in invoice.lines]
+    return f"{invoice.customer.first_name} {invoice.customer.last_name}", lines
+
+
+@wrong("q3", expect=".one() fails when no invoice")
+async def invoice_detail_one(session, invoice_id):
+    invoice = (await session.scalars(select(Invoice).where(Invoice.invoice_id == invoice_id).options(
+        selectinload(Invoice.customer),
+        selectinload(Invoice.lines).selectinload(InvoiceLine.track).selectinload(Track.album)))).one()
+    return _detail(invoice)
+
+
+@wrong("q3", expect="one query per line is N+1")
+async def invoice_detail_query_per_line(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id, options=[selectinload(Invoice.customer),
+                                                              selectinload(Invoice.lines)])
+    if invoice is None:
+        return None
+    lines = []
+    for line in invoice.lines:
+        name, title = (await session.execute(
+            select(Track.name, Album.title).outerjoin(Album, Album.album_id == Track.album_id)
+            .where(Track.track_id == line.track_id))).one()
+        lines.append((name, title, line.quantity))
+    return f"{invoice.customer.first_name} {invoice.customer.last_name}", lines
+
+
+# --- q4: tracks_page --------------------------------------------------------------------------
+
+KEY = tuple_(Track.name, Track.track_id)
+LISTING = select(Track.name, Track.track_id).order_by(Track.name, Track.track_id)
+
+
+@wrong("q4", expect="sent OFFSET")
+async def tracks_page_offset(session, after, size):
+    skip = 0 if after is None else await session.scalar(
+        select(func.count()).select_from(Track).where(KEY <= tuple_(*after)))
+    return [tuple(row) for row in await session.execute(LISTING.offset(skip).limit(size))]
+
+
+@wrong("q4", expect="cut the page in Python")
+async def tracks_page_in_python(session, after, size):
+    rows = [tuple(row) for row in await session.execute(LISTING)]
+    if after is not None:
+        rows = [row for row in rows if row > tuple(after)]
+    return rows[:size]
+
+
+@wrong("q4", expect="shares its name")
+async def tracks_page_name_only(session, after, size):
+    stmt = LISTING.limit(size)
+    if after is not None:
+        stmt = stmt.where(Track.name > after[0])
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
+@wrong("q4", expect="(>, not >=)")
+async def tracks_page_at_or_after(session, after, size):
+    stmt = LISTING.limit(size)
+    if after is not None:
+        stmt = stmt.where(KEY >= tuple_(*after))
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
+@wrong("q4", expect="written inside the text of your SQL")
+async def tracks_page_fstring(session, after, size):
+    where = "" if after is None else f"WHERE (name, track_id) > ('{after[0]}', {after[1]})"
+    rows = await session.execute(text(
+        f"SELECT name, track_id FROM track {where} ORDER BY name, track_id LIMIT :size"),  # noqa: S608 -- the mistake
+        {"size": size})
+    return [tuple(row) for row in rows]
+
+
+@wrong("q4", expect="not in (name, track_id) order")
+async def tracks_page_by_id(session, after, size):
+    stmt = select(Track.name, Track.track_id).order_by(Track.track_id).limit(size)
+    if after is not None:
+        stmt = stmt.where(Track.track_id > after[1])
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
+@wrong("q4", expect="forget `await`")
+async def tracks_page_without_await(session, after, size):
+    stmt = LISTING.limit(size)
+    if after is not None:
+        stmt = stmt.where(KEY > tuple_(*after))
+    return [tuple(row) for row in session.execute(stmt)]
+
+
+@wrong("q4", expect="the next 1 row(s) after that key")
+async def tracks_page_one_extra(session, after, size):
+    stmt = LISTING.limit(size + 1 if size < 5 else size)
+    if after is not None:
+        stmt = stmt.where(KEY > tuple_(*after))
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
+# --- q5: track_labels -------------------------------------------------------------------------
+
+@wrong("q5", expect="a lazy load")
+async def track_labels_lazy(track):
+    album, genre = track.album, track.genre
+    return track.name, album.title if album else None, genre.name if genre else None
+
+
+@wrong("q5", expect="forget `await`")
+async def track_labels_without_await(track):
+    album = track.awaitable_attrs.album
+    genre = track.awaitable_attrs.genre
+    return track.name, album.title, genre.name
+
+
+@wrong("q5", expect="Return None in its place")
+async def track_labels_every_track_has_an_album(track):
+    album = await track.awaitable_attrs.album
+    genre = await track.awaitable_attrs.genre
+    return track.name, album.title, genre.name
+
+
+@wrong("q5", expect="caught its error")
+async def track_labels_swallowed(track):
+    try:
+        album = track.album
+    except Exception:  # noqa: BLE001 -- the mistake: hiding the lazy load
+        album = None
+    genre = await track.awaitable_attrs.genre
+    return track.name, album.title if album else None, genre.name if genre else None
+
+
+@wrong("q5", expect="a query of your own always goes to the database")
+async def track_labels_own_queries(track):
+    session = async_object_session(track)
+    album = await session.scalar(select(Album).where(Album.album_id == track.album_id))
+    genre = await session.scalar(select(Genre).where(Genre.genre_id == track.genre_id))
+    return track.name, album.title if album else None, genre.name if genre else None
+
+
+CHINOOK_GENRES = {1: "Rock", 2: "Jazz", 3: "Metal", 4: "Alternative & Punk", 7: "Latin"}
+
+
+@wrong("q5", expect="not from a table of your own")
+async def track_labels_genres_from_a_dict(track):
+    album = await track.awaitable_attrs.album
+    return track.name, album.title if album else None, CHINOOK_GENRES.get(track.genre_id, "Rock")
+
+
+@wrong("q5", expect="the `genre` table")
+async def track_labels_lazy_genre(track):
+    album = await track.awaitable_attrs.album
+    genre = track.genre
+    return track.name, album.title if album else None, genre.name if genre else None
