@@ -673,7 +673,7 @@ q4 = Exercise(
 
 class _LyricsProbe:
     """Stands in for the workbook's fetch_lyrics: records the thread of every call, and in the
-    concurrent phase holds each call until a second one runs beside it (or 2 s pass)."""
+    concurrent phase holds each call until a second one runs beside it (or 5 s pass)."""
 
     def __init__(self, loop_thread: int) -> None:
         self.loop_thread = loop_thread
@@ -694,7 +694,7 @@ class _LyricsProbe:
             self.now += 1
             self.peak = max(self.peak, self.now)
             self._cond.notify_all()
-            if self.wait and not self.stalled and not self._cond.wait_for(lambda: self.peak >= 2, 2.0):
+            if self.wait and not self.stalled and not self._cond.wait_for(lambda: self.peak >= 2, 5.0):
                 self.stalled = True  # wait once only: a blocked loop is then seen without delay
             self.now -= 1
         return f"lyrics of {name}"
