@@ -100,9 +100,9 @@ async def _served(url: Any, routes: list[tuple[str, str, Any, int | None]],
 class _BadResponse(Wrong):
     """The route returned something its response model could not serialise."""
 
-    def __init__(self, message: str, errors: list[dict]) -> None:
+    def __init__(self, message: str, returned_none: bool) -> None:
         super().__init__(message)
-        self.errors = errors
+        self.returned_none = returned_none
 
 
 async def _send(client: Any, method: str, path: str, **kwargs: Any) -> Any:
@@ -112,11 +112,25 @@ async def _send(client: Any, method: str, path: str, **kwargs: Any) -> Any:
     what = f"{method} {path}"
     try:
         return await call(client.request, method, path, **kwargs)
+    except Wrong as exc:  # call() saw a coroutine where a result belonged: "forgot await"
+        if isinstance(exc.__cause__, ResponseValidationError):
+            for error in exc.__cause__.errors():
+                if inspect.iscoroutine(error.get("input")):
+                    error["input"].close()  # else it warns "never awaited" under a later cell
+        raise
     except LearnerError as exc:
         cause = exc.__cause__
         if not isinstance(cause, ResponseValidationError):
             raise
         errors = list(cause.errors())
+        inputs = [e.get("input") for e in errors]
+        if any(inspect.iscoroutine(i) for i in inputs):
+            for value in inputs:
+                if inspect.iscoroutine(value):
+                    value.close()  # it would warn "never awaited" later, under another cell
+            raise Wrong(f"{what}: your route returned a coroutine object instead of the row: "
+                        "did you forget `await`? Write `await session.get(...)`.") from None
+        returned_none = any(i is None for i in inputs)
         first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "the response"
         message = str(first.get("msg", ""))
@@ -126,9 +140,9 @@ async def _send(client: Any, method: str, path: str, **kwargs: Any) -> Any:
                 f"{what}: the response model reads `{where}`, which your query did not load, so "
                 "SQLAlchemy tried to load it lazily and failed (MissingGreenlet: "
                 "`course.explain()` says more). Load it in the query: "
-                "`options=[selectinload(...)]`.", errors) from None
+                "`options=[selectinload(...)]`.", returned_none) from None
         raise _BadResponse(f"{what}: what your route returned does not fit its response model "
-                           f"({where}: {message}).", errors) from None
+                           f"({where}: {message}).", returned_none) from None
 
 
 def _status(response: Any, expected: int, what: str, why: str = "") -> None:
@@ -363,7 +377,7 @@ async def _check_read_album(read_album) -> str:
         try:
             response = await _send(client, "GET", f"/albums/{missing}")
         except _BadResponse as exc:
-            if any(e.get("input") is None for e in exc.errors):
+            if exc.returned_none:
                 raise Wrong(f"GET /albums/{missing}: there is no such album, and your route "
                             "returned None, which AlbumOut cannot describe: raise "
                             "`HTTPException(status_code=404, detail=...)` instead.") from None
