@@ -209,8 +209,8 @@ def _engine_of(report: dict, what: str) -> Any:
         if report["on_app"] is not None:
             raise Wrong(f"{what}: the sessionmaker is in app.state, but the workbook's "
                         "get_session reads request.state.sessionmaker: yield it from the "
-                        "lifespan, `yield {'sessionmaker': sessionmaker}`, and Starlette copies "
-                        "that state into every request.")
+                        "lifespan, `yield {'sessionmaker': sessionmaker}`, and the server hands "
+                        "that state to every request.")
         raise Wrong(f"{what}: after start-up, request.state has no `sessionmaker`. The lifespan "
                     "should create the engine, then `yield {'sessionmaker': "
                     "async_sessionmaker(engine, expire_on_commit=False)}`.")
