@@ -200,6 +200,56 @@ EXPLANATIONS = [
         "`.options(selectinload(Parent.children))` or joinedload(), or, one object at a time, "
         "`await obj.awaitable_attrs.children`.",
     ),
+    # --- lesson 09 ---
+    Explanation(
+        r"'State' object has no attribute",
+        "the app's lifespan did not run for this request",
+        "What the lifespan puts in the app's state (an engine, a sessionmaker) is missing, so "
+        "its start-up never ran, or its state never reached the request. httpx.ASGITransport "
+        "sends requests only: run the lifespan with `async with LifespanManager(app) as "
+        "manager:` and pass `ASGITransport(app=manager.app)`, not the bare app.",
+    ),
+    Explanation(
+        r"on_event is deprecated",
+        "@app.on_event is deprecated",
+        "Start-up and shutdown code belongs in one lifespan function: `@asynccontextmanager "
+        "async def lifespan(app): ...start-up...; yield {...state...}; ...shutdown...`, given as "
+        "`FastAPI(lifespan=lifespan)`. Once lifespan= is set, on_event handlers are silently "
+        "ignored.",
+    ),
+    Explanation(
+        r"starlette\.testclient.*deprecated|install `?httpx2",
+        "Starlette's TestClient",
+        "TestClient is a synchronous client: it runs the app on an event loop of its own, in a "
+        "thread, and blocks yours meanwhile, so connections made on your loop break under it "
+        "('attached to a different loop'). In async code and notebooks, call the app with "
+        "`httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app))` inside `async "
+        "with LifespanManager(app) as manager:`.",
+    ),
+    Explanation(
+        r"PendingRollbackError|rolled back due to a previous exception",
+        "a session used again after a failed flush",
+        "A flush or commit failed, and the session will do nothing more until the failed "
+        "transaction is rolled back: `await session.rollback()` in the `except` block, or "
+        "leave the session (`async with` closes it, which rolls back).",
+    ),
+    Explanation(
+        r"IntegrityError|UNIQUE constraint failed|violates (unique|foreign key) constraint",
+        "the database refused a write (a constraint)",
+        "The row breaks a rule of the database: a unique key, a foreign key, NOT NULL. The "
+        "statement failed and its transaction must be rolled back. In a route, catch "
+        "IntegrityError where you commit, `await session.rollback()`, and answer `409 "
+        "Conflict` (HTTPException); don't look the value up first instead, since another "
+        "request can take it in between.",
+    ),
+    Explanation(
+        r"ResponseValidationError",
+        "the route returned something its response model cannot describe",
+        "FastAPI checks what a route returns against its return annotation (or "
+        "response_model). Returning None where an object is due usually means a missing "
+        "`raise HTTPException(status_code=404)`; a missing field means the query or the schema "
+        "is not what you think. The error's `loc` names the field.",
+    ),
 ]
 
 

@@ -437,3 +437,69 @@ def test_raiseload() -> None:
     exc = _loading_error([raiseload("*")], lambda albums: albums.one().artist)
     assert str(exc) == "'Album.artist' is not available due to lazy='raise'"
     assert explanation_for(exc).title == "a lazy load refused by lazy='raise' or raiseload()"
+# --- lesson 09 ---------------------------------------------------------------------------------
+
+def _request_error(app) -> BaseException:
+    import httpx
+
+    async def send() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.get("/")
+
+    return _raised(send)
+
+
+def test_asgi_transport_without_lifespan() -> None:
+    from fastapi import FastAPI, Request
+
+    async def root(request: Request) -> None:
+        request.state.sessionmaker  # noqa: B018 -- the lifespan never ran
+
+    root.__annotations__ = {"request": Request, "return": None}  # this module's are strings
+    app = FastAPI()
+    app.get("/")(root)
+    assert explanation_for(_request_error(app)).title == "the app's lifespan did not run for this request"
+
+
+def test_on_event_deprecation() -> None:
+    from fastapi import FastAPI
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        FastAPI().on_event("startup")(lambda: None)
+    assert explanation_for(caught[0].message).title == "@app.on_event is deprecated"
+
+
+def test_testclient_warning_text() -> None:
+    message = DeprecationWarning("Using `httpx` with `starlette.testclient` is deprecated; install `httpx2` instead.")
+    assert explanation_for(message).title == "Starlette's TestClient"
+
+
+def test_unique_violation_and_pending_rollback() -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import IntegrityError, PendingRollbackError
+    from sqlalchemy.orm import Session
+
+    engine = create_engine("sqlite://")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (name TEXT UNIQUE)"))
+        conn.execute(text("INSERT INTO t VALUES ('a')"))
+    with Session(engine) as session:
+        with pytest.raises(IntegrityError) as info:
+            session.execute(text("INSERT INTO t VALUES ('a')"))
+            session.flush()
+        assert explanation_for(info.value).title == "the database refused a write (a constraint)"
+    pending = PendingRollbackError("This Session's transaction has been rolled back due to a previous exception during flush.")
+    assert explanation_for(pending).title == "a session used again after a failed flush"
+
+
+def test_response_validation_error_of_a_lazy_load_and_of_none() -> None:
+    from fastapi.exceptions import ResponseValidationError
+
+    lazy = ResponseValidationError([{"type": "get_attribute_error", "loc": ("response", "tracks"),
+                                     "msg": "Error extracting attribute: MissingGreenlet: greenlet_spawn has not been called"}])
+    assert "MissingGreenlet" in explanation_for(lazy).title
+    none = ResponseValidationError([{"type": "model_attributes_type", "loc": ("response",),
+                                     "msg": "Input should be a valid dictionary or object", "input": None}])
+    assert explanation_for(none).title == "the route returned something its response model cannot describe"

@@ -1,0 +1,490 @@
+"""Wrong answers to exercises/09-fastapi-in-process-workbook.ipynb.
+
+The routes use the reference schemas and session dependency of course.apps.music_store, which are
+the workbook's. q5's answers call `fetch_lyrics` from this module's globals, as the workbook's
+routes call the workbook's: the check swaps it for its own stand-in.
+"""
+
+import asyncio
+import time
+import warnings
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import selectinload
+
+from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackRow
+from course.models import Album, Artist, Track
+from tests.corpus import wrong
+
+# --- q1: create_app ----------------------------------------------------------------------------
+
+_IMPORT_TIME_ENGINE: list[Any] = []
+
+
+@wrong("q1", expect="on the url it is given")
+def create_app_module_engine(url):
+    # the engine made once, "at import time", for whichever database came first
+    if not _IMPORT_TIME_ENGINE:
+        _IMPORT_TIME_ENGINE.append(create_async_engine(url))
+    engine = _IMPORT_TIME_ENGINE[0]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        yield {"sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+        await engine.dispose()
+
+    return FastAPI(lifespan=lifespan)
+
+
+@wrong("q1", expect="outside the lifespan")
+def create_app_engine_outside_lifespan(url):
+    engine = create_async_engine(url)  # made when create_app runs, shared by every start-up
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        yield {"sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+        await engine.dispose()
+
+    return FastAPI(lifespan=lifespan)
+
+
+@wrong("q1", expect="await engine.dispose()")
+def create_app_never_disposes(url):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        engine = create_async_engine(url)
+        yield {"sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+
+    return FastAPI(lifespan=lifespan)
+
+
+@wrong("q1", expect="never awaited")
+def create_app_dispose_not_awaited(url):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        engine = create_async_engine(url)
+        yield {"sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+        engine.dispose()
+
+    return FastAPI(lifespan=lifespan)
+
+
+@wrong("q1", expect="expire_on_commit=False")
+def create_app_expiring_sessions(url):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        engine = create_async_engine(url)
+        yield {"sessionmaker": async_sessionmaker(engine)}
+        await engine.dispose()
+
+    return FastAPI(lifespan=lifespan)
+
+
+@wrong("q1", expect="app.state")
+def create_app_on_app_state(url):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_async_engine(url)
+        app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        yield
+        await engine.dispose()
+
+    return FastAPI(lifespan=lifespan)
+
+
+@wrong("q1", expect="on_event")
+def create_app_on_event(url):
+    app = FastAPI()
+    engines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+
+        @app.on_event("startup")
+        async def start() -> None:
+            engines.append(create_async_engine(url))
+            app.state.sessionmaker = async_sessionmaker(engines[-1], expire_on_commit=False)
+
+        @app.on_event("shutdown")
+        async def stop() -> None:
+            await engines[-1].dispose()
+
+    return app
+
+
+@wrong("q1", expect="must yield a dict")
+def create_app_yields_the_sessionmaker(url):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        engine = create_async_engine(url)
+        yield async_sessionmaker(engine, expire_on_commit=False)
+        await engine.dispose()
+
+    return FastAPI(lifespan=lifespan)
+
+
+@wrong("q1", expect="request.state has no `sessionmaker`")
+def create_app_yields_the_engine(url):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        engine = create_async_engine(url)
+        yield {"engine": engine}
+        await engine.dispose()
+
+    return FastAPI(lifespan=lifespan)
+
+
+# --- q2: read_album -----------------------------------------------------------------------------
+
+
+@wrong("q2", expect="MissingGreenlet")
+async def read_album_lazy(album_id: int, session: SessionDep) -> AlbumOut:
+    album = await session.get(Album, album_id)
+    if album is None:
+        raise HTTPException(status_code=404)
+    return album
+
+
+@wrong("q2", expect="raise `HTTPException(status_code=404")
+async def read_album_returns_none(album_id: int, session: SessionDep) -> AlbumOut:
+    return await session.get(Album, album_id, options=[selectinload(Album.artist),
+                                                       selectinload(Album.tracks)])
+
+
+@wrong("q2", expect="expected 404")
+async def read_album_none_allowed(album_id: int, session: SessionDep) -> AlbumOut | None:
+    return await session.get(Album, album_id, options=[selectinload(Album.artist),
+                                                       selectinload(Album.tracks)])
+
+
+@wrong("q2", expect="expected 404")
+async def read_album_400(album_id: int, session: SessionDep) -> AlbumOut:
+    album = await session.get(Album, album_id, options=[selectinload(Album.artist),
+                                                        selectinload(Album.tracks)])
+    if album is None:
+        raise HTTPException(status_code=400, detail="no such album")
+    return album
+
+
+@wrong("q2", expect="album_id: int")
+async def read_album_str_id(album_id: str, session: SessionDep) -> AlbumOut:
+    album = await session.scalar(select(Album).where(Album.album_id == album_id)
+                                 .options(selectinload(Album.artist), selectinload(Album.tracks)))
+    if album is None:
+        raise HTTPException(status_code=404)
+    return album
+
+
+@wrong("q2", expect="one per row")
+async def read_album_track_by_track(album_id: int, session: SessionDep) -> dict:
+    album = await session.get(Album, album_id, options=[selectinload(Album.artist)])
+    if album is None:
+        raise HTTPException(status_code=404)
+    ids = (await session.scalars(select(Track.track_id).where(Track.album_id == album_id)
+                                 .order_by(Track.track_id))).all()
+    tracks = [await session.get(Track, i) for i in ids]
+    return {"album_id": album.album_id, "title": album.title,
+            "artist": {"artist_id": album.artist.artist_id, "name": album.artist.name},
+            "tracks": [{"track_id": t.track_id, "name": t.name, "milliseconds": t.milliseconds,
+                        "unit_price": str(t.unit_price)} for t in tracks]}
+
+
+_SHARED: dict[int, Any] = {}
+
+
+@wrong("q2", expect="still checked out")
+async def read_album_one_session_for_all(album_id: int, session: SessionDep) -> AlbumOut:
+    # "opening a session per request is wasteful": one session, kept for every request
+    shared = _SHARED.setdefault(id(session.bind), async_sessionmaker(session.bind, expire_on_commit=False)())
+    album = await shared.get(Album, album_id, options=[selectinload(Album.artist),
+                                                    selectinload(Album.tracks)])
+    if album is None:
+        raise HTTPException(status_code=404)
+    return album
+
+
+@wrong("q2", expect="wrong order")
+async def read_album_tracks_by_name(album_id: int, session: SessionDep) -> dict:
+    album = await session.get(Album, album_id, options=[selectinload(Album.artist)])
+    if album is None:
+        raise HTTPException(status_code=404)
+    tracks = (await session.scalars(select(Track).where(Track.album_id == album_id)
+                                    .order_by(Track.name))).all()
+    return {"album_id": album.album_id, "title": album.title,
+            "artist": {"artist_id": album.artist.artist_id, "name": album.artist.name},
+            "tracks": [{"track_id": t.track_id, "name": t.name, "milliseconds": t.milliseconds,
+                        "unit_price": str(t.unit_price)} for t in tracks]}
+
+
+@wrong("q2", expect="forget `await`")
+async def read_album_get_not_awaited(album_id: int, session: SessionDep) -> AlbumOut:
+    album = session.get(Album, album_id, options=[selectinload(Album.artist),
+                                                  selectinload(Album.tracks)])
+    if album is None:
+        raise HTTPException(status_code=404)
+    return album
+
+
+# --- q3: create_artist --------------------------------------------------------------------------
+
+
+@wrong("q3", expect="stayed in the database")
+async def create_artist_commits_twice(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    artist = Artist(name=new.name)
+    session.add(artist)
+    try:
+        await session.commit()  # the artist is kept even if its albums fail
+    except IntegrityError:
+        raise HTTPException(status_code=409, detail="exists") from None
+    for title in new.albums:
+        session.add(Album(title=title, artist_id=artist.artist_id))
+    await session.commit()
+    return artist
+
+
+@wrong("q3", expect="The database is the judge")
+async def create_artist_select_first(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    if await session.scalar(select(Artist).where(Artist.name == new.name)) is not None:
+        raise HTTPException(status_code=409, detail="exists")
+    artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])
+    session.add(artist)
+    await session.commit()
+    return artist
+
+
+@wrong("q3", expect="no artist")
+async def create_artist_never_commits(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])
+    session.add(artist)
+    try:
+        await session.flush()  # an id, but no commit: closing the session rolls it back
+    except IntegrityError:
+        raise HTTPException(status_code=409, detail="exists") from None
+    return artist
+
+
+@wrong("q3", expect="Catch IntegrityError only")
+async def create_artist_everything_is_a_conflict(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])
+    session.add(artist)
+    try:
+        await session.commit()
+    except Exception:
+        raise HTTPException(status_code=409, detail="exists") from None
+    return artist
+
+
+@wrong("q3", expect="let IntegrityError out")
+async def create_artist_no_409(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])
+    session.add(artist)
+    await session.commit()
+    return artist
+
+
+@wrong("q3", expect="expected 409")
+async def create_artist_400(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])
+    session.add(artist)
+    try:
+        await session.commit()
+    except IntegrityError:
+        raise HTTPException(status_code=400, detail="exists") from None
+    return artist
+
+
+@wrong("q3", expect="not stored exactly as sent")
+async def create_artist_fstring(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    try:
+        artist_id = await session.scalar(text(
+            f"INSERT INTO artist (name) VALUES ('{new.name}') RETURNING artist_id"))  # noqa: S608 -- the wrong answer
+        for title in new.albums:
+            await session.execute(text(
+                f"INSERT INTO album (title, artist_id) VALUES ('{title}', {artist_id})"))  # noqa: S608
+        await session.commit()
+    except IntegrityError:
+        raise HTTPException(status_code=409, detail="exists") from None
+    return ArtistOut(artist_id=artist_id, name=new.name)
+
+
+# --- q4: list_tracks ----------------------------------------------------------------------------
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _page(q: str | None, limit: int, offset: int) -> Any:
+    stmt = select(Track).order_by(Track.track_id).limit(limit).offset(offset)
+    if q is not None:
+        stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+    return stmt
+
+
+@wrong("q4", expect="N+1")
+async def list_tracks_n_plus_one(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                 offset: Offset = 0) -> list[TrackRow]:
+    tracks = (await session.scalars(_page(q, limit, offset))).all()
+    for track in tracks:
+        album = await track.awaitable_attrs.album
+        if album is not None:
+            await album.awaitable_attrs.artist
+    return list(tracks)
+
+
+@wrong("q4", expect="MissingGreenlet")
+async def list_tracks_lazy(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                           offset: Offset = 0) -> list[TrackRow]:
+    return list((await session.scalars(_page(q, limit, offset))).all())
+
+
+@wrong("q4", expect="LIKE wildcards")
+async def list_tracks_unescaped(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                offset: Offset = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(offset))
+    if q is not None:
+        stmt = stmt.where(Track.name.ilike(f"%{q}%"))
+    return list((await session.scalars(stmt)).all())
+
+
+@wrong("q4", expect="became SQL")
+async def list_tracks_fstring(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                              offset: Offset = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(offset))
+    if q is not None:
+        safe = q.replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(text(f"lower(track.name) LIKE lower('%{safe}%') ESCAPE '\\'"))  # noqa: S608 -- the wrong answer
+    return list((await session.scalars(stmt)).all())
+
+
+@wrong("q4", expect="ids have no gaps")
+async def list_tracks_keyset_by_offset(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                       offset: Offset = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .where(Track.track_id > offset).order_by(Track.track_id).limit(limit))
+    if q is not None:
+        stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+    return list((await session.scalars(stmt)).all())
+
+
+@wrong("q4", expect="one off")
+async def list_tracks_off_by_one(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                 offset: Offset = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(max(offset - 1, 0)))
+    if q is not None:
+        stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+    return list((await session.scalars(stmt)).all())
+
+
+@wrong("q4", expect="Query(ge=1, le=100)")
+async def list_tracks_unbounded(session: SessionDep, q: str | None = None, limit: int = 20,
+                                offset: int = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(offset))
+    if q is not None:
+        stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+    return list((await session.scalars(stmt)).all())
+
+
+@wrong("q4", expect="in any case")
+async def list_tracks_case_sensitive(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                     offset: Offset = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(offset))
+    if q is not None:
+        stmt = stmt.where(func.instr(Track.name, q) > 0)
+    return list((await session.scalars(stmt)).all())
+
+
+@wrong("q4", expect="expected the first 20")
+async def list_tracks_by_name(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                              offset: Offset = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.name).limit(limit).offset(offset))
+    if q is not None:
+        stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+    return list((await session.scalars(stmt)).all())
+
+
+# --- q5: track_lyrics ---------------------------------------------------------------------------
+
+
+def fetch_lyrics(name: str) -> str:
+    time.sleep(0.5)
+    return f"(the lyrics of {name})"
+
+
+_lock = asyncio.Lock()
+
+
+@wrong("q5", expect="on the event loop's own thread")
+async def track_lyrics_blocking(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=404)
+    return {"track_id": track.track_id, "name": track.name, "lyrics": fetch_lyrics(track.name)}
+
+
+@wrong("q5", expect="on the event loop's own thread")
+async def track_lyrics_called_before_to_thread(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=404)
+    lyrics = await asyncio.to_thread(fetch_lyrics(track.name))  # called here, on the loop
+    return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
+
+
+@wrong("q5", expect="never had two fetch_lyrics calls")
+async def track_lyrics_waits_on_future(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=404)
+    with ThreadPoolExecutor(1) as pool:
+        lyrics = pool.submit(fetch_lyrics, track.name).result()  # blocks the loop while it waits
+    return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
+
+
+@wrong("q5", expect="never had two fetch_lyrics calls")
+async def track_lyrics_one_at_a_time(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=404)
+    async with _lock:  # "the vendor's client may not be thread-safe"
+        lyrics = await asyncio.to_thread(fetch_lyrics, track.name)
+    return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
+
+
+@wrong("q5", expect="never called fetch_lyrics")
+async def track_lyrics_made_up(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=404)
+    await asyncio.sleep(0.5)  # "stands in for the vendor"
+    return {"track_id": track.track_id, "name": track.name, "lyrics": f"(the lyrics of {track.name})"}
+
+
+@wrong("q5", expect="answer 404 first")
+async def track_lyrics_fetches_before_404(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    name = track.name if track is not None else ""
+    lyrics = await asyncio.to_thread(fetch_lyrics, name)
+    if track is None:
+        raise HTTPException(status_code=404)
+    return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
+
+
+@wrong("q5", expect="expected 404")
+async def track_lyrics_no_404(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        return {"track_id": track_id, "name": "", "lyrics": ""}
+    lyrics = await asyncio.to_thread(fetch_lyrics, track.name)
+    return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
