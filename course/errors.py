@@ -78,6 +78,15 @@ EXPLANATIONS = [
         "them between asyncio.run() calls, threads or test fixtures with another loop scope: "
         "create them on the loop that uses them.",
     ),
+    # --- lesson 10 ---
+    Explanation(
+        r"The unique\(\) method must be invoked on this Result",
+        "joinedload of a collection without unique()",
+        "A joined eager load of a collection returns the parent row once per child, and "
+        "SQLAlchemy will not guess how to merge them. Call .unique() on the result first: "
+        "`(await session.scalars(stmt)).unique().all()`. (selectinload needs no unique(), but "
+        "runs a second SELECT.)",
+    ),
 ]
 
 
