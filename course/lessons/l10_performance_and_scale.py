@@ -214,7 +214,7 @@ async def _name_case(add_name_route, ids: list[int]) -> None:
         try:
             witness.wait_in_thread()  # is the loop free while this call runs?
             if first:
-                second.wait(2.0)  # a second lookup arrives at once if they run side by side
+                second.wait(3.0)  # a second lookup arrives at once if they run side by side
             return NAMES.get(track_id)
         finally:
             with lock:
