@@ -119,6 +119,22 @@ def test_attached_to_a_different_loop() -> None:
     assert explanation_for(exc).title == "an object used from a different event loop"
 
 
+def test_joined_collection_without_unique() -> None:
+    """Lesson 10's q4: joinedload of a collection, read without .unique()."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session, joinedload
+
+    from course.models import Album, Base
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session, pytest.raises(Exception) as info:
+        session.add(Album(album_id=1, title="Let There Be Rock", artist_id=1))
+        session.flush()
+        session.scalars(select(Album).options(joinedload(Album.tracks))).all()
+    assert explanation_for(info.value).title == "joinedload() of a collection without unique()"
+
+
 def test_unknown_errors_say_so(capsys) -> None:
     explain(KeyError("x"))
     assert "No course explanation" in capsys.readouterr().out

@@ -1,0 +1,378 @@
+"""Wrong answers to exercises/10-performance-and-scale-workbook.ipynb."""
+
+import asyncio
+import concurrent.futures
+import math
+import threading
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import joinedload
+from sqlalchemy.pool import NullPool
+
+from course.models import Album, Artist
+from tests.corpus import wrong
+
+# --- q1: sized_engine ---------------------------------------------------------------------
+
+
+@wrong("q1", expect="round up")
+def sized_engine_rounds_down(url, rate, latency_ms):
+    return create_async_engine(url, pool_size=int(rate * latency_ms / 1000), max_overflow=0)
+
+
+@wrong("q1", expect="the latency is in milliseconds")
+def sized_engine_forgets_milliseconds(url, rate, latency_ms):
+    return create_async_engine(url, pool_size=rate * latency_ms, max_overflow=0)
+
+
+@wrong("q1", expect="ignores how long each request holds")
+def sized_engine_by_rate_only(url, rate, latency_ms):
+    return create_async_engine(url, pool_size=rate, max_overflow=0)
+
+
+@wrong("q1", expect="max_overflow=10 lets the pool open")
+def sized_engine_keeps_default_overflow(url, rate, latency_ms):
+    return create_async_engine(url, pool_size=math.ceil(rate * latency_ms / 1000))
+
+
+@wrong("q1", expect="overflow connections are closed as soon as they come back")
+def sized_engine_half_overflow(url, rate, latency_ms):
+    needed = math.ceil(rate * latency_ms / 1000)
+    return create_async_engine(url, pool_size=max(1, needed // 2), max_overflow=needed - max(1, needed // 2))
+
+
+@wrong("q1", expect="NullPool")
+def sized_engine_null_pool(url, rate, latency_ms):
+    return create_async_engine(url, poolclass=NullPool)
+
+
+@wrong("q1", expect="synchronous")
+def sized_engine_sync(url, rate, latency_ms):
+    return create_engine(url.set(drivername="sqlite"), pool_size=math.ceil(rate * latency_ms / 1000),
+                         max_overflow=0)
+
+
+@wrong("q1", expect="another database")
+def sized_engine_own_database(url, rate, latency_ms):
+    return create_async_engine("sqlite+aiosqlite:///chinook.db",
+                               pool_size=math.ceil(rate * latency_ms / 1000), max_overflow=0)
+
+
+@wrong("q1", expect="more than rate × latency needs")
+def sized_engine_one_spare(url, rate, latency_ms):
+    return create_async_engine(url, pool_size=math.ceil(rate * latency_ms / 1000) + 1, max_overflow=0)
+
+
+@wrong("q1", expect="should return the AsyncEngine")
+def sized_engine_returns_size(url, rate, latency_ms):
+    return math.ceil(rate * latency_ms / 1000)
+
+
+# --- q2: add_name_route -------------------------------------------------------------------
+
+
+@wrong("q2", expect="ran on the event loop's own thread")
+def name_route_async_blocking(app, lookup):
+    @app.get("/tracks/{track_id}/name")
+    async def track_name(track_id: int):
+        name = lookup(track_id)
+        if name is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": name}
+
+
+@wrong("q2", expect="ran on the event loop's own thread")
+def name_route_to_thread_of_result(app, lookup):
+    @app.get("/tracks/{track_id}/name")
+    async def track_name(track_id: int):
+        name = await asyncio.to_thread(lambda value=lookup(track_id): value)
+        if name is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": name}
+
+
+@wrong("q2", expect="waited for it without awaiting")
+def name_route_future_result(app, lookup):
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+
+    @app.get("/tracks/{track_id}/name")
+    async def track_name(track_id: int):
+        name = pool.submit(lookup, track_id).result()
+        if name is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": name}
+
+
+@wrong("q2", expect="something serialises them")
+def name_route_with_lock(app, lookup):
+    lock = threading.Lock()
+
+    @app.get("/tracks/{track_id}/name")
+    def track_name(track_id: int):
+        with lock:  # "the driver is not thread-safe"
+            name = lookup(track_id)
+        if name is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": name}
+
+
+@wrong("q2", expect="expected 404")
+def name_route_200_for_missing(app, lookup):
+    @app.get("/tracks/{track_id}/name")
+    def track_name(track_id: int):
+        return {"track_id": track_id, "name": lookup(track_id)}
+
+
+@wrong("q2", expect="expected {'track_id': 7")
+def name_route_other_key(app, lookup):
+    @app.get("/tracks/{track_id}/name")
+    def track_name(track_id: int):
+        name = lookup(track_id)
+        if name is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"id": track_id, "name": name}
+
+
+@wrong("q2", expect="Is the route's path exactly as asked")
+def name_route_other_path(app, lookup):
+    @app.get("/track/{track_id}")
+    def track_name(track_id: int):
+        name = lookup(track_id)
+        if name is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": name}
+
+
+@wrong("q2", expect="times for 4 requests: once per request")
+def name_route_looks_up_twice(app, lookup):
+    @app.get("/tracks/{track_id}/name")
+    def track_name(track_id: int):
+        if lookup(track_id) is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": lookup(track_id)}
+
+
+# --- q3: add_previews_route ---------------------------------------------------------------
+
+
+@wrong("q3", expect="nothing limited them")
+def previews_unbounded(app, fetch_preview, limit):
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        return await asyncio.gather(*(fetch_preview(i) for i in ids))
+
+
+@wrong("q3", expect="each request had its own semaphore")
+def previews_semaphore_per_request(app, fetch_preview, limit):
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        semaphore = asyncio.Semaphore(limit)
+
+        async def one(i):
+            async with semaphore:
+                return await fetch_preview(i)
+
+        return await asyncio.gather(*(one(i) for i in ids))
+
+
+@wrong("q3", expect="one at a time within each request")
+def previews_sequential(app, fetch_preview, limit):
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        return [await fetch_preview(i) for i in ids]
+
+
+@wrong("q3", expect="your limit lets 5 in, not 4")
+def previews_off_by_one(app, fetch_preview, limit):
+    semaphore = asyncio.Semaphore(limit + 1)
+
+    async def one(i):
+        async with semaphore:
+            return await fetch_preview(i)
+
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        return await asyncio.gather(*(one(i) for i in ids))
+
+
+@wrong("q3", expect="in the order they finished")
+def previews_as_completed(app, fetch_preview, limit):
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(i):
+        async with semaphore:
+            return await fetch_preview(i)
+
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        return [await done for done in asyncio.as_completed([one(i) for i in ids])]
+
+
+@wrong("q3", expect="your limit lets 4 in, not 2")
+def previews_fixed_limit(app, fetch_preview, limit):
+    semaphore = asyncio.Semaphore(4)  # the limit in the example, not the one passed in
+
+    async def one(i):
+        async with semaphore:
+            return await fetch_preview(i)
+
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        return await asyncio.gather(*(one(i) for i in ids))
+
+
+@wrong("q3", expect="at most 2 at once")
+def previews_lock_per_two(app, fetch_preview, limit):
+    semaphore = asyncio.Semaphore(2)  # "a small number is always safe"
+
+    async def one(i):
+        async with semaphore:
+            return await fetch_preview(i)
+
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        return await asyncio.gather(*(one(i) for i in ids))
+
+
+@wrong("q3", expect="expected the list")
+def previews_wrapped(app, fetch_preview, limit):
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(i):
+        async with semaphore:
+            return await fetch_preview(i)
+
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        return {"previews": await asyncio.gather(*(one(i) for i in ids))}
+
+
+# --- q4: add_catalogue_route --------------------------------------------------------------
+
+
+def _catalogue(artist) -> dict:
+    return {"artist": artist.name,
+            "albums": [{"title": a.title, "tracks": [t.name for t in a.tracks]} for a in artist.albums]}
+
+
+def _not_found(artist_id: int) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"artist {artist_id} not found")
+
+
+@wrong("q4", expect="the N+1 pattern")
+def catalogue_n_plus_one(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        artist = await session.get(Artist, artist_id)
+        if artist is None:
+            raise _not_found(artist_id)
+        albums = []
+        for album in await artist.awaitable_attrs.albums:
+            tracks = await album.awaitable_attrs.tracks
+            albums.append({"title": album.title, "tracks": [t.name for t in tracks]})
+        return {"artist": artist.name, "albums": albums}
+
+
+@wrong("q4", expect="selectinload runs a second SELECT")
+def catalogue_selectinload(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        stmt = (select(Artist).where(Artist.artist_id == artist_id)
+                .options(joinedload(Artist.albums).selectinload(Album.tracks)))
+        artist = (await session.scalars(stmt)).unique().one_or_none()
+        if artist is None:
+            raise _not_found(artist_id)
+        return _catalogue(artist)
+
+
+@wrong("q4", expect="unique() method must be invoked")
+def catalogue_joinedload_without_unique(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        stmt = (select(Artist).where(Artist.artist_id == artist_id)
+                .options(joinedload(Artist.albums).joinedload(Album.tracks)))
+        artist = (await session.scalars(stmt)).one_or_none()
+        if artist is None:
+            raise _not_found(artist_id)
+        return _catalogue(artist)
+
+
+@wrong("q4", expect="an inner join drops them")
+def catalogue_inner_join(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        rows = (await session.execute(text(
+            "SELECT ar.name, al.album_id, al.title, t.name FROM artist AS ar "
+            "LEFT JOIN album AS al ON al.artist_id = ar.artist_id "
+            "JOIN track AS t ON t.album_id = al.album_id "
+            "WHERE ar.artist_id = :a ORDER BY al.album_id, t.track_id"), {"a": artist_id})).all()
+        name = (await session.execute(text("SELECT name FROM artist WHERE artist_id = :a"),
+                                      {"a": artist_id})).scalar() if not rows else rows[0][0]
+        if name is None:
+            raise _not_found(artist_id)
+        albums: dict[int, dict] = {}
+        for _, album_id, title, track in rows:
+            albums.setdefault(album_id, {"title": title, "tracks": []})["tracks"].append(track)
+        return {"artist": name, "albums": list(albums.values())}
+
+
+@wrong("q4", expect="order them by track_id")
+def catalogue_tracks_by_name(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        stmt = (select(Artist).where(Artist.artist_id == artist_id)
+                .options(joinedload(Artist.albums).joinedload(Album.tracks)))
+        artist = (await session.scalars(stmt)).unique().one_or_none()
+        if artist is None:
+            raise _not_found(artist_id)
+        return {"artist": artist.name,
+                "albums": [{"title": a.title, "tracks": sorted(t.name for t in a.tracks)}
+                           for a in artist.albums]}
+
+
+@wrong("q4", expect="it has no albums")
+def catalogue_404_without_albums(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        stmt = (select(Album).where(Album.artist_id == artist_id).order_by(Album.album_id)
+                .options(joinedload(Album.artist), joinedload(Album.tracks)))
+        albums = (await session.scalars(stmt)).unique().all()
+        if not albums:
+            raise _not_found(artist_id)
+        return {"artist": albums[0].artist.name,
+                "albums": [{"title": a.title, "tracks": [t.name for t in a.tracks]} for a in albums]}
+
+
+@wrong("q4", expect="MissingGreenlet")
+def catalogue_lazy_load(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        artist = await session.get(Artist, artist_id)
+        if artist is None:
+            raise _not_found(artist_id)
+        return _catalogue(artist)  # artist.albums is not loaded: a lazy load under asyncio
+
+
+@wrong("q4", expect="is inside your SQL text")
+def catalogue_fstring(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        stmt = (select(Artist).where(text(f"artist.artist_id = {artist_id}"))
+                .options(joinedload(Artist.albums).joinedload(Album.tracks)))
+        artist = (await session.scalars(stmt)).unique().one_or_none()
+        if artist is None:
+            raise _not_found(artist_id)
+        return _catalogue(artist)
+
+
+@wrong("q4", expect="expected 404")
+def catalogue_null_for_unknown(app, get_session):
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        stmt = (select(Artist).where(Artist.artist_id == artist_id)
+                .options(joinedload(Artist.albums).joinedload(Album.tracks)))
+        artist = (await session.scalars(stmt)).unique().one_or_none()
+        return None if artist is None else _catalogue(artist)
