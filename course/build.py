@@ -137,4 +137,21 @@ def execute(path: Path, timeout: int = 600) -> None:
                             resources={"metadata": {"path": str(path.parent)}},
                             record_timing=False)
     client.execute()
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = merged_streams(cell.outputs)
     nbformat.write(nb, path)
+
+
+def merged_streams(outputs: list) -> list:
+    """Join consecutive stdout (or stderr) outputs into one, as Jupyter shows them: how the
+    kernel happened to flush its text must not change the stored notebook from run to run."""
+    merged: list = []
+    for output in outputs:
+        last = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and last is not None
+                and last.get("output_type") == "stream" and last.get("name") == output.get("name")):
+            last["text"] += output["text"]
+        else:
+            merged.append(output)
+    return merged

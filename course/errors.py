@@ -226,13 +226,7 @@ EXPLANATIONS = [
         "`httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app))` inside `async "
         "with LifespanManager(app) as manager:`.",
     ),
-    Explanation(
-        r"PendingRollbackError|rolled back due to a previous exception",
-        "a session used again after a failed flush",
-        "A flush or commit failed, and the session will do nothing more until the failed "
-        "transaction is rolled back: `await session.rollback()` in the `except` block, or "
-        "leave the session (`async with` closes it, which rolls back).",
-    ),
+    # PendingRollbackError: lesson 07's entry above
     Explanation(
         r"IntegrityError|UNIQUE constraint failed|violates (unique|foreign key) constraint",
         "the database refused a write (a constraint)",
