@@ -9,10 +9,12 @@ compares wall-clock times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call, must_raise
@@ -94,12 +96,16 @@ def _wrong_names(shown: str, got: list[Any], expected: list[str], finished: list
 
 async def _check_fetch_all(fetch_all) -> str:
     spawned = _Spawned()
+    # Beyond the fixed cases, every id in a fresh random order: more ids than any batch a
+    # learner might pick to fit the small cases.
+    shuffled = random.sample(sorted(TRACKS), len(TRACKS))
     try:
-        for ids in ([4, 1, 3, 2, 6], [7], []):
+        for ids in ([4, 1, 3, 2, 6], [7], [], shuffled, [11, 2, 9]):
             await _fetch_all_case(fetch_all, ids, spawned)
     finally:
         await spawned.stop()
-    return "all queries in flight at once, results in the order of the ids."
+    return (f"all queries in flight at once (up to {len(TRACKS)}), results in the order of the "
+            "ids.")
 
 
 async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
@@ -158,6 +164,8 @@ async def _check_fetch_bounded(fetch_bounded) -> str:
         await _bounded_case(fetch_bounded, [6, 2, 10, 4, 12, 1, 9, 3], 10, spawned)
         await _bounded_case(fetch_bounded, [5, 1, 8], 1, spawned)
         await _bounded_case(fetch_bounded, [], 2, spawned)
+        await _bounded_case(fetch_bounded, random.sample(sorted(TRACKS), len(TRACKS)),
+                            random.randint(2, 5), spawned)
     finally:
         await spawned.stop()
     return "never more than `limit` in flight, every slot kept busy, results in order."
@@ -234,10 +242,46 @@ class _Failed(LookupError):
     """The failure a q3 query raises on purpose."""
 
 
+SLEPT_ON_LOOP = ("with_timeout called time.sleep() on the event loop's thread: that blocks the "
+                 "loop, so the query cannot run meanwhile, and neither can anything else. Wait "
+                 "with the loop instead: `async with asyncio.timeout(seconds):` around `return "
+                 "await coro_fn()`.")
+
+
+@contextlib.contextmanager
+def _sleeps_on_loop() -> Iterator[list[float]]:
+    """Record each time.sleep() made on this thread (the loop's) while the learner's code runs:
+    blocking seen directly, not timed."""
+    loop_thread = threading.get_ident()
+    real = time.sleep
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() == loop_thread:
+            slept.append(seconds)
+            raise Wrong(SLEPT_ON_LOOP)  # call() lets a Wrong through: no need to block first
+        real(seconds)
+
+    time.sleep = sleep
+    try:
+        yield slept
+    finally:
+        time.sleep = real
+
+
 async def _check_with_timeout(with_timeout) -> str:
     spawned = _Spawned()
     try:
-        return await _timeout_cases(with_timeout, spawned)
+        with _sleeps_on_loop() as slept:
+            try:
+                remark = await _timeout_cases(with_timeout, spawned)
+            except (Wrong, LearnerError):
+                if slept:
+                    raise Wrong(SLEPT_ON_LOOP) from None
+                raise
+        if slept:
+            raise Wrong(SLEPT_ON_LOOP)
+        return remark
     finally:
         await spawned.stop()
 
@@ -474,7 +518,8 @@ async def _check_fetch_some(fetch_some) -> str:
         await _fetch_some_cancelled(fetch_some, spawned)
     finally:
         await spawned.stop()
-    return "every success kept, failures skipped, no sibling cancelled, and a cancellation obeyed."
+    return ("every success kept, failures skipped, no sibling cancelled; cancelled from outside, "
+            "it stopped and left no query running.")
 
 
 async def _fetch_some_cancelled(fetch_some, spawned: _Spawned) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import re
 import sqlite3
 import threading
@@ -57,6 +58,8 @@ async def _run(fn: Any, *args: Any) -> Any:
             text = str(exc)
             if "threads can only be started once" in text:
                 message = REOPENED
+            elif "was called but never awaited" in text:
+                raise  # call() named the very call that lacks its await: keep that
             elif "Result' object" in text or "`await`" in text:  # aiosqlite's Result or ours
                 message = FORGOT_FETCH_AWAIT
             else:
@@ -209,13 +212,24 @@ SEARCH_SQL = """
 """
 # Four track names hold a backslash ("Cavalleria Rusticana \ Act \ Intermezzo Sinfonico"). With
 # `ESCAPE '\'`, a backslash left unescaped in the text escapes the character after it instead.
-SEARCH_CASES = ["love", "LOVE", "don't", *HOSTILE_INPUTS, "100%", "Act \\ Intermezzo"]
+SEARCH_CASES = ["love", "LOVE", "don't", *HOSTILE_INPUTS, "100%", "Act \\ Intermezzo", " ", "Love "]
+
+
+async def _random_search(observer: aiosqlite.Connection) -> str:
+    """A piece of a random track name, in a random case: a search beyond the fixed cases. ASCII
+    only, since the statement asks for ASCII case only."""
+    rows = await observer.execute_fetchall("SELECT name FROM track ORDER BY random() LIMIT 50")
+    names = [r[0] for r in rows if r[0].isascii() and len(r[0]) >= 6]
+    name = names[0] if names else "Breaking The Rules"
+    start = random.randrange(0, len(name) - 4)
+    piece = name[start:start + random.randint(4, min(10, len(name) - start))]
+    return "".join(c.upper() if random.random() < 0.5 else c.lower() for c in piece)
 BIND_TEXT = "write `?` in the SQL and pass the text in the parameters, `await db.execute(sql, (pattern,))`"
 
 
 async def _check_search_tracks(search_tracks) -> str:
     async with _database("check-03-q1") as (db, observer):
-        for text in SEARCH_CASES:
+        for text in [*SEARCH_CASES, await _random_search(observer)]:
             what = f"search_tracks(db, {text!r})"
             watch = _Watched(db)
             try:
@@ -257,13 +271,20 @@ async def _check_search_tracks(search_tracks) -> str:
                             "formatting it into the query.")
             if sorted(rows) == sorted(expected):
                 raise Wrong(f"{what} has the right tracks in the wrong order: ORDER BY track_id.")
+            if text != text.strip() and rows == [tuple(r) for r in await observer.execute_fetchall(
+                    SEARCH_SQL, (text.strip(),))]:
+                raise Wrong(f"{what} returned {len(rows)} tracks, those that contain "
+                            f"{text.strip()!r}; expected the {len(expected)} that contain "
+                            f"{text!r}, spaces included. Search for the text as it is given: "
+                            "don't strip() it.")
             if set(rows) < set(expected) and all(text in str(r[1]) for r in rows):
                 raise Wrong(f"{what} returned only the {len(rows)} names that match its case; "
                             f"expected {len(expected)}: the search must ignore case. LIKE already "
                             "does (for ASCII); with instr(), compare lower(name) with lower(?).")
             raise Wrong(f"{what} returned {len(rows)} tracks; expected {len(expected)}"
                         + (f", starting with {expected[0]}." if expected else "."))
-    return f"{len(SEARCH_CASES)} searches, hostile ones included, all treated as plain text."
+    return (f"{len(SEARCH_CASES) + 1} searches (a random one and spaces included), hostile ones "
+            "too, all treated as plain text.")
 
 
 q1 = Exercise(
@@ -314,7 +335,7 @@ async def _check_top_artists(top_artists) -> str:
             raise RuntimeError("renaming artist 58 no longer makes name order and id order "
                                "disagree in the top 5: pick another tie")
         tracks_of = dict(await observer.execute_fetchall(TOP_ARTISTS_SQL, (-1,)))  # every artist
-        for n in (5, 1, 12, 0):
+        for n in (5, 1, 12, 0, random.randint(13, 40)):
             what = f"top_artists(db, {n})"
             watch = _Watched(db)
             rows = _rows(await _run(top_artists, watch, n), what)
@@ -387,6 +408,77 @@ GOOD_TOTAL = 4.96
 FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
 MISSING_LINES = [(7, 1), (999_999, 1)]
 COSTLY_LINES = [(1, 2), (3, 200)]  # 0.99 × 202: refused when the total is set
+PAUSED_LINES = [(8, 1), (PAUSED_TRACK, 2), (9, 1)]  # cancelled while track 15's line goes in
+
+
+PAUSED_TRACK = 15  # the line (or playlist row) for this track makes the database wait
+
+
+class _Pause:
+    """Makes a statement wait inside the database, so that the check can cancel the learner's
+    call while its transaction is open, as a timeout would. A trigger on `table` calls
+    course_pause() for track 15: that function (run in aiosqlite's worker thread) tells the
+    loop it has started, then waits until the check releases it."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = threading.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def _pause(self) -> int:
+        self._loop.call_soon_threadsafe(self.started.set)
+        self.release.wait(5)  # bounded: the check releases it at once after cancelling
+        return 0
+
+    async def install(self, db: aiosqlite.Connection, table: str) -> None:
+        await db.create_function("course_pause", 0, self._pause)
+        await db.execute(f"""
+            CREATE TRIGGER pause_on_track_{PAUSED_TRACK} BEFORE INSERT ON {table}
+            WHEN NEW.track_id = {PAUSED_TRACK}
+            BEGIN SELECT course_pause(); END
+        """)  # noqa: S608 -- the table name is a constant of the check
+        await db.commit()
+
+    async def cancel_midway(self, db: aiosqlite.Connection, fn: Any, *args: Any) -> BaseException | Any:
+        """Run fn(db, *args), cancel it while the database waits on track 15's row, and return
+        what came out: the CancelledError, another exception, or the value it returned."""
+        self.started.clear()
+        self.release.clear()
+        task = asyncio.ensure_future(_run(fn, db, *args))
+        try:
+            waiter = asyncio.ensure_future(self.started.wait())
+            try:
+                await asyncio.wait([task, waiter], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if self.started.is_set():
+                task.cancel()
+        finally:
+            self.release.set()
+        outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+        if not _is_closed(db):
+            await db.execute("SELECT 1")  # queued behind the learner's statements: they are done
+        return outcome
+
+
+def _after_cancel(outcome: Any, pause: _Pause, what: str) -> None:
+    """The cancellation must have reached the caller of `what`."""
+    if isinstance(outcome, Wrong | LearnerError) and pause.started.is_set():
+        if isinstance(outcome, LearnerError):
+            raise Wrong(f"cancelled while its statement ran, {what} raised {outcome} instead of "
+                        "letting CancelledError through: after rolling back, re-raise it with a "
+                        "bare `raise`.")
+        raise outcome
+    if isinstance(outcome, Wrong | LearnerError):
+        raise outcome
+    if not pause.started.is_set():
+        raise Wrong(f"{what} finished without inserting the row for track {PAUSED_TRACK}: every "
+                    "pair must get its row.")
+    if not isinstance(outcome, asyncio.CancelledError):
+        raise Wrong(f"cancelled while its statement ran (as a timeout would), {what} returned "
+                    f"{outcome!r}: it swallowed the CancelledError, so the caller thinks it "
+                    "worked. Roll back, then re-raise it: `except BaseException: await "
+                    "db.rollback(); raise`.")
 
 
 async def _counts(observer: aiosqlite.Connection, *tables: str) -> tuple[int, ...]:
@@ -402,12 +494,29 @@ async def _check_create_invoice(create_invoice) -> str:
         for trigger in (REFUSE_TRACK_13, *REFUSE_BIG_TOTAL):
             await db.execute(trigger)
         await db.commit()
-        return await _invoice_cases(db, observer, create_invoice)
+        pause = _Pause()
+        await pause.install(db, "invoice_line")
+        return await _invoice_cases(db, observer, create_invoice, pause)
+
+
+async def _new_invoices(observer: aiosqlite.Connection, after: int) -> list[int]:
+    rows = await observer.execute_fetchall(
+        "SELECT invoice_id FROM invoice WHERE invoice_id > ? ORDER BY invoice_id", (after,))
+    return [r[0] for r in rows]
+
+
+async def _random_lines(observer: aiosqlite.Connection) -> list[tuple[int, int]]:
+    """Two to four tracks of Chinook, ids far apart, each with a quantity of 1 to 3."""
+    rows = await observer.execute_fetchall(
+        "SELECT track_id FROM track WHERE track_id NOT IN (13, ?) ORDER BY random() LIMIT 4",
+        (PAUSED_TRACK,))
+    return [(r[0], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
 
 
 async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connection,
-                         create_invoice) -> str:
+                         create_invoice, pause: _Pause) -> str:
     before = await _counts(observer, "invoice", "invoice_line")
+    last_id = (await (await observer.execute("SELECT max(invoice_id) FROM invoice")).fetchone())[0]
     invoice_id = await _run(create_invoice, db, 7, list(GOOD_LINES))
     if _is_closed(db):
         raise _closed_given_connection()
@@ -421,6 +530,12 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
     row = await (await observer.execute(
         "SELECT customer_id, total FROM invoice WHERE invoice_id = ?", (invoice_id,))).fetchone()
     if row is None:
+        new = await _new_invoices(observer, last_id)
+        if new:
+            raise Wrong(f"create_invoice returned {invoice_id}, but the invoice it saved is "
+                        f"number {new[0]}. cursor.lastrowid changes with every INSERT: read it "
+                        "right after the invoice's INSERT, before inserting the lines, and "
+                        "return that.")
         raise Wrong(f"another connection cannot see invoice {invoice_id}: it was not committed. "
                     "Call `await db.commit()` after the last insert.")
     lines = await observer.execute_fetchall(
@@ -439,14 +554,55 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
         raise Wrong(f"one invoice should add 1 invoice and 3 lines; yours added "
                     f"{after_good[0] - before[0]} and {after_good[1] - before[1]}.")
 
+    # Called again, with other tracks: not only the shipped example works.
+    lines = await _random_lines(observer)
+    second = await _run(create_invoice, db, 42, list(lines))
+    if db.in_transaction:
+        await db.rollback()
+        raise Wrong("called a second time, create_invoice left its transaction open.")
+    new = await _new_invoices(observer, invoice_id)
+    if new != [second]:
+        raise Wrong(f"called a second time, create_invoice(db, 42, {lines}) returned {second!r}, "
+                    f"but the invoices saved since the first call are {new}: return the new "
+                    "invoice's id, cursor.lastrowid right after its INSERT.")
+    expected_total = 0.0
+    for track_id, quantity in lines:
+        price = (await (await observer.execute(
+            "SELECT unit_price FROM track WHERE track_id = ?", (track_id,))).fetchone())[0]
+        expected_total += price * quantity
+    row = await (await observer.execute(
+        "SELECT customer_id, total FROM invoice WHERE invoice_id = ?", (second,))).fetchone()
+    count = (await (await observer.execute(
+        "SELECT count(*) FROM invoice_line WHERE invoice_id = ?", (second,))).fetchone())[0]
+    if (row[0] != 42 or not isinstance(row[1], (int, float))
+            or abs(row[1] - expected_total) > 0.005 or count != len(lines)):
+        raise Wrong(f"create_invoice(db, 42, {lines}) saved customer {row[0]}, total {row[1]!r} "
+                    f"and {count} line(s); expected customer 42, total "
+                    f"{round(expected_total, 2)} and {len(lines)} lines. Use the arguments and "
+                    "the track table, nothing fixed.")
+    after_good = await _counts(observer, "invoice", "invoice_line")
+
     for lines, why in ((FAILING_LINES, "the database refused its second line (track 13)"),
                        (MISSING_LINES, "its second line names track 999999, which does not exist"),
                        (COSTLY_LINES, "the database refused its total, the last step (over 100)")):
+        newest = (await (await observer.execute("SELECT max(invoice_id) FROM invoice")).fetchone())[0]
         try:
             got = await _run(create_invoice, db, 7, list(lines))
         except LearnerError:
             pass  # the failure must reach the caller
         else:
+            if lines is MISSING_LINES and not db.in_transaction:
+                saved = await _new_invoices(observer, newest)
+                missing = await observer.execute_fetchall(
+                    "SELECT count(*) FROM invoice_line WHERE track_id = 999999")
+                if saved and missing[0][0] == 0:
+                    raise Wrong(f"create_invoice(db, 7, {lines}) returned {got!r}, and no line "
+                                "was inserted for track 999999, so nothing failed: an INSERT … "
+                                "SELECT … WHERE track_id = ? that finds no track inserts no row, "
+                                "without an error (and SQLite checks no foreign key unless `PRAGMA "
+                                "foreign_keys = ON`). A missing track must fail: take the price "
+                                "with a subquery in VALUES (no track gives NULL, which NOT NULL "
+                                "refuses), or check that each line went in.")
             raise Wrong(f"create_invoice(db, 7, {lines}) returned {got!r}, but {why}. It must "
                         "fail: roll back, then re-raise (`raise`), so the caller knows nothing "
                         "was saved.")
@@ -488,7 +644,29 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
                     "row pending in it. Rolling back only on sqlite3.Error is not enough: a bug, "
                     "a timeout or a cancellation can stop the work midway too. Catch them all: "
                     "`except BaseException: await db.rollback(); raise`.")
-    return "committed when complete, rolled back on any failure, database error or not."
+
+    # Cancelled midway, as a timeout would: while the database inserts track 15's line.
+    what = f"create_invoice(db, 7, {PAUSED_LINES})"
+    outcome = await pause.cancel_midway(db, create_invoice, 7, list(PAUSED_LINES))
+    if _is_closed(db):
+        raise _closed_given_connection()
+    in_transaction = db.in_transaction
+    if in_transaction:
+        await db.rollback()
+    _after_cancel(outcome, pause, what)
+    if in_transaction:
+        raise Wrong(f"cancelled midway (as a timeout would), {what} left its transaction open, "
+                    "with the invoice pending in it: the next commit on this connection would "
+                    "save half an invoice. `except Exception:` does not catch a cancellation "
+                    "(CancelledError is a BaseException): `except BaseException: await "
+                    "db.rollback(); raise`.")
+    now = await _counts(observer, "invoice", "invoice_line")
+    if now != after_good:
+        raise Wrong(f"cancelled midway, {what} left {now[0] - after_good[0]} invoice(s) and "
+                    f"{now[1] - after_good[1]} line(s) in the database. Commit only after the "
+                    "last statement, and roll back on any exception, a cancellation included.")
+    return ("committed when complete, twice; rolled back on any failure, database error or not, "
+            "and when cancelled midway.")
 
 
 q3 = Exercise(
