@@ -386,6 +386,8 @@ q2 = Exercise(
 
 # --- q3: an invoice and its lines, all or nothing -----------------------------------------
 
+PAUSED_TRACK = 15  # the line (or playlist row) for this track makes the database wait
+
 # The check's own failure: the database refuses to sell track 13, whatever the code does first.
 REFUSE_TRACK_13 = """
     CREATE TRIGGER refuse_track_13 BEFORE INSERT ON invoice_line
@@ -409,9 +411,6 @@ FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
 MISSING_LINES = [(7, 1), (999_999, 1)]
 COSTLY_LINES = [(1, 2), (3, 200)]  # 0.99 × 202: refused when the total is set
 PAUSED_LINES = [(8, 1), (PAUSED_TRACK, 2), (9, 1)]  # cancelled while track 15's line goes in
-
-
-PAUSED_TRACK = 15  # the line (or playlist row) for this track makes the database wait
 
 
 class _Pause:
@@ -596,7 +595,7 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
                 missing = await observer.execute_fetchall(
                     "SELECT count(*) FROM invoice_line WHERE track_id = 999999")
                 if saved and missing[0][0] == 0:
-                    raise Wrong(f"create_invoice(db, 7, {lines}) returned {got!r}, and no line "
+                    raise Wrong(f"create_invoice(db, 7, {lines}) returned {got!r}, and no line "  # noqa: S608 -- a message, not SQL
                                 "was inserted for track 999999, so nothing failed: an INSERT … "
                                 "SELECT … WHERE track_id = ? that finds no track inserts no row, "
                                 "without an error (and SQLite checks no foreign key unless `PRAGMA "
@@ -692,9 +691,15 @@ PLAYLIST_CASES = [("Road trip", [3, 1, 2819, 7, 1000]), ("O'Brien's \"best\"; --
 
 async def _check_add_playlist(add_playlist) -> str:
     async with _database("check-03-q4") as (db, observer):
+        pause = _Pause()
+        await pause.install(db, "playlist_track")
         next_id = (await (await observer.execute("SELECT max(playlist_id) FROM playlist"))
                    .fetchone())[0] + 1
-        for name, track_ids in PLAYLIST_CASES:
+        rows = await observer.execute_fetchall(
+            "SELECT track_id FROM track WHERE track_id <> ? ORDER BY random() LIMIT ?",
+            (PAUSED_TRACK, random.randint(12, 30)))
+        cases = [*PLAYLIST_CASES, (f"Random {random.randint(100, 999)}", [r[0] for r in rows])]
+        for name, track_ids in cases:
             what = f"add_playlist(db, {name!r}, {track_ids})"
             watch = _Watched(db)
             try:
@@ -767,7 +772,28 @@ async def _check_add_playlist(add_playlist) -> str:
             raise Wrong(f"when a track could not be added (track 1 twice), {now[0] - counts[0]} "
                         f"playlist(s) and {now[1] - counts[1]} track row(s) stayed saved. Commit "
                         "once at the end, and roll back on error.")
-    return "one executemany per playlist, committed once, rolled back on a duplicate."
+
+        # Cancelled while the database inserts the tracks, as a timeout would.
+        what = f"add_playlist(db, 'Interrupted', [2, {PAUSED_TRACK}, 4])"
+        outcome = await pause.cancel_midway(db, add_playlist, "Interrupted", [2, PAUSED_TRACK, 4])
+        if _is_closed(db):
+            raise _closed_given_connection()
+        in_transaction = db.in_transaction
+        if in_transaction:
+            await db.rollback()
+        _after_cancel(outcome, pause, what)
+        if in_transaction:
+            raise Wrong(f"cancelled midway (as a timeout would), {what} left its transaction "
+                        "open, with the playlist pending in it. `except Exception:` does not "
+                        "catch a cancellation (CancelledError is a BaseException): `except "
+                        "BaseException: await db.rollback(); raise`.")
+        now = await _counts(observer, "playlist", "playlist_track")
+        if now != counts:
+            raise Wrong(f"cancelled midway, {what} left {now[0] - counts[0]} playlist(s) and "
+                        f"{now[1] - counts[1]} track row(s) saved. Commit once at the end, and "
+                        "roll back on any exception, a cancellation included.")
+    return ("one executemany per playlist, committed once; rolled back on a duplicate and when "
+            "cancelled midway.")
 
 
 q4 = Exercise(
@@ -788,6 +814,9 @@ CUSTOMERS_SQL = """
     SELECT customer_id, first_name, last_name, email FROM customer
     WHERE country = ? ORDER BY last_name, first_name
 """
+
+
+COUNTRY_HOSTILE = ("O'Brien", "x' OR '1'='1")  # no customer lives there: both give []
 
 
 def _workers() -> set[threading.Thread]:
@@ -826,6 +855,89 @@ async def _left_open(opened: list[aiosqlite.Connection], before: set[threading.T
     return len(_workers() - before)
 
 
+class _RecordedCursor(sqlite3.Cursor):
+    """A sqlite3 cursor that notes the SQL it runs on its _Recorded connection."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self.connection.sql.append(str(sql))
+        return super().execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self.connection.sql.append(str(sql))
+        return super().executemany(sql, *args)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        self.connection.sql.append(str(sql))
+        return super().executescript(sql)
+
+
+class _Recorded(sqlite3.Connection):
+    """A sqlite3 connection (under aiosqlite or used directly) that notes the thread that
+    opened it, whether it was closed, and the SQL run through it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.thread = threading.get_ident()
+        self.closed_here = False
+        self.sql: list[str] = []
+
+    def close(self) -> None:
+        self.closed_here = True
+        super().close()
+
+    def cursor(self, factory: Any = None) -> sqlite3.Cursor:
+        return super().cursor(factory or _RecordedCursor)
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        return self.cursor().execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        return self.cursor().executemany(sql, *args)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        return self.cursor().executescript(sql)
+
+
+@asynccontextmanager
+async def _recording_sqlite3() -> AsyncIterator[list[_Recorded]]:
+    """Record every sqlite3 connection opened meanwhile, by aiosqlite or directly."""
+    opened: list[_Recorded] = []
+    real = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if "factory" in kwargs:
+            return real(*args, **kwargs)
+        conn = real(*args, factory=_Recorded, **kwargs)
+        opened.append(conn)
+        return conn
+
+    sqlite3.connect = connect
+    try:
+        yield opened
+    finally:
+        sqlite3.connect = real
+
+
+SYNC_SQLITE = ("{what} opened a plain sqlite3 connection on the event loop's thread. sqlite3 is "
+               "synchronous: every query blocks the loop, and nothing else runs meanwhile. Use "
+               "aiosqlite, `async with aiosqlite.connect(path) as db:`, which runs sqlite3 in a "
+               "thread of its own.")
+SQLITE3_LEFT_OPEN = ("{what} left a sqlite3 connection open. sqlite3's `with conn:` commits or "
+                     "rolls back, but does not close; use `async with aiosqlite.connect(path) as "
+                     "db:`, which closes it on every path.")
+BIND_COUNTRY = "`WHERE country = ?` in the SQL, and `(country,)` in the parameters"
+
+
+def _judge_sqlite3(recorded: list[_Recorded], what: str, loop_thread: int, country: str | None) -> None:
+    if any(conn.thread == loop_thread for conn in recorded):
+        raise Wrong(SYNC_SQLITE.format(what=what))
+    if any(not conn.closed_here for conn in recorded):
+        raise Wrong(SQLITE3_LEFT_OPEN.format(what=what))
+    if country and len(country) > 1 and any(
+            country.casefold() in sql.casefold() for conn in recorded for sql in conn.sql):
+        raise _pasted_into_sql(what, country, BIND_COUNTRY)
+
+
 def _broken_copy() -> Path:
     """A Chinook copy without its customer table, so the query fails."""
     path = fresh_sqlite("check-03-q5-broken")
@@ -839,12 +951,22 @@ async def _check_customers_in(customers_in) -> str:
     path = fresh_sqlite("check-03-q5")
     async with aiosqlite.connect(path) as observer:
         observer.row_factory = aiosqlite.Row
-        for country in ("Canada", "Ireland", "Atlantis"):
+        loop_thread = threading.get_ident()
+        for country in ("Canada", "Ireland", "Atlantis", *COUNTRY_HOSTILE, "Canada"):
             what = f"customers_in(path, {country!r})"
             before = _workers()
-            async with _recording_connect() as opened:
-                got = await _run(customers_in, path, country)
+            async with _recording_connect() as opened, _recording_sqlite3() as recorded:
+                try:
+                    got = await _run(customers_in, path, country)
+                except LearnerError as exc:
+                    _judge_sqlite3(recorded, what, loop_thread, country)
+                    if "'" in country:
+                        raise Wrong(f"the quote in {country!r} broke your query ({exc}): the "
+                                    "country became part of the SQL. Bind it: "
+                                    f"{BIND_COUNTRY}.") from None
+                    raise
                 left = await _left_open(opened, before)
+            _judge_sqlite3(recorded, what, loop_thread, country)
             if left:
                 raise Wrong(f"{what} left its connection open (its thread is still running). "
                             "Open it with `async with aiosqlite.connect(path) as db:`, which "
@@ -868,7 +990,7 @@ async def _check_customers_in(customers_in) -> str:
 
         broken = _broken_copy()
         before = _workers()
-        async with _recording_connect() as opened:
+        async with _recording_connect() as opened, _recording_sqlite3() as recorded:
             try:
                 got = await _run(customers_in, broken, "Canada")
             except LearnerError:
@@ -877,6 +999,11 @@ async def _check_customers_in(customers_in) -> str:
             else:
                 failed = False
             left = await _left_open(opened, before)
+        what = "on a database without a customer table, customers_in"
+        if any(conn.thread == loop_thread for conn in recorded):
+            raise Wrong(SYNC_SQLITE.format(what=what))
+        if any(not conn.closed_here for conn in recorded):
+            left = left or 1
         if left:
             raise Wrong("when the query failed (a database without a customer table), your "
                         "connection stayed open: close() was skipped by the exception. Use "
@@ -884,7 +1011,8 @@ async def _check_customers_in(customers_in) -> str:
         if not failed:
             raise Wrong(f"on a database without a customer table, customers_in returned {got!r}. "
                         "Let the error propagate: an empty answer would hide a broken database.")
-    return "dict rows, and the connection closed on success and on failure."
+    return ("dict rows, hostile countries kept as data, and the connection closed on success and "
+            "on failure.")
 
 
 q5 = Exercise(
