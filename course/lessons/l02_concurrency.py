@@ -9,15 +9,15 @@ compares wall-clock times.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call, must_raise
+from course.lessons._blocking import no_sleep_on_loop
 from course.probes import Heartbeat, InFlight
 
 # A little of Chinook, copied here so that the checks need no database.
@@ -144,7 +144,7 @@ async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
 
 
 q1 = Exercise(
-    "02", "q1", "fetch_all", _check_fetch_all,
+    "02", "q1", "fetch_all", no_sleep_on_loop(_check_fetch_all, "fetch_all"),
     hints=["Awaiting fetch_one(i) in a loop runs one query at a time. Create all the coroutines "
            "first, then wait for all of them together.",
            "asyncio.gather(*aws) runs its awaitables concurrently and returns their results in "
@@ -225,7 +225,7 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
 
 
 q2 = Exercise(
-    "02", "q2", "fetch_bounded", _check_fetch_bounded,
+    "02", "q2", "fetch_bounded", no_sleep_on_loop(_check_fetch_bounded, "fetch_bounded"),
     hints=["asyncio.Semaphore(limit) lets at most `limit` tasks inside `async with semaphore:` "
            "at once; the others wait at the door.",
            "Create the semaphore once, in fetch_bounded, and write a small inner coroutine that "
@@ -242,46 +242,10 @@ class _Failed(LookupError):
     """The failure a q3 query raises on purpose."""
 
 
-SLEPT_ON_LOOP = ("with_timeout called time.sleep() on the event loop's thread: that blocks the "
-                 "loop, so the query cannot run meanwhile, and neither can anything else. Wait "
-                 "with the loop instead: `async with asyncio.timeout(seconds):` around `return "
-                 "await coro_fn()`.")
-
-
-@contextlib.contextmanager
-def _sleeps_on_loop() -> Iterator[list[float]]:
-    """Record each time.sleep() made on this thread (the loop's) while the learner's code runs:
-    blocking seen directly, not timed."""
-    loop_thread = threading.get_ident()
-    real = time.sleep
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        if threading.get_ident() == loop_thread:
-            slept.append(seconds)
-            raise Wrong(SLEPT_ON_LOOP)  # call() lets a Wrong through: no need to block first
-        real(seconds)
-
-    time.sleep = sleep
-    try:
-        yield slept
-    finally:
-        time.sleep = real
-
-
 async def _check_with_timeout(with_timeout) -> str:
     spawned = _Spawned()
     try:
-        with _sleeps_on_loop() as slept:
-            try:
-                remark = await _timeout_cases(with_timeout, spawned)
-            except (Wrong, LearnerError):
-                if slept:
-                    raise Wrong(SLEPT_ON_LOOP) from None
-                raise
-        if slept:
-            raise Wrong(SLEPT_ON_LOOP)
-        return remark
+        return await _timeout_cases(with_timeout, spawned)
     finally:
         await spawned.stop()
 
@@ -436,7 +400,7 @@ async def _lets_cancellation_through(with_timeout, spawned: _Spawned) -> None:
 
 
 q3 = Exercise(
-    "02", "q3", "with_timeout", _check_with_timeout,
+    "02", "q3", "with_timeout", no_sleep_on_loop(_check_with_timeout, "with_timeout"),
     hints=["`async with asyncio.timeout(seconds):` cancels the work inside it when the deadline "
            "passes, and raises TimeoutError at the end of the block.",
            "Put `return await coro_fn()` inside the `async with`, and catch TimeoutError (only "
@@ -600,7 +564,7 @@ async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> Non
 
 
 q5 = Exercise(
-    "02", "q5", "fetch_some", _check_fetch_some,
+    "02", "q5", "fetch_some", no_sleep_on_loop(_check_fetch_some, "fetch_some"),
     hints=["A TaskGroup cancels the other tasks when one fails, and plain gather raises the "
            "first error. You want every outcome, success or failure.",
            "asyncio.gather(*aws, return_exceptions=True) waits for all of them and puts each "
@@ -754,7 +718,7 @@ def _released(pool: Pool, when: str) -> None:
 
 
 q6 = Exercise(
-    "02", "q6", "track_name", _check_track_name,
+    "02", "q6", "track_name", no_sleep_on_loop(_check_track_name, "track_name"),
     hints=["Cancellation arrives as an asyncio.CancelledError at the `await` the task is waiting "
            "on, here `await conn.fetch_name(...)`.",
            "A `finally:` block runs whether the query returns, raises, or is cancelled, and lets "
