@@ -320,6 +320,27 @@ TOP_ARTISTS_SQL = """
 RENAME = ("Purple, Deep", 58)
 TOP_BY_ID_SQL = TOP_ARTISTS_SQL.replace("ORDER BY tracks DESC, ar.name", "ORDER BY tracks DESC, ar.artist_id")
 BIND_N = "end the query with `LIMIT ?` and pass `(n,)` in the parameters"
+# Two artists of the same name, with 24 and 20 tracks: grouped by name alone, they merge.
+SAME_NAME = ("Battlestar Galactica", 158)  # was "Battlestar Galactica (Classic)"
+SAME_NAME_SHOWN = SAME_NAME
+EVERY_ARTIST = 1000  # more than Chinook's 275 artists: every artist with a track comes back
+BY_NAME_ONLY = TOP_ARTISTS_SQL.replace("GROUP BY ar.artist_id, ar.name", "GROUP BY ar.name")
+
+
+def _same_name_merged(rows: list[tuple], merged: list[tuple], what: str) -> None:
+    """Raise Wrong if the rows are those of a GROUP BY on the name alone (`merged`)."""
+    if rows == merged:
+        name, _ = SAME_NAME_SHOWN
+        raise Wrong(f"{what}: two different artists are called {name!r} (the check named them "
+                    "alike), with 24 and 20 tracks, and you counted them as one artist with 44. "
+                    "GROUP BY the artist's id (with its name), not by the name alone.")
+
+
+def _extra_are_empty(rows: list[tuple], expected: list[tuple]) -> bool:
+    """For n beyond the artists with tracks, rows after the expected ones may list artists with
+    no track (a LEFT JOIN counting track ids gives them 0): accept those."""
+    return (len(rows) > len(expected) and rows[:len(expected)] == expected
+            and all(len(r) == 2 and r[1] == 0 for r in rows[len(expected):]))
 
 
 def _number_in(sql: str, n: int) -> bool:
@@ -329,13 +350,14 @@ def _number_in(sql: str, n: int) -> bool:
 async def _check_top_artists(top_artists) -> str:
     async with _database("check-03-q2") as (db, observer):
         await db.execute("UPDATE artist SET name = ? WHERE artist_id = ?", RENAME)
+        await db.execute("UPDATE artist SET name = ? WHERE artist_id = ?", SAME_NAME)
         await db.commit()
         if (await observer.execute_fetchall(TOP_ARTISTS_SQL, (5,))
                 == await observer.execute_fetchall(TOP_BY_ID_SQL, (5,))):
             raise RuntimeError("renaming artist 58 no longer makes name order and id order "
                                "disagree in the top 5: pick another tie")
         tracks_of = dict(await observer.execute_fetchall(TOP_ARTISTS_SQL, (-1,)))  # every artist
-        for n in (5, 1, 12, 0, random.randint(13, 40)):
+        for n in (5, 1, 12, 0, random.randint(13, 40), EVERY_ARTIST):
             what = f"top_artists(db, {n})"
             watch = _Watched(db)
             rows = _rows(await _run(top_artists, watch, n), what)
@@ -344,17 +366,25 @@ async def _check_top_artists(top_artists) -> str:
                             "formatted into the query. Never build SQL with f-strings, not even "
                             f"for a number: {BIND_N}.")
             expected = [tuple(r) for r in await observer.execute_fetchall(TOP_ARTISTS_SQL, (n,))]
+            if n == EVERY_ARTIST and _extra_are_empty(rows, expected):
+                rows = rows[:len(expected)]
             if rows == expected:
                 if watch.statements and not any("limit" in sql.lower() for sql, _ in watch.statements):
                     raise Wrong(f"{what} sent no LIMIT, so the database sent back every artist. "
                                 f"Let it sort and cut, so that only n rows come back: {BIND_N}.")
                 continue
-            if len(rows) != n:
-                raise Wrong(f"{what} returned {len(rows)} rows; expected {n}. Pass n itself "
-                            "to `LIMIT ?` (no +1 or -1).")
             if rows and len(rows[0]) != 2:
                 raise Wrong("each row should have two columns: the artist's name and its number "
                             "of tracks.")
+            _same_name_merged(rows, [tuple(r) for r in await observer.execute_fetchall(
+                BY_NAME_ONLY, (n,))], what)
+            if len(rows) != len(expected):
+                if n == EVERY_ARTIST:
+                    raise Wrong(f"{what} returned {len(rows)} rows; {len(expected)} artists have "
+                                "tracks, and there are fewer than n: return each of them once "
+                                "(an artist without a track may come last, with 0).")
+                raise Wrong(f"{what} returned {len(rows)} rows; expected {n}. Pass n itself "
+                            "to `LIMIT ?` (no +1 or -1).")
             differ = [i for i, (mine, theirs) in enumerate(zip(rows, expected, strict=True))
                       if mine != theirs]
             if all(tracks_of.get(rows[i][0]) == rows[i][1] == expected[i][1] for i in differ):

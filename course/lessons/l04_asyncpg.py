@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -27,9 +29,11 @@ class _QueryLog:
 
     def __init__(self) -> None:
         self.queries: list[str] = []
+        self.args: list[Any] = []
 
     def __call__(self, record: Any) -> None:
         self.queries.append(record.query)
+        self.args.extend(record.args or ())
 
 
 async def _logged(conn: asyncpg.Connection, fn: Any, *args: Any) -> tuple[Any, list[str]]:
@@ -68,7 +72,7 @@ CUSTOMERS_SQL = """
     ORDER BY country, last_name
 """
 
-COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"]]
+COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"], ["Canada", "India", "Canada"]]
 
 
 async def _check_customers_in(customers_in) -> str:
@@ -85,7 +89,8 @@ async def _check_customers_in(customers_in) -> str:
 
 async def _customers_cases(conn: asyncpg.Connection, customers_in) -> str:
     texts: set[str] = set()
-    for countries in COUNTRY_CASES:
+    every = [r[0] for r in await conn.fetch("SELECT DISTINCT country FROM customer ORDER BY 1")]
+    for countries in [*COUNTRY_CASES, random.sample(every, random.randint(4, 8))]:
         got, queries = await _logged(conn, customers_in, list(countries))
         rows = _rows(got, f"customers_in(conn, [{_quoted(countries)}])")
         if any(country in q for q in queries for country in countries):
@@ -131,6 +136,10 @@ def _compare_customers(countries: list[str], rows: list[tuple], expected: list[t
     if sorted(rows) == sorted(expected):
         raise Wrong(f"{call_text} returned the right customers in the wrong order: ORDER BY "
                     "country, then last_name.")
+    if len(set(countries)) < len(countries) and sorted(set(rows)) == sorted(expected):
+        raise Wrong(f"{call_text} returned some customers twice: a country listed twice "
+                    "matched twice (a JOIN with unnest($1) does that). Each customer comes once: "
+                    "`WHERE country = any($1::text[])`.")
     raise Wrong(f"{call_text} returned {len(rows)} rows; expected {len(expected)}, the "
                 f"customers of those countries. The first should be {expected[0]}.")
 
@@ -166,12 +175,20 @@ RENAME_TIED_ARTIST = "UPDATE artist SET name = 'Purple, Deep' WHERE artist_id = 
 TIED = ("Lost", "Purple, Deep")  # 92 tracks each: by name Lost comes first, by id Purple, Deep
 
 
+# Two artists of the same name, with 24 and 20 tracks: grouped by name alone, they merge.
+SAME_NAME = "UPDATE artist SET name = 'Battlestar Galactica' WHERE artist_id = 158"
+SAME_NAME_SHOWN = ("Battlestar Galactica", 158)
+EVERY_ARTIST = 1000  # more than Chinook's 275 artists: every artist with a track comes back
+BY_NAME_ONLY = TOP_ARTISTS_SQL.replace("GROUP BY ar.artist_id, ar.name", "GROUP BY ar.name")
+
+
 async def _check_top_artists(top_artists) -> str:
     db = await fresh_postgres("check_04_q2")
     try:
         conn = await asyncpg.connect(db.dsn)
         try:
             await _rename_tied_artist(conn)
+            await conn.execute(SAME_NAME)
             return await _top_artists_cases(conn, top_artists)
         finally:
             await conn.close()
@@ -190,6 +207,22 @@ async def _rename_tied_artist(conn: asyncpg.Connection) -> None:
         raise RuntimeError(f"the renamed tie is not where the check expects it: {by_name[4:]}")
 
 
+def _same_name_merged(rows: list[tuple], merged: list[tuple], what: str) -> None:
+    """Raise Wrong if the rows are those of a GROUP BY on the name alone (`merged`)."""
+    if rows == merged:
+        name, _ = SAME_NAME_SHOWN
+        raise Wrong(f"{what}: two different artists are called {name!r} (the check named them "
+                    "alike), with 24 and 20 tracks, and you counted them as one artist with 44. "
+                    "GROUP BY the artist's id (with its name), not by the name alone.")
+
+
+def _extra_are_empty(rows: list[tuple], expected: list[tuple]) -> bool:
+    """For n beyond the artists with tracks, rows after the expected ones may list artists with
+    no track (a LEFT JOIN counting track ids gives them 0): accept those."""
+    return (len(rows) > len(expected) and rows[:len(expected)] == expected
+            and all(len(r) == 2 and r[1] == 0 for r in rows[len(expected):]))
+
+
 def _tie_at(rows: list[tuple], expected: list[tuple]) -> str:
     """Describe the first tie the learner's rows break differently from the expected ones."""
     for mine, want in zip(rows, expected, strict=False):
@@ -202,19 +235,35 @@ def _tie_at(rows: list[tuple], expected: list[tuple]) -> str:
 
 async def _top_artists_cases(conn: asyncpg.Connection, top_artists) -> str:
     texts: set[str] = set()
-    for n in (5, 1, 12, 0):
+    for n in (5, 1, 12, 0, random.randint(13, 40), EVERY_ARTIST):
+        what = f"top_artists(conn, {n})"
         got, queries = await _logged(conn, top_artists, n)
-        rows = _rows(got, f"top_artists(conn, {n})")
+        rows = _rows(got, what)
         texts.update(queries)
         expected = [tuple(r) for r in await conn.fetch(TOP_ARTISTS_SQL, n)]
+        if n == EVERY_ARTIST and _extra_are_empty(rows, expected):
+            rows = rows[:len(expected)]
         if rows == expected:
+            if queries and not any("limit" in q.lower() for q in queries):
+                raise Wrong(f"{what} sent no LIMIT, so the database sent back every artist and "
+                            "your code cut the list. Let the database sort and cut, so that only "
+                            "n rows come back: `LIMIT $1`, with n as the argument.")
+            names = [list(r.keys()) for r in got[:1] if isinstance(r, asyncpg.Record)]
+            if names and names[0] != ["name", "tracks"]:
+                raise Wrong(f"{what} returned columns named {names[0]}; name them `name` and "
+                            "`tracks` (`count(*) AS tracks`), so that row['tracks'] works.")
             continue
-        if len(rows) != n:
-            raise Wrong(f"top_artists(conn, {n}) returned {len(rows)} rows; expected {n} rows "
-                        f"for n={n}. Pass n itself to LIMIT $1 (no +1 or -1).")
         if rows and len(rows[0]) != 2:
             raise Wrong("each row should have two columns: the artist's name and its number "
                         "of tracks.")
+        _same_name_merged(rows, [tuple(r) for r in await conn.fetch(BY_NAME_ONLY, n)], what)
+        if len(rows) != len(expected):
+            if n == EVERY_ARTIST:
+                raise Wrong(f"{what} returned {len(rows)} rows; {len(expected)} artists have "
+                            "tracks, and there are fewer than n: return each of them once (an "
+                            "artist without a track may come last, with 0).")
+            raise Wrong(f"top_artists(conn, {n}) returned {len(rows)} rows; expected {n} rows "
+                        f"for n={n}. Pass n itself to LIMIT $1 (no +1 or -1).")
         if [tracks for _, tracks in rows] == [tracks for _, tracks in expected]:
             raise Wrong(f"top_artists(conn, {n}) breaks ties another way: {_tie_at(rows, expected)}. "
                         "Ties are broken by name: ORDER BY tracks DESC, name. (The check renamed "
@@ -284,6 +333,20 @@ FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
 MISSING_LINES = [(7, 1), (999_999, 1)]
 COSTLY_LINES = [(1, 2), (3, 200)]  # 0.99 × 202 = 199.98: refused when the total is set
 BREAKING_LINES = [(8, 1), (9, 2), (10, 1)]  # reading the list fails at its third line
+PAUSED_TRACK = 15  # its line makes the database wait, so that the check can cancel midway
+PAUSED_LINES = [(11, 1), (PAUSED_TRACK, 2), (12, 1)]
+# The database sleeps while it inserts track 15's line: the check cancels the call meanwhile.
+PAUSE_TRACK_15 = f"""
+    CREATE FUNCTION course_pause_track_{PAUSED_TRACK}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.track_id = {PAUSED_TRACK} THEN
+            PERFORM pg_sleep(10);
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER pause_track_{PAUSED_TRACK} BEFORE INSERT ON invoice_line
+        FOR EACH ROW EXECUTE FUNCTION course_pause_track_{PAUSED_TRACK}();
+"""
 
 
 async def _counts(observer: asyncpg.Connection) -> tuple[int, int]:
@@ -297,7 +360,7 @@ async def _check_create_invoice(create_invoice) -> str:
         conn = await asyncpg.connect(db.dsn)
         observer = await asyncpg.connect(db.dsn)  # sees only what was committed
         try:
-            await conn.execute(IDENTITY_DDL + REFUSE_TRACK_13 + REFUSE_BIG_TOTAL)
+            await conn.execute(IDENTITY_DDL + REFUSE_TRACK_13 + REFUSE_BIG_TOTAL + PAUSE_TRACK_15)
             return await _invoice_cases(conn, observer, create_invoice)
         finally:
             await observer.close()
@@ -336,15 +399,29 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
     if after_good != (before[0] + 1, before[1] + 3):
         raise Wrong(f"one invoice should add 1 invoice and 3 lines; yours added "
                     f"{after_good[0] - before[0]} and {after_good[1] - before[1]}.")
+    await _ids_still_generated(observer)
+    await _second_invoice(conn, observer, create_invoice, invoice_id)
+    after_good = await _counts(observer)
 
     for lines, why in ((FAILING_LINES, "the database refused its second line (track 13)"),
                        (MISSING_LINES, "its second line names track 999999, which does not exist"),
                        (COSTLY_LINES, "the database refused its total, the last step (over 100)")):
+        newest = await observer.fetchval("SELECT max(invoice_id) FROM invoice")
         try:
             got = await call(create_invoice, conn, 7, list(lines))
         except LearnerError:
             pass  # the failure must reach the caller
         else:
+            if (lines is MISSING_LINES and not conn.is_in_transaction()
+                    and await observer.fetchval("SELECT max(invoice_id) FROM invoice") != newest
+                    and not await observer.fetchval(
+                        "SELECT count(*) FROM invoice_line WHERE track_id = 999999")):
+                raise Wrong(f"create_invoice(conn, 7, {lines}) returned {got!r}, and no line was "  # noqa: S608 -- a message, not SQL
+                            "inserted for track 999999, so nothing failed: an INSERT … SELECT … "
+                            "WHERE track_id = $2 that finds no track inserts no row, without an "
+                            "error. A missing track must fail: take the price with a subquery "
+                            "in VALUES (no track gives NULL, which NOT NULL refuses), or check "
+                            "the status each INSERT returns ('INSERT 0 1').")
             raise Wrong(f"create_invoice(conn, 7, {lines}) returned {got!r}, but {why}. It must "
                         "fail: let the error propagate, so the caller knows nothing was saved.")
         if conn.is_in_transaction():
@@ -373,7 +450,130 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
         raise Wrong(f"when the list of lines broke midway, {now[0] - after_good[0]} invoice(s) and "
                     f"{now[1] - after_good[1]} line(s) stayed in the database. Put every insert "
                     "inside one `async with conn.transaction():` block.")
-    return "committed when complete, rolled back whatever fails midway."
+    await _cancelled_midway(conn, observer, create_invoice, after_good)
+    return ("committed when complete, twice, with exact totals and generated ids; rolled back "
+            "whatever fails midway, a cancellation included.")
+
+
+async def _ids_still_generated(observer: asyncpg.Connection) -> None:
+    """An ordinary insert after the learner's must still get a free id from the sequence: an id
+    computed by hand (max + 1) bypasses it, and the next insert collides."""
+    try:
+        async with observer.transaction():
+            new = await observer.fetchval(
+                "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (1, now(), 0) "
+                "RETURNING invoice_id")
+            await observer.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+                "VALUES ($1, 1, 0.99, 1)", new)
+            raise _Undo
+    except _Undo:
+        pass
+    except asyncpg.UniqueViolationError as exc:
+        raise Wrong("after your invoice, the next ordinary INSERT (one that lets PostgreSQL "
+                    f"number the row) failed: {exc.constraint_name or 'a primary key'} was "
+                    "already taken. Your code chose an id itself (max + 1?), bypassing the "
+                    "identity sequence, and the sequence will hand out that id again. Let "
+                    "PostgreSQL number the rows: leave the id out of the INSERT and read it with "
+                    "`RETURNING invoice_id`.") from None
+
+
+class _Undo(Exception):
+    """Rolls back the check's own probe transaction."""
+
+
+async def _second_invoice(conn: asyncpg.Connection, observer: asyncpg.Connection,
+                          create_invoice, first: int) -> None:
+    """Called again with other tracks and another customer; every value must be bound."""
+    rows = await observer.fetch(
+        "SELECT track_id, unit_price FROM track WHERE track_id > 100 AND track_id <> $1 "
+        "ORDER BY random() LIMIT 4", PAUSED_TRACK)
+    lines = [(r["track_id"], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
+    prices = {r["track_id"]: r["unit_price"] for r in rows}
+    total = sum(prices[t] * q for t, q in lines)
+    what = f"create_invoice(conn, 42, {lines})"
+    log = _QueryLog()
+    with conn.query_logger(log):
+        try:
+            invoice_id = await call(create_invoice, conn, 42, list(lines))
+        finally:
+            await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon
+    floats = [a for a in log.args if isinstance(a, float)]
+    if floats:
+        raise Wrong(f"{what} sent the float {floats[0]!r} to the database. Money in binary "
+                    "floating point is off by tiny amounts (0.1 + 0.2 != 0.3): keep the "
+                    "Decimal values asyncpg returns for numeric, or let SQL compute the total "
+                    "(`SELECT sum(unit_price * quantity) ...`).")
+    pasted = [v for v in (42, invoice_id, *(t for t, _ in lines))
+              if isinstance(v, int) and any(_number_in(q, v) for q in log.queries)]
+    if pasted:
+        raise Wrong(f"{what}: the value {pasted[0]} is inside the text of your SQL, so it was "
+                    "formatted into the query. Bind every value ($1, $2, ...) and pass it as an "
+                    "argument, numbers included.")
+    if conn.is_in_transaction():
+        raise Wrong(f"called a second time, {what} left its connection inside a transaction.")
+    saved = [r["invoice_id"] for r in await observer.fetch(
+        "SELECT invoice_id FROM invoice WHERE invoice_id > $1 ORDER BY invoice_id", first)]
+    if saved != [invoice_id]:
+        raise Wrong(f"called a second time, {what} returned {invoice_id!r}, but the invoices "
+                    f"saved since the first call are {saved}: return the new invoice's id "
+                    "(RETURNING invoice_id).")
+    row = await observer.fetchrow("SELECT customer_id, total FROM invoice WHERE invoice_id = $1",
+                                  invoice_id)
+    count = await observer.fetchval("SELECT count(*) FROM invoice_line WHERE invoice_id = $1",
+                                    invoice_id)
+    if row["customer_id"] != 42 or row["total"] != total or count != len(lines):
+        raise Wrong(f"{what} saved customer {row['customer_id']}, total {row['total']} and "
+                    f"{count} line(s); expected customer 42, total {total} and {len(lines)} "
+                    "lines. Use the arguments and the track table, nothing fixed.")
+
+
+def _number_in(sql: str, n: int) -> bool:
+    return re.search(rf"(?<![\w.$]){n}(?![\w.])", sql) is not None
+
+
+async def _cancelled_midway(conn: asyncpg.Connection, observer: asyncpg.Connection,
+                            create_invoice, after_good: tuple[int, int]) -> None:
+    """Cancel a call while the database inserts track 15's line, as a timeout would."""
+    what = f"create_invoice(conn, 7, {PAUSED_LINES})"
+    pid = conn.get_server_pid()
+    task = asyncio.ensure_future(call(create_invoice, conn, 7, list(PAUSED_LINES)))
+    paused = False
+    for _ in range(500):  # up to 5 s for the call to reach track 15's line
+        if task.done():
+            break
+        if await observer.fetchval(
+                "SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE pid = $1", pid):
+            paused = True
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+    if isinstance(outcome, Wrong):
+        raise outcome
+    if not paused:
+        if isinstance(outcome, LearnerError):
+            raise outcome
+        raise Wrong(f"{what} finished without inserting the line of track {PAUSED_TRACK}: every "
+                    "pair must get its line.")
+    if isinstance(outcome, LearnerError):
+        raise Wrong(f"cancelled while the database inserted a line, {what} raised {outcome} "
+                    "instead of letting CancelledError through. Let the cancellation reach the "
+                    "caller; `async with conn.transaction():` rolls back and re-raises it.")
+    if not isinstance(outcome, asyncio.CancelledError):
+        raise Wrong(f"cancelled while the database inserted a line (as a timeout would), {what} "
+                    f"returned {outcome!r}: it swallowed the CancelledError, so the caller thinks "
+                    "it worked. Let the cancellation reach the caller.")
+    if conn.is_in_transaction():
+        raise Wrong(f"cancelled midway (as a timeout would), {what} left its connection inside "
+                    "the transaction, so every later query on it fails. `except Exception:` does "
+                    "not catch a cancellation (CancelledError is a BaseException). Use `async "
+                    "with conn.transaction():`, which rolls back whatever leaves the block.")
+    now = await _counts(observer)
+    if now != after_good:
+        raise Wrong(f"cancelled midway, {what} left {now[0] - after_good[0]} invoice(s) and "
+                    f"{now[1] - after_good[1]} line(s) in the database. Put every statement "
+                    "inside one `async with conn.transaction():` block.")
 
 
 q3 = Exercise(

@@ -782,3 +782,38 @@ async def customers_in_try_finally(path, country):
         return [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
     finally:
         await db.close()
+
+
+TOP_BY_NAME_ONLY = """
+    SELECT ar.name, count(*) AS tracks
+    FROM track AS t JOIN album AS al ON al.album_id = t.album_id
+    JOIN artist AS ar ON ar.artist_id = al.artist_id
+    GROUP BY ar.name ORDER BY tracks DESC, ar.name LIMIT ?
+"""
+
+
+@wrong("q2", expect="not by the name alone")
+async def top_artists_grouped_by_name(db, n):
+    return await db.execute_fetchall(TOP_BY_NAME_ONLY, (n,))
+
+
+@wrong("q2", expect="artists have tracks")
+async def top_artists_left_join_count_star(db, n):
+    return await db.execute_fetchall(
+        """
+        SELECT ar.name, count(*) AS tracks
+        FROM artist AS ar LEFT JOIN album AS al ON al.artist_id = ar.artist_id
+        LEFT JOIN track AS t ON t.album_id = al.album_id
+        GROUP BY ar.artist_id, ar.name ORDER BY tracks DESC, ar.name LIMIT ?
+        """, (n,))
+
+
+@correct("q2")
+async def top_artists_left_join_counting_track_ids(db, n):
+    return await db.execute_fetchall(
+        """
+        SELECT ar.name, count(t.track_id) AS tracks
+        FROM artist AS ar LEFT JOIN album AS al ON al.artist_id = ar.artist_id
+        LEFT JOIN track AS t ON t.album_id = al.album_id
+        GROUP BY ar.artist_id, ar.name ORDER BY tracks DESC, ar.name LIMIT ?
+        """, (n,))
