@@ -594,9 +594,37 @@ q3 = Exercise(
 # --- q4: concurrent lookups through a pool -------------------------------------------------
 
 POOL_SIZE = 3
+SECOND_POOL_SIZE = 5  # a second pool, so that a number of workers fixed in the code shows
 SMALL_CASE = [3, 999_999, 1]  # no more ids than connections: a leak cannot hang the check
 BIG_CASE = [8, 3, 5, 999_999, 2, 7, 5, 1, 4, 6]
-FAILING_CASE = [1, 2**31, 2]  # 2**31 does not fit PostgreSQL's integer: asyncpg raises DataError
+# 2**31 does not fit PostgreSQL's integer: asyncpg raises DataError. Its lookup is among the
+# first three to get a connection; the others are still at work, or waiting for one, when it fails.
+FAILING_CASE = [1, 2, 2**31, 3, 4, 5, 6, 7]
+
+
+class _Acquisitions:
+    """A pool's `setup=` hook: counts acquisitions and the most connections out at once. It
+    holds each acquisition a moment, so that lookups started together are in flight together."""
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+        self.peak = 0
+        self.count = 0
+        self.in_setup = 0  # a connection counts as checked out only once its setup is done
+
+    @property
+    def in_use(self) -> int:
+        return checked_out(self.pool) + self.in_setup
+
+    async def __call__(self, conn: asyncpg.Connection) -> None:
+        self.count += 1
+        self.in_setup += 1
+        try:
+            self.peak = max(self.peak, self.in_use)
+            await asyncio.sleep(0.02)
+            self.peak = max(self.peak, self.in_use)
+        finally:
+            self.in_setup -= 1
 
 
 async def _settled(pool: asyncpg.Pool) -> int:
@@ -608,66 +636,95 @@ async def _settled(pool: asyncpg.Pool) -> int:
     return checked_out(pool)
 
 
+async def _lookup_case(pool: asyncpg.Pool, seen: _Acquisitions, names: dict[int, str],
+                       lookup_many, ids: list[int]) -> None:
+    seen.peak = 0
+    got = await call(lookup_many, pool, list(ids))
+    if left := checked_out(pool):
+        raise Wrong(f"{left} connection(s) were still checked out after lookup_many "
+                    "returned: each acquire needs its release. Use `async with "
+                    "pool.acquire() as conn:`, which releases even on error.")
+    expected = [names.get(i) for i in ids]
+    if not isinstance(got, list):
+        raise Wrong(f"lookup_many should return a list of names, not {type(got).__name__}.")
+    if any(inspect.iscoroutine(item) for item in got):
+        for item in got:
+            if inspect.iscoroutine(item):
+                item.close()
+        raise Wrong("your list holds coroutine objects, not names: did you forget `await`?")
+    if got != expected:
+        if sorted(map(str, got)) == sorted(map(str, expected)):
+            raise Wrong(f"lookup_many(pool, {ids}) returned the right names in another order; "
+                        "keep the input order (a TaskGroup's tasks in a list, or gather, keep "
+                        "it).")
+        raise Wrong(f"lookup_many(pool, {ids}) returned {got!r}; expected {expected!r} (None for "
+                    "a track that does not exist).")
+    wanted = min(pool.get_max_size(), len(ids))
+    if len(ids) > 1 and seen.peak < 2:
+        raise Wrong(f"the lookups ran one at a time (at most {seen.peak} connection in use). "
+                    "Start them all at once, each task acquiring its own connection from the "
+                    "pool.")
+    if seen.peak < wanted:
+        raise Wrong(f"lookup_many(pool, {ids}) kept at most {seen.peak} connections at work, "
+                    f"though the pool has {pool.get_max_size()} and there were {len(ids)} ids: a "
+                    "fixed number of workers leaves the others idle. Start one task per id and "
+                    "let the pool hand out what it has (it never gives more than max_size).")
+
+
+async def _failing_case(pool: asyncpg.Pool, seen: _Acquisitions, lookup_many) -> None:
+    try:
+        got = await call(lookup_many, pool, list(FAILING_CASE))
+    except LearnerError as exc:
+        cause = exc.__cause__
+        data_error = isinstance(cause, asyncpg.DataError) or (
+            isinstance(cause, BaseExceptionGroup) and cause.subgroup(asyncpg.DataError) is not None)
+        if not data_error:
+            raise
+    else:
+        raise Wrong(f"lookup_many(pool, {FAILING_CASE}) returned {got!r}, but track id {2**31} "
+                    "does not fit PostgreSQL's integer and its lookup raises asyncpg.DataError: "
+                    "let the error reach the caller.")
+    running = seen.in_use
+    acquired = seen.count
+    if left := await _settled(pool):
+        raise Wrong(f"when one lookup failed (track id {2**31} is too large for an integer), "
+                    f"{left} connection(s) stayed checked out for good: the failing task never "
+                    "gave its connection back. Use `async with pool.acquire() as conn:`, which "
+                    "releases even on error (or put pool.release in a finally: block).")
+    if running or seen.count > acquired:
+        raise Wrong(f"when one lookup failed, lookup_many raised while the other lookups were "
+                    f"still running ({running} connection(s) in use, "
+                    f"{seen.count - acquired} more acquired afterwards). Plain gather does that: "
+                    "it raises the first error and leaves the rest running (lesson 02). Use a "
+                    "TaskGroup, which cancels the others and waits for them before the error "
+                    "reaches the caller.")
+
+
 async def _check_lookup_many(lookup_many) -> str:
     db = await fresh_postgres("check_04_q4")
-    peak = 0
-    pool: asyncpg.Pool | None = None
-
-    async def count_acquired(conn: asyncpg.Connection) -> None:  # runs inside every acquire()
-        nonlocal peak
-        peak = max(peak, checked_out(pool) + 1)
-
+    pools: list[asyncpg.Pool] = []
     try:
-        pool = await asyncpg.create_pool(db.dsn, min_size=POOL_SIZE, max_size=POOL_SIZE,
-                                         setup=count_acquired)
-        try:
-            names = dict(await pool.fetch("SELECT track_id, name FROM track"))
-            for ids in (SMALL_CASE, BIG_CASE, []):
-                peak = 0
-                got = await call(lookup_many, pool, list(ids))
-                if left := checked_out(pool):
-                    raise Wrong(f"{left} connection(s) were still checked out after lookup_many "
-                                "returned: each acquire needs its release. Use `async with "
-                                "pool.acquire() as conn:`, which releases even on error.")
-                expected = [names.get(i) for i in ids]
-                if not isinstance(got, list):
-                    raise Wrong(f"lookup_many should return a list of names, not "
-                                f"{type(got).__name__}.")
-                if any(inspect.iscoroutine(item) for item in got):
-                    for item in got:
-                        if inspect.iscoroutine(item):
-                            item.close()
-                    raise Wrong("your list holds coroutine objects, not names: did you forget "
-                                "`await` (in front of asyncio.gather(...))?")
-                if got != expected:
-                    if sorted(map(str, got)) == sorted(map(str, expected)):
-                        raise Wrong(f"lookup_many(pool, {ids}) returned the right names in another "
-                                    "order; keep the input order (gather returns results in the "
-                                    "order of its arguments).")
-                    raise Wrong(f"lookup_many(pool, {ids}) returned {got!r}; expected {expected!r} "
-                                "(None for a track that does not exist).")
-                if len(ids) > 1 and peak < 2:
-                    raise Wrong(f"the lookups ran one at a time (at most {peak} connection in use). "
-                                "Start them all with asyncio.gather, each task acquiring its own "
-                                "connection from the pool.")
-            try:
-                got = await call(lookup_many, pool, list(FAILING_CASE))
-            except LearnerError:
-                pass  # the DataError must reach the caller
+        names = None
+        for size in (POOL_SIZE, SECOND_POOL_SIZE):
+            seen = _Acquisitions()
+            pool = await asyncpg.create_pool(db.dsn, min_size=size, max_size=size, setup=seen)
+            seen.pool = pool
+            pools.append(pool)
+            if names is None:
+                names = dict(await pool.fetch("SELECT track_id, name FROM track"))
+            if size == POOL_SIZE:
+                for ids in (SMALL_CASE, BIG_CASE, []):
+                    await _lookup_case(pool, seen, names, lookup_many, ids)
+                await _failing_case(pool, seen, lookup_many)
             else:
-                raise Wrong(f"lookup_many(pool, {FAILING_CASE}) returned {got!r}, but track id "
-                            f"{2**31} does not fit PostgreSQL's integer and its lookup raises "
-                            "asyncpg.DataError: let the error reach the caller.")
-            if left := await _settled(pool):
-                raise Wrong(f"when one lookup failed (track id {2**31} is too large for an "
-                            f"integer), {left} connection(s) stayed checked out for good: the "
-                            "failing task never gave its connection back. Use `async with "
-                            "pool.acquire() as conn:`, which releases even on error (or put "
-                            "pool.release in a finally: block).")
-            return f"up to {POOL_SIZE} connections at work at once, none leaked, even on error."
-        finally:
-            await close_pool(pool)
+                ids = random.sample(range(1, 3504), 12) + [999_999]
+                random.shuffle(ids)
+                await _lookup_case(pool, seen, names, lookup_many, ids)
+        return (f"as many connections at work as the pool has ({POOL_SIZE}, then "
+                f"{SECOND_POOL_SIZE}), none leaked; on an error, nothing left running.")
     finally:
+        for pool in pools:
+            await close_pool(pool)
         await drop_postgres(db)
 
 
@@ -677,8 +734,11 @@ q4 = Exercise(
            "name, and gives the connection back.",
            "Inside it: `async with pool.acquire() as conn: return await conn.fetchval(\"SELECT name "
            "FROM track WHERE track_id = $1\", track_id)`. fetchval gives None when no row matches.",
-           "`return list(await asyncio.gather(*(one(i) for i in track_ids)))`: gather runs them "
-           "together and keeps the input order; the pool never hands out more than max_size."],
+           "`async with asyncio.TaskGroup() as tg: tasks = [tg.create_task(one(i)) for i in "
+           "track_ids]`, then `return [task.result() for task in tasks]`: the lookups run "
+           "together, the list keeps the input order, the pool never hands out more than "
+           "max_size, and if one lookup fails the group cancels the others and waits for them "
+           "before raising."],
     title="Concurrent lookups through a pool",
 )
 
@@ -704,9 +764,52 @@ PRICE_CHANGES = [
     (3, Decimal("1.29")),
     (13, Decimal("0.89")),            # refused: the trigger
     (4, Decimal("1000000000.00")),    # refused: too large for numeric(10, 2)
+    (999_999, Decimal("0.99")),       # no such track: the UPDATE changes no row
     (5, Decimal("0.79")),
 ]
 APPLIED = [1, 3, 5]
+MISSING_TRACK = 999_999
+PAUSE_UPDATE_15 = f"""
+    CREATE FUNCTION course_pause_update_{PAUSED_TRACK}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.track_id = {PAUSED_TRACK} THEN
+            PERFORM pg_sleep(10);
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER pause_update_{PAUSED_TRACK} BEFORE UPDATE ON track
+        FOR EACH ROW EXECUTE FUNCTION course_pause_update_{PAUSED_TRACK}();
+"""
+PAUSED_CHANGES = [(19, Decimal("0.59")), (PAUSED_TRACK, Decimal("0.69")), (20, Decimal("0.79"))]
+FAILING_CALL_CHANGES = [(16, Decimal("1.11")), (17, Decimal("1.12")), (18, Decimal("1.13"))]
+
+
+class _FailingUpdates:
+    """The connection, except that its second UPDATE fails with an error that is not a refusal
+    by the database (as a bug, or a broken network, would): everything else is forwarded."""
+
+    QUERIES = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+
+    def __init__(self, conn: asyncpg.Connection, fail_at: int = 2) -> None:
+        self._conn = conn
+        self._fail_at = fail_at
+        self.updates = 0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._conn, name)
+        if name not in self.QUERIES:
+            return target
+
+        async def query(sql: Any, *args: Any, **kwargs: Any) -> Any:
+            if "update" in str(sql).lower():
+                self.updates += 1
+                if self.updates == self._fail_at:
+                    raise InjectedFailure("the connection failed during an UPDATE (a failure "
+                                          "injected by the check, not a refusal)")
+            return await target(sql, *args, **kwargs)
+
+        query.__name__ = query.__qualname__ = name
+        return query
 
 
 def _changes_that_break() -> Iterator[tuple[int, Decimal]]:
@@ -725,7 +828,7 @@ async def _check_apply_price_changes(apply_price_changes) -> str:
         conn = await asyncpg.connect(db.dsn)
         observer = await asyncpg.connect(db.dsn)
         try:
-            await conn.execute(RULES_DDL)
+            await conn.execute(RULES_DDL + PAUSE_UPDATE_15)
             return await _price_cases(conn, observer, apply_price_changes)
         finally:
             await observer.close()
@@ -757,8 +860,12 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
     if not isinstance(applied, list):
         raise Wrong(f"apply_price_changes should return the list of track_ids it changed, not "
                     f"{type(applied).__name__}.")
+    if MISSING_TRACK in applied and [i for i in applied if i != MISSING_TRACK] == APPLIED:
+        raise Wrong(f"you returned {applied}, but track {MISSING_TRACK} does not exist: its "
+                    "UPDATE changed no row (execute returned 'UPDATE 0'), so it was not changed. "
+                    "List only the tracks whose price really changed.")
     if applied != APPLIED:
-        refused = [i for i in ids if i not in APPLIED]
+        refused = [i for i in ids if i not in APPLIED and i != MISSING_TRACK]
         lost = [i for i in APPLIED if i not in applied]
         extra = ""
         if lost:
@@ -769,9 +876,9 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
         raise Wrong(f"expected {APPLIED} applied (tracks {refused} are refused by the database); "
                     f"you returned {applied}.{extra}")
     new = await _prices(observer, ids)
-    wanted = {i: (price if i in APPLIED else old[i]) for i, price in PRICE_CHANGES}
+    wanted = {i: (price if i in APPLIED else old[i]) for i, price in PRICE_CHANGES if i in old}
     if new != wanted:
-        changed = [i for i in ids if new[i] != old[i]]
+        changed = [i for i in ids if i in old and new[i] != old[i]]
         raise Wrong(f"you reported {APPLIED} as applied, but the committed prices changed for "
                     f"{changed}. A failed statement aborts the whole transaction, and COMMIT then "
                     "rolls everything back: isolate each change in a nested `async with "
@@ -790,7 +897,73 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
         raise Wrong("when the list of changes broke midway, the changes made before stayed "
                     "committed. Run the whole loop inside one outer `async with "
                     "conn.transaction():`, so all changes commit together or not at all.")
-    return "refused changes skipped, the rest committed together."
+    await _not_a_refusal(conn, observer, apply_price_changes)
+    await _prices_cancelled_midway(conn, observer, apply_price_changes)
+    return ("refused changes skipped, the rest committed together; any other error, and a "
+            "cancellation, undo them all and reach the caller.")
+
+
+async def _not_a_refusal(conn: asyncpg.Connection, observer: asyncpg.Connection,
+                         apply_price_changes) -> None:
+    """The connection fails at the second UPDATE with an error that is not the database's
+    refusal: it must reach the caller, and nothing may remain."""
+    ids = [track_id for track_id, _ in FAILING_CALL_CHANGES]
+    before = await _prices(observer, ids)
+    failing = _FailingUpdates(conn)
+    await must_raise(InjectedFailure, call(apply_price_changes, failing, list(FAILING_CALL_CHANGES)),
+                     lambda got: "the connection's second UPDATE failed with an error that is not "
+                                 f"a refusal by the database, and apply_price_changes returned "
+                                 f"{got!r}: it skipped that error as if the database had refused "
+                                 "the change. Skip only the database's refusals (`except "
+                                 "asyncpg.PostgresError:`), not every Exception; let the rest "
+                                 "reach the caller.")
+    if conn.is_in_transaction():
+        raise Wrong("after an error that was not a refusal, the connection was left inside a "
+                    "transaction: use `async with conn.transaction():` so it rolls back.")
+    if await _prices(observer, ids) != before:
+        raise Wrong("when the connection failed at the second UPDATE, the change made before it "
+                    "stayed committed. Run the whole loop inside one outer `async with "
+                    "conn.transaction():`, so all changes commit together or not at all.")
+
+
+async def _prices_cancelled_midway(conn: asyncpg.Connection, observer: asyncpg.Connection,
+                                   apply_price_changes) -> None:
+    """Cancel a call while the database runs track 15's UPDATE, as a timeout would."""
+    ids = [track_id for track_id, _ in PAUSED_CHANGES]
+    before = await _prices(observer, ids)
+    what = f"apply_price_changes(conn, {[(t, str(p)) for t, p in PAUSED_CHANGES]})"
+    pid = conn.get_server_pid()
+    task = asyncio.ensure_future(call(apply_price_changes, conn, list(PAUSED_CHANGES)))
+    paused = False
+    for _ in range(500):  # up to 5 s to reach track 15's UPDATE
+        if task.done():
+            break
+        if await observer.fetchval(
+                "SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE pid = $1", pid):
+            paused = True
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+    if isinstance(outcome, Wrong):
+        raise outcome
+    if not paused:
+        if isinstance(outcome, LearnerError):
+            raise outcome
+        raise Wrong(f"{what} finished without updating track {PAUSED_TRACK}: apply every change.")
+    if not isinstance(outcome, asyncio.CancelledError):
+        shown = outcome if isinstance(outcome, LearnerError) else repr(outcome)
+        raise Wrong(f"cancelled while the database ran an UPDATE (as a timeout would), {what} "
+                    f"gave {shown} instead of letting the CancelledError through: a cancellation "
+                    "is not a refused change. Catch asyncpg.PostgresError only.")
+    if conn.is_in_transaction():
+        raise Wrong(f"cancelled midway (as a timeout would), {what} left its connection inside "
+                    "the transaction: `except Exception:` does not catch a cancellation "
+                    "(CancelledError is a BaseException). Use `async with conn.transaction():` "
+                    "for the outer block, which rolls back whatever leaves it.")
+    if await _prices(observer, ids) != before:
+        raise Wrong(f"cancelled midway, {what} left the change made before committed. Run the "
+                    "whole loop inside one outer `async with conn.transaction():`.")
 
 
 q5 = Exercise(
@@ -800,7 +973,8 @@ q5 = Exercise(
            "SAVEPOINT.",
            "Put `try:` outside the nested block and `except asyncpg.PostgresError: continue` "
            "after it: the block rolls back to its savepoint, then the loop goes on.",
-           "Inside the nested block: `await conn.execute(\"UPDATE track SET unit_price = $2 WHERE "
-           "track_id = $1\", track_id, price)`; after the block, `applied.append(track_id)`."],
+           "Inside the nested block: `status = await conn.execute(\"UPDATE track SET unit_price = "
+           "$2 WHERE track_id = $1\", track_id, price)`; after the block, `if status == \"UPDATE "
+           "1\": applied.append(track_id)` (a missing track gives 'UPDATE 0')."],
     title="Price changes, each in its own savepoint",
 )

@@ -396,10 +396,11 @@ async def apply_price_changes_without_outer_transaction(conn, changes):
     for track_id, price in changes:
         try:
             async with conn.transaction():
-                await conn.execute(SET_PRICE, track_id, price)
+                status = await conn.execute(SET_PRICE, track_id, price)
         except asyncpg.PostgresError:
             continue
-        applied.append(track_id)
+        if status == "UPDATE 1":
+            applied.append(track_id)
     return applied
 
 
@@ -436,10 +437,11 @@ async def apply_price_changes_swallows_everything(conn, changes):
             for track_id, price in changes:
                 try:
                     async with conn.transaction():
-                        await conn.execute(SET_PRICE, track_id, price)
+                        status = await conn.execute(SET_PRICE, track_id, price)
                 except asyncpg.PostgresError:
                     continue
-                applied.append(track_id)
+                if status == "UPDATE 1":
+                    applied.append(track_id)
     except Exception:
         return []
     return applied
@@ -589,3 +591,181 @@ async def create_invoice_decimal_total_and_executemany(conn, customer_id, lines)
             "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
             "VALUES ($1, $2, $3, $4)", [(invoice_id, t, prices[t], q) for t, q in lines])
     return invoice_id
+
+
+@wrong("q4", expect="Plain gather does that")
+async def lookup_many_plain_gather(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return await conn.fetchval(NAME, track_id)
+
+    return list(await asyncio.gather(*(one(i) for i in track_ids)))
+
+
+@wrong("q4", expect="a fixed number of workers")
+async def lookup_many_two_workers(pool, track_ids):
+    queue = asyncio.Queue()
+    for position, track_id in enumerate(track_ids):
+        queue.put_nowait((position, track_id))
+    names = [None] * len(track_ids)
+
+    async def worker():
+        async with pool.acquire() as conn:
+            while not queue.empty():
+                position, track_id = queue.get_nowait()
+                names[position] = await conn.fetchval(NAME, track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(2, len(track_ids))):
+            tg.create_task(worker())
+    return names
+
+
+@wrong("q4", expect="a fixed number of workers")
+async def lookup_many_three_workers(pool, track_ids):
+    queue = asyncio.Queue()
+    for position, track_id in enumerate(track_ids):
+        queue.put_nowait((position, track_id))
+    names = [None] * len(track_ids)
+
+    async def worker():
+        async with pool.acquire() as conn:
+            while not queue.empty():
+                position, track_id = queue.get_nowait()
+                names[position] = await conn.fetchval(NAME, track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(3, len(track_ids))):  # the statement's pool size, fixed
+            tg.create_task(worker())
+    return names
+
+
+@correct("q4")
+async def lookup_many_gather_then_first_error(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return await conn.fetchval(NAME, track_id)
+
+    results = await asyncio.gather(*(one(i) for i in track_ids), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+@correct("q4")
+async def lookup_many_task_group_unwrapped(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return await conn.fetchval(NAME, track_id)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(one(i)) for i in track_ids]
+    except* asyncpg.PostgresError as group:
+        raise group.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+@correct("q4")
+async def lookup_many_workers_per_pool_size(pool, track_ids):
+    queue = asyncio.Queue()
+    for position, track_id in enumerate(track_ids):
+        queue.put_nowait((position, track_id))
+    names = [None] * len(track_ids)
+
+    async def worker():
+        async with pool.acquire() as conn:
+            while not queue.empty():
+                position, track_id = queue.get_nowait()
+                names[position] = await conn.fetchval(NAME, track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(pool.get_max_size(), len(track_ids))):
+            tg.create_task(worker())
+    return names
+
+
+@wrong("q5", expect="does not exist")
+async def apply_price_changes_ignores_the_status(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    await conn.execute(SET_PRICE, track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            applied.append(track_id)  # also for a track that does not exist ('UPDATE 0')
+    return applied
+
+
+@wrong("q5", expect="not every Exception")
+async def apply_price_changes_skips_every_exception(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    status = await conn.execute(SET_PRICE, track_id, price)
+            except Exception:  # noqa: BLE001 -- the mistake: skips more than refusals
+                continue
+            if status == "UPDATE 1":
+                applied.append(track_id)
+    return applied
+
+
+@wrong("q5", expect="a cancellation (CancelledError is a BaseException)")
+async def apply_price_changes_manual_outer_transaction(conn, changes):
+    applied = []
+    outer = conn.transaction()
+    await outer.start()
+    try:
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    status = await conn.execute(SET_PRICE, track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            if status == "UPDATE 1":
+                applied.append(track_id)
+    except Exception:
+        await outer.rollback()
+        raise
+    await outer.commit()
+    return applied
+
+
+@wrong("q5", expect="a cancellation is not a refused change")
+async def apply_price_changes_swallows_cancellation(conn, changes):
+    applied = []
+    try:
+        async with conn.transaction():
+            for track_id, price in changes:
+                try:
+                    async with conn.transaction():
+                        status = await conn.execute(SET_PRICE, track_id, price)
+                except asyncpg.PostgresError:
+                    continue
+                if status == "UPDATE 1":
+                    applied.append(track_id)
+    except asyncio.CancelledError:
+        return []  # rolled back, but the caller never learns it was cancelled
+    return applied
+
+
+@correct("q5")
+async def apply_price_changes_with_returning(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    changed = await conn.fetchval(
+                        "UPDATE track SET unit_price = $2 WHERE track_id = $1 RETURNING track_id",
+                        track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            if changed is not None:
+                applied.append(track_id)
+    return applied
