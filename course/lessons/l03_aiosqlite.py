@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import random
 import re
@@ -585,7 +586,16 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
 
     # Called again, with other tracks: not only the shipped example works.
     lines = await _random_lines(observer)
-    second = await _run(create_invoice, db, 42, list(lines))
+    watch = _Watched(db)
+    second = await _run(create_invoice, watch, 42, list(lines))
+    pasted = [v for v in (42, second, *(t for t, _ in lines))
+              if isinstance(v, int) and any(_number_in(sql, v) for sql, _ in watch.statements)]
+    if pasted:
+        if db.in_transaction:
+            await db.rollback()
+        raise Wrong(f"create_invoice(db, 42, {lines}): the value {pasted[0]} is inside the text "
+                    "of your SQL, so it was formatted into the query. Bind every value with `?` "
+                    "and pass it in the parameters, numbers included.")
     if db.in_transaction:
         await db.rollback()
         raise Wrong("called a second time, create_invoice left its transaction open.")
@@ -977,8 +987,17 @@ def _broken_copy() -> Path:
     return path
 
 
+# Two more Canadians named Mitchell, Zoe stored before Adam: ordered by last_name alone, they
+# come out in storage order, not by first name.
+MORE_MITCHELLS = [(60, "Zoe", "Mitchell", "Canada", "zoe.mitchell@example.com"),
+                  (61, "Adam", "Mitchell", "Canada", "adam.mitchell@example.com")]
+
+
 async def _check_customers_in(customers_in) -> str:
     path = fresh_sqlite("check-03-q5")
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany("INSERT INTO customer (customer_id, first_name, last_name, country, email) "
+                         "VALUES (?, ?, ?, ?, ?)", MORE_MITCHELLS)
     async with aiosqlite.connect(path) as observer:
         observer.row_factory = aiosqlite.Row
         loop_thread = threading.get_ident()

@@ -817,3 +817,33 @@ async def top_artists_left_join_counting_track_ids(db, n):
         LEFT JOIN track AS t ON t.album_id = al.album_id
         GROUP BY ar.artist_id, ar.name ORDER BY tracks DESC, ar.name LIMIT ?
         """, (n,))
+
+
+@wrong("q5", expect="wrong order")
+async def customers_in_ordered_by_last_name_only(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        rows = await db.execute_fetchall(
+            "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
+            "ORDER BY last_name", (country,))
+        return [dict(row) for row in rows]
+
+
+@wrong("q3", expect="inside the text of your SQL")
+async def create_invoice_values_formatted(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) "  # noqa: S608 -- the mistake
+            f"VALUES ({customer_id}, datetime('now'), 0)")
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            await db.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) VALUES "  # noqa: S608
+                f"({invoice_id}, {track_id}, (SELECT unit_price FROM track WHERE track_id = "
+                f"{track_id}), {quantity})")
+        await db.execute(TOTAL_SQL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
