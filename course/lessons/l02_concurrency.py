@@ -210,8 +210,11 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
     wanted = min(limit, len(ids))
     if probe.peak > limit:
         raise Wrong(f"{shown} had {probe.peak} queries in flight at once; at most {limit} are "
-                    "allowed. Guard each call with one asyncio.Semaphore(limit), created once and "
-                    "shared by all the tasks: a Semaphore created inside each task limits nothing.")
+                    "allowed. The Semaphore must guard the query itself: `async with semaphore: "
+                    "return await fetch_one(track_id)`, with one asyncio.Semaphore(limit) created "
+                    "once and shared by all. A Semaphore created inside each task limits nothing, "
+                    "and create_task(fetch_one(track_id)) starts the query at once, before any "
+                    "semaphore is acquired.")
     if probe.peak < wanted:
         detail = ("one at a time: that is a sequential loop" if probe.peak == 1 and wanted > 1
                   else f"at most {probe.peak}")
@@ -282,6 +285,14 @@ async def _timeout_cases(with_timeout, spawned: _Spawned) -> str:
         raise
     await _reject_awaitables(got, "with_timeout(slow_query, 0.05, '(timed out)')")
     if slow_probe.now:
+        for _ in range(5):  # a cancellation requested but not awaited lands within a few turns
+            await asyncio.sleep(0)
+        if slow_probe.cancelled:
+            raise Wrong("with_timeout returned the default while the slow query was still "
+                        "running: task.cancel() only requests the cancellation, which lands "
+                        "later. Await the cancelled task (it then raises CancelledError; "
+                        "suppress that) before returning, or let asyncio.timeout (or "
+                        "asyncio.wait_for) cancel it and wait for it.")
         raise Wrong("with_timeout returned the default while the slow query was still running: "
                     "it keeps its connection and its work, unobserved. asyncio.wait(timeout=...) "
                     "only stops waiting, and asyncio.shield protects the work from "

@@ -588,3 +588,25 @@ async def track_name_with_except_base_exception(pool, track_id):
         raise
     await pool.release(conn)
     return name
+
+
+@wrong("q2", expect="starts the query at once, before any semaphore is acquired")
+async def fetch_bounded_tasks_before_semaphore(ids, fetch_one, limit):
+    gate = asyncio.Semaphore(limit)
+    tasks = [asyncio.ensure_future(fetch_one(i)) for i in ids]
+
+    async def wait(task):
+        async with gate:
+            return await task
+
+    return list(await asyncio.gather(*(wait(t) for t in tasks)))
+
+
+@wrong("q3", expect="task.cancel() only requests the cancellation")
+async def with_timeout_cancel_not_awaited(coro_fn, seconds, default):
+    task = asyncio.ensure_future(coro_fn())
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        return default
+    return task.result()
