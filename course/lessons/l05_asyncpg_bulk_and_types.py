@@ -161,7 +161,7 @@ async def _check_load_lines(load_lines) -> str:
                 raise Wrong(f"with no rows, load_lines should load nothing and return 0, not "
                             f"{empty!r}.")
             return (f"{LOAD_SIZE} rows, then a random number into a table whose name needs "
-                    "quoting, in by COPY, into the right columns, streamed from a generator.")
+                    "quoting, all in by COPY from a generator, into the right columns.")
         finally:
             await conn.close()
 
