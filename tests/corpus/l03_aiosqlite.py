@@ -847,3 +847,19 @@ async def create_invoice_values_formatted(db, customer_id, lines):
         await db.rollback()
         raise
     return invoice_id
+
+
+@correct("q4")
+async def add_playlist_with_cursor_executemany(db, name, track_ids):
+    async with db.cursor() as cursor:
+        try:
+            await cursor.execute("INSERT INTO playlist (name) VALUES (?)", (name,))
+            playlist_id = cursor.lastrowid
+            await cursor.executemany(
+                "INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                [(playlist_id, t) for t in track_ids])
+            await db.commit()
+        except BaseException:
+            await db.rollback()
+            raise
+    return playlist_id

@@ -769,3 +769,28 @@ async def apply_price_changes_with_returning(conn, changes):
             if changed is not None:
                 applied.append(track_id)
     return applied
+
+
+@correct("q1")
+async def customers_in_with_unnest_subquery_and_empty_shortcut(conn, countries):
+    if not countries:
+        return []
+    return await conn.fetch(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer "
+        "WHERE country IN (SELECT DISTINCT unnest($1::text[])) ORDER BY country, last_name",
+        countries)
+
+
+@correct("q5")
+async def apply_price_changes_counting_status(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    status = await conn.execute(SET_PRICE, track_id, price)
+            except (asyncpg.CheckViolationError, asyncpg.RaiseError, asyncpg.DataError):
+                continue  # the three ways the database refuses a change here
+            if int(status.split()[-1]) > 0:
+                applied.append(track_id)
+    return applied
