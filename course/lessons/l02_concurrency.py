@@ -102,10 +102,12 @@ async def _check_fetch_all(fetch_all) -> str:
     try:
         for ids in ([4, 1, 3, 2, 6], [7], [], shuffled, [11, 2, 9]):
             await _fetch_all_case(fetch_all, ids, spawned)
+        await _cancelled_leaves_nothing(fetch_all, "fetch_all([1, 2, 3], fetch_one)", (), spawned,
+                                        "Let CancelledError reach the caller.")
     finally:
         await spawned.stop()
     return (f"all queries in flight at once (up to {len(TRACKS)}), results in the order of the "
-            "ids.")
+            "ids; cancelled, it left no query running.")
 
 
 async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
@@ -166,9 +168,12 @@ async def _check_fetch_bounded(fetch_bounded) -> str:
         await _bounded_case(fetch_bounded, [], 2, spawned)
         await _bounded_case(fetch_bounded, random.sample(sorted(TRACKS), len(TRACKS)),
                             random.randint(2, 5), spawned)
+        await _cancelled_leaves_nothing(fetch_bounded, "fetch_bounded([1, 2, 3], fetch_one, 2)",
+                                        (2,), spawned, "Let CancelledError reach the caller.")
     finally:
         await spawned.stop()
-    return "never more than `limit` in flight, every slot kept busy, results in order."
+    return ("never more than `limit` in flight, every slot kept busy, results in order; "
+            "cancelled, it left no query running.")
 
 
 async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spawned,
@@ -499,6 +504,16 @@ async def _check_fetch_some(fetch_some) -> str:
 
 async def _fetch_some_cancelled(fetch_some, spawned: _Spawned) -> None:
     """A failed query is skipped, but a cancellation of fetch_some itself is not a failure."""
+    await _cancelled_leaves_nothing(
+        fetch_some, "fetch_some([1, 2, 3], fetch_one)", (), spawned,
+        "A cancellation is not a failed query: catch Exception, not BaseException, and let "
+        "CancelledError reach the caller.")
+
+
+async def _cancelled_leaves_nothing(fn, shown: str, extra: tuple, spawned: _Spawned,
+                                    fix: str) -> None:
+    """Cancel fn([1, 2, 3], fetch_one, *extra) while its queries wait: the CancelledError must
+    reach the caller, and no query may go on running."""
     started = asyncio.Event()
     probe = InFlight()
 
@@ -509,11 +524,7 @@ async def _fetch_some_cancelled(fetch_some, spawned: _Spawned) -> None:
         await asyncio.sleep(10)  # the caller gives up long before
         return TRACKS[track_id]
 
-    shown = "fetch_some([1, 2, 3], fetch_one)"
-    await _cancelled_from_outside(
-        call(fetch_some, [1, 2, 3], fetch_one), started, shown,
-        "A cancellation is not a failed query: catch Exception, not BaseException, and let "
-        "CancelledError reach the caller.")
+    await _cancelled_from_outside(call(fn, [1, 2, 3], fetch_one, *extra), started, shown, fix)
     for _ in range(10):  # cancelled children finish within a few turns of the loop
         if not probe.now:
             return

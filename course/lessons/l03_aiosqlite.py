@@ -453,12 +453,20 @@ class _Pause:
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.release = threading.Event()
+        self.entered = threading.Event()
         self._loop = asyncio.get_running_loop()
 
     def _pause(self) -> int:
         self._loop.call_soon_threadsafe(self.started.set)
         self.release.wait(5)  # bounded: the check releases it at once after cancelling
         return 0
+
+    def progress(self) -> int:
+        """A sqlite3 progress handler: the first statement to run pauses, once."""
+        if not self.entered.is_set():
+            self.entered.set()
+            self._pause()
+        return 0  # go on
 
     async def install(self, db: aiosqlite.Connection, table: str) -> None:
         await db.create_function("course_pause", 0, self._pause)
@@ -939,8 +947,9 @@ class _Recorded(sqlite3.Connection):
 
 
 @asynccontextmanager
-async def _recording_sqlite3() -> AsyncIterator[list[_Recorded]]:
-    """Record every sqlite3 connection opened meanwhile, by aiosqlite or directly."""
+async def _recording_sqlite3(pause: _Pause | None = None) -> AsyncIterator[list[_Recorded]]:
+    """Record every sqlite3 connection opened meanwhile, by aiosqlite or directly. Given a
+    _Pause, the first statement run on them waits until the check releases it."""
     opened: list[_Recorded] = []
     real = sqlite3.connect
 
@@ -948,6 +957,8 @@ async def _recording_sqlite3() -> AsyncIterator[list[_Recorded]]:
         if "factory" in kwargs:
             return real(*args, **kwargs)
         conn = real(*args, factory=_Recorded, **kwargs)
+        if pause is not None:
+            conn.set_progress_handler(pause.progress, 20)
         opened.append(conn)
         return conn
 
@@ -976,6 +987,47 @@ def _judge_sqlite3(recorded: list[_Recorded], what: str, loop_thread: int, count
     if country and len(country) > 1 and any(
             country.casefold() in sql.casefold() for conn in recorded for sql in conn.sql):
         raise _pasted_into_sql(what, country, BIND_COUNTRY)
+
+
+async def _customers_cancelled(customers_in, path: Path) -> None:
+    """Cancel a call while its query runs, as a timeout would: the connection must be closed,
+    and the cancellation must reach the caller."""
+    what = "customers_in(path, 'Canada')"
+    pause = _Pause()
+    before = _workers()
+    async with _recording_connect() as opened, _recording_sqlite3(pause) as recorded:
+        task = asyncio.ensure_future(_run(customers_in, path, "Canada"))
+        try:
+            waiter = asyncio.ensure_future(pause.started.wait())
+            try:
+                await asyncio.wait([task, waiter], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if pause.started.is_set():
+                task.cancel()
+        finally:
+            pause.release.set()
+        outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+        left = await _left_open(opened, before)
+        for _ in range(100):  # a worker thread the cancelled call started may still be closing
+            if all(conn.closed_here for conn in recorded):
+                break
+            await asyncio.sleep(0.01)
+    if isinstance(outcome, Wrong | LearnerError):
+        raise outcome
+    if not pause.started.is_set():
+        raise Wrong(f"{what} finished without running a query on the connections it opened.")
+    if any(not conn.closed_here for conn in recorded):
+        left = left or 1
+    if left:
+        raise Wrong(f"cancelled during its query (as a timeout would), {what} left its "
+                    "connection open: `except Exception:` does not catch a cancellation "
+                    "(CancelledError is a BaseException). `async with aiosqlite.connect(path) as "
+                    "db:` (or `finally: await db.close()`) closes it on every path.")
+    if not isinstance(outcome, asyncio.CancelledError):
+        raise Wrong(f"cancelled during its query (as a timeout would), {what} returned "
+                    f"{outcome!r}: it swallowed the CancelledError. Close the connection, and "
+                    "let the cancellation reach the caller.")
 
 
 def _broken_copy() -> Path:
@@ -1060,8 +1112,9 @@ async def _check_customers_in(customers_in) -> str:
         if not failed:
             raise Wrong(f"on a database without a customer table, customers_in returned {got!r}. "
                         "Let the error propagate: an empty answer would hide a broken database.")
-    return ("dict rows, hostile countries kept as data, and the connection closed on success and "
-            "on failure.")
+        await _customers_cancelled(customers_in, path)
+    return ("dict rows, hostile countries kept as data, and the connection closed on success, on "
+            "failure and when cancelled.")
 
 
 q5 = Exercise(

@@ -490,8 +490,35 @@ async def fetch_all_with_wait(ids, fetch_one):
     if not ids:
         return []
     tasks = [asyncio.ensure_future(fetch_one(i)) for i in ids]
-    await asyncio.wait(tasks)
+    try:
+        await asyncio.wait(tasks)
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for finished tasks; stops the rest if we were cancelled
     return [task.result() for task in tasks]
+
+
+@wrong("q1", expect="went on running")
+async def fetch_all_with_wait_leaves_tasks(ids, fetch_one):
+    if not ids:
+        return []
+    tasks = [asyncio.ensure_future(fetch_one(i)) for i in ids]
+    await asyncio.wait(tasks)  # cancelled here, the tasks go on
+    return [task.result() for task in tasks]
+
+
+@wrong("q2", expect="swallowed the CancelledError")
+async def fetch_bounded_swallows_cancellation(ids, fetch_one, limit):
+    gate = asyncio.Semaphore(limit)
+
+    async def one(track_id):
+        async with gate:
+            return await fetch_one(track_id)
+
+    try:
+        return await asyncio.gather(*(one(i) for i in ids))
+    except asyncio.CancelledError:
+        return []
 
 
 @correct("q2")

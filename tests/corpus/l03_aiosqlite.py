@@ -863,3 +863,26 @@ async def add_playlist_with_cursor_executemany(db, name, track_ids):
             await db.rollback()
             raise
     return playlist_id
+
+
+@wrong("q5", expect="cancelled during its query")
+async def customers_in_closes_on_exception_only(path, country):
+    db = await aiosqlite.connect(path)
+    try:
+        db.row_factory = aiosqlite.Row
+        rows = [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
+    except Exception:
+        await db.close()
+        raise
+    await db.close()
+    return rows
+
+
+@wrong("q5", expect="swallowed the CancelledError")
+async def customers_in_swallows_cancellation(path, country):
+    try:
+        async with aiosqlite.connect(path) as db:
+            db.row_factory = aiosqlite.Row
+            return [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
+    except asyncio.CancelledError:
+        return []
