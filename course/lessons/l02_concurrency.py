@@ -192,7 +192,9 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
             # runs all of them through the other slots meanwhile; one that waits for a whole
             # batch to finish never gets there.
             try:
-                await asyncio.wait_for(others_done.wait(), timeout=0.3)
+                # generous: a correct answer sets it within milliseconds, even on a loaded
+                # machine; only an answer that waits for a whole batch reaches the bound
+                await asyncio.wait_for(others_done.wait(), timeout=2.0)
             except TimeoutError:
                 idle_slots = True
         else:
@@ -536,14 +538,34 @@ async def _cancelled_leaves_nothing(fn, shown: str, extra: tuple, spawned: _Spaw
 
 async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> None:
     probe = InFlight()
+    # The successful queries wait until every failing one has failed, then a few turns of the
+    # loop more, so that a TaskGroup's cancellation lands while they still wait: counted in
+    # turns, not in seconds, so a slow machine changes nothing.
+    failures_left = sum(1 for track_id in ids if track_id in FAILURES)
+    all_failed = asyncio.Event()
+    if not failures_left:
+        all_failed.set()
 
     @probe.track
     async def fetch_one(track_id: int) -> str:
+        nonlocal failures_left
         spawned.note()
         if track_id in FAILURES:
-            await asyncio.sleep(0.001)  # fails fast, while the others are still waiting
+            await asyncio.sleep(0)
+            failures_left -= 1
+            if not failures_left:
+                all_failed.set()
             raise FAILURES[track_id](track_id)
-        await asyncio.sleep(0.02)
+        # bounded: a sequential answer never starts the failing queries while this waits.
+        # (asyncio.wait, not wait_for: wait_for can swallow a cancellation that arrives as
+        # the event is set, on Python 3.11.)
+        waiter = asyncio.ensure_future(all_failed.wait())
+        try:
+            await asyncio.wait([waiter], timeout=0.3)
+        finally:
+            waiter.cancel()
+        for _ in range(10):
+            await asyncio.sleep(0)
         return TRACKS[track_id]
 
     shown = f"fetch_some({_ids(ids)}, fetch_one)"
