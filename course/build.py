@@ -117,7 +117,8 @@ def build_all(only: str | None = None) -> list[Path]:
         new = workbook_from(solution)
         if target.exists():  # keep outputs if the sources did not change
             old = read_notebook(target)
-            if [c.source for c in old.cells] == [c.source for c in new.cells]:
+            if [(c.source, c.metadata.get("tags")) for c in old.cells] == \
+                    [(c.source, c.metadata.get("tags")) for c in new.cells]:
                 continue
         nbformat.write(new, target)
         written.append(target)

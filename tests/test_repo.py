@@ -51,7 +51,10 @@ def test_every_lesson_has_its_three_notebooks(name: str) -> None:
 def test_exercises_equal_a_fresh_build(name: str) -> None:
     built = workbook_from(_file("solutions", name))
     committed = nbformat.read(_file("exercises", name), as_version=4)
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells], \
+    def shape(nb):
+        return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+    assert shape(committed) == shape(built), \
         f"exercises/{name}-workbook.ipynb is out of date: run `make build`"
 
 
@@ -187,3 +190,13 @@ def test_notebooks_store_no_run_timestamps(folder: str) -> None:
     for path in sorted((ROOT / folder).glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
             assert "execution" not in cell.metadata, f"{folder}/{path.name}: run it with `python -m course run`"
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "exercises", "solutions"])
+def test_nbval_markers_are_cell_tags_not_comments(folder: str) -> None:
+    """A learner sees a `# NBVAL_...` comment heading a cell; a tag is for the tests only."""
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "code":
+                assert not re.search(r"#\s*NBVAL_", cell.source), \
+                    f"{folder}/{path.name} cell {index}: use the tag nbval-ignore-output (or raises-exception)"
