@@ -101,18 +101,19 @@ def test_environment_yml_agrees_with_pyproject() -> None:
         if "==" in spec:
             name, version = spec.split("==")
             conda_pins[re.sub(r"\[.*\]", "", name).lower()] = version
-    assert conda_pins == pins()
+    assert conda_pins == pins(optional=True)
 
 
 def test_pins_are_exact_and_constraints_agree() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert all("==" in spec for spec in project["dependencies"])
+    extras = [spec for group in project.get("optional-dependencies", {}).values() for spec in group]
+    assert all("==" in spec for spec in project["dependencies"] + extras)
     constraints = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         if "==" in line and not line.startswith("#"):
             name, version = line.split("==")
             constraints[name.lower().replace("_", "-")] = version
-    for name, version in pins().items():
+    for name, version in pins(optional=True).items():
         assert constraints.get(name.replace("_", "-")) == version, f"constraints.txt disagrees on {name}"
 
 
@@ -146,7 +147,8 @@ def _free_port() -> int:
 
 
 def test_make_lab_serves_the_whole_course(tmp_path) -> None:
-    """`make lab`'s own command, started on loopback: every folder is reachable, 00 opens."""
+    """`make lab`'s own command, started on loopback: every folder is reachable, 00 opens, and the
+    course's settings apply (no news pop-up, no build metadata in the file browser)."""
     import json
     import os
     import secrets
@@ -155,15 +157,15 @@ def test_make_lab_serves_the_whole_course(tmp_path) -> None:
     import urllib.request
 
     dry = subprocess.run(["make", "-s", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True)
-    command = next(line for line in dry.stdout.splitlines() if "jupyter lab" in line)
+    command = next(line for line in dry.stdout.splitlines() if "jupyter-lab" in line)
     token, port = secrets.token_hex(16), _free_port()
     args = shlex.split(command) + ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
                                    "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)}
     server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def get(path: str) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/{path}?token={token}", timeout=5) as r:
+    def get(path: str, api: str = "api/contents") -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{api}/{path}?token={token}", timeout=5) as r:
             return json.load(r)
 
     try:
@@ -179,6 +181,9 @@ def test_make_lab_serves_the_whole_course(tmp_path) -> None:
         names = {item["name"] for item in listing["content"]}
         assert {"notebooks", "exercises", "solutions", "datasets"} <= names, names
         assert get("notebooks/00-welcome.ipynb")["type"] == "notebook"
+        assert not any(name.endswith(".egg-info") for name in names), names
+        news = get("@jupyterlab/apputils-extension:notification", "lab/api/settings")["schema"]["properties"]
+        assert news["fetchNews"]["default"] == "false" and news["checkForUpdates"]["default"] is False
     finally:
         server.terminate()
         server.wait(timeout=30)
