@@ -110,3 +110,18 @@ def test_a_finished_bar_is_stored_as_text(tmp_path) -> None:
     assert list(outputs[0].data) == ["text/plain"]
     assert outputs[0].data["text/plain"].startswith("COPY: 100%|██████████| 1000/1000 [")
     assert "widgets" not in nbformat.read(path, as_version=4).metadata
+
+
+def test_a_copy_of_the_course_records_its_workbooks_only(tmp_path, monkeypatch) -> None:
+    """JupyterLab serving a copy of the course (the browser test does): lessons don't record."""
+    from course import progress
+
+    for folder in ("notebooks", "exercises", "solutions"):
+        (tmp_path / "copy" / folder).mkdir(parents=True)
+    monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "p.json"))
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "copy" / "notebooks" / "00-welcome.ipynb"))
+    progress.record("00", "q1", "wrong")
+    assert progress.load() == {}
+    monkeypatch.setenv("JPY_SESSION_NAME", str(tmp_path / "copy" / "exercises" / "00-welcome-workbook.ipynb"))
+    progress.record("00", "q1", "correct")
+    assert progress.load()["00.q1"]["status"] == "correct"
