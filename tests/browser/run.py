@@ -276,6 +276,9 @@ def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
     started = time.perf_counter()
     open_notebook(page, lab, path)
     page.evaluate(WATCH_WIDGETS)
+    if page.evaluate("() => document.body.textContent.includes('Jupyter news')"):
+        shoot(page, f"{lesson}-FAILED-news", shots)
+        raise Failed("JupyterLab asks about Jupyter news: the course's .jupyter/ settings were not applied")
     command(page, "notebook:clear-all-cell-outputs")  # stored outputs gone: every output below is this run's
     state = js(page, JS_STATE)
     if any(c["outputs"] or c["count"] for c in state["cells"] if c["type"] == "code"):
@@ -463,6 +466,8 @@ def main(only: list[str]) -> int:
         widget_errors = [m for m in console if "widget" in m.lower() or "model not found" in m.lower()]
         if widget_errors:
             raise Failed(f"the browser console reported widget errors: {widget_errors[:3]}")
+        if os.name != "nt" and "without encryption" in (WORK / "jupyterlab.log").read_text():
+            raise Failed("a kernel warned 'running over TCP without encryption' in make lab's terminal")
     except (Failed, PlaywrightError) as exc:
         print("\n".join(f"✅ {line}" for line in results))
         print(f"❌ make test-browser: {exc}", file=sys.stderr)
