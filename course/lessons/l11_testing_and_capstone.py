@@ -19,14 +19,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
+from fastapi import HTTPException, Query
 from starlette.requests import Request
 
+from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackRow
 from course.checks import Exercise, LearnerError, Wrong, call
 from course.databases import fresh_engine_url
 from course.probes import HOSTILE_INPUTS, checked_out
@@ -408,19 +408,11 @@ def _variant_routes() -> dict[str, tuple[str, str, Any, str]]:
     """The planted bugs: (method, path, route, what a test must notice), by name.
 
     Each route is the lesson-09 route with one mistake, and answers like it otherwise."""
-    from fastapi import HTTPException, Query
     from sqlalchemy import select
     from sqlalchemy.exc import IntegrityError
     from sqlalchemy.orm import selectinload
 
-    from course.apps.music_store import (
-        AlbumOut,
-        ArtistIn,
-        ArtistOut,
-        SessionDep,
-        TrackRow,
-        read_album,
-    )
+    from course.apps.music_store import read_album
     from course.models import Album, Artist, Track
 
     async def create_artist_no_rollback(new: ArtistIn, session: SessionDep) -> ArtistOut:
@@ -462,7 +454,7 @@ def _variant_routes() -> dict[str, tuple[str, str, Any, str]]:
         return tracks
 
     async def read_album_blocking(album_id: int, session: SessionDep) -> AlbumOut:
-        time.sleep(0.01)  # BUG: a synchronous call on the event loop's thread
+        time.sleep(0.01)  # BUG: a synchronous call on the event loop's thread  # noqa: ASYNC251
         return await read_album(album_id, session)
 
     return {
@@ -554,6 +546,14 @@ async def _check_store_tests(store_tests) -> str:
         compile(source, "test_store.py", "exec")
     except SyntaxError as exc:
         raise Wrong(f"your test module does not compile: line {exc.lineno}: {exc.msg}.") from None
+    import ast
+
+    async_tests = [node.name for node in ast.walk(ast.parse(source))
+                   if isinstance(node, ast.AsyncFunctionDef) and node.name.startswith("test")]
+    if async_tests and "anyio" not in source:
+        raise Wrong(f"{async_tests[0]} is an async test without `@pytest.mark.anyio`, so pytest "
+                    "cannot run it: add the mark (or `pytestmark = pytest.mark.anyio` at the top "
+                    "of the module).")
     if "def test" not in source:
         raise Wrong("your module has no test: pytest collects functions whose names start "
                     "with `test`.")
@@ -793,16 +793,24 @@ async def _capstone_suite(suite: _Suite) -> list[str]:
 
     # 3. five identical requests at once: one order
     burst = [(c, 1)]
-    responses = await asyncio.gather(*(suite.order(burst, key="burst") for _ in range(5)))
+    race = ("Two requests can both miss the key when they look it up: catch the IntegrityError "
+            "of the unique key, roll back, and return the order that won.")
+    try:
+        responses = await asyncio.gather(*(suite.order(burst, key="burst") for _ in range(5)))
+    except LearnerError as exc:
+        from sqlalchemy.exc import IntegrityError
+
+        if isinstance(exc.__cause__, IntegrityError):
+            raise Wrong("5 identical requests with one Idempotency-Key at once: one of them "
+                        f"failed with IntegrityError (a 500). {race}") from None
+        raise
     codes = sorted(r.status_code for r in responses)
     ids = {r.json().get("order_id") for r in responses if r.status_code in (200, 201)}
     _, orders, _ = await _store_state(engine)
     if codes != [200, 200, 200, 200, 201] or len(ids) != 1 or orders != orders0 + 2:
         raise Wrong(f"5 identical requests with one Idempotency-Key at once answered {codes} "
                     f"and stored {orders - orders0 - 1} order(s); expected one 201, four 200 "
-                    "with the same order, one order. Two requests can both miss the key when "
-                    "they look it up: catch the IntegrityError of the unique key, roll back, "
-                    "and return the order that won.")
+                    f"with the same order, one order. {race}")
     client_checks.append("5 concurrent retries made one order")
 
     # 4. a failure midway: the third line is sold out / unknown, nothing may remain
