@@ -504,10 +504,12 @@ async def _run_pytest(folder: Path, stores: list[str], template: Path) -> dict:
     report = folder / "report.json"
     env = {**os.environ, "STORE_VARIANTS": ",".join(stores), "STORE_TEMPLATE": str(template),
            "STORE_REPORT": str(report), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # only anyio's plugin: nbval's is slow to load
            "PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH"))
                                          if p)}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "store_report",
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "anyio.pytest_plugin",
+        "-p", "store_report",
         "-c", os.devnull, "--rootdir", str(folder), "test_store.py", cwd=folder, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
