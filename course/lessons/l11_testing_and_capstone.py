@@ -243,7 +243,15 @@ async def _check_client_with_session(client_with_session) -> str:
                             "routes depend on: `app.dependency_overrides[get_session] = ...`, "
                             "with get_session imported from the app's module.")
             try:
-                created = await call(client.post, "/artists", json={"name": name, "albums": ["One"]})
+                try:
+                    created = await call(client.post, "/artists",
+                                         json={"name": name, "albums": ["One"]})
+                except LearnerError as exc:
+                    if "unknown url type" in str(exc) or "missing an 'http" in str(exc):
+                        raise Wrong(f"{what}: the client could not send POST /artists, a path "
+                                    "without a host: give it one, `httpx.AsyncClient(transport="
+                                    "..., base_url=\"http://store\")`.") from None
+                    raise
                 if created.status_code != 201:
                     raise Wrong(f"POST /artists answered {created.status_code} {created.text[:80]}; "
                                 "expected 201.")

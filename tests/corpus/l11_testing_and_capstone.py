@@ -302,7 +302,7 @@ async def override_never_cleared(app, session):
             yield client
 
 
-@wrong("q2", expect="unknown url type")
+@wrong("q2", expect="base_url=")
 async def client_without_base_url(app, session):
     async def the_test_session():
         yield session
