@@ -1037,6 +1037,14 @@ async def _check_create_store_app(create_store_app) -> str:
         if idle:
             raise Wrong(f"after shutdown the app's engine still held {idle} connection(s): "
                         "`await engine.dispose()` after the lifespan's yield.")
+        async with LifespanManager(app) as manager:  # a second start-up of the same app
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+                await call(client.get, "/_check/state")
+        if len(engines) < 2:
+            raise Wrong("the app's second start-up used the engine of the first, which its "
+                        "shutdown had disposed: it was created outside the lifespan. Create it "
+                        "inside the lifespan, before `yield`.")
     finally:
         if original is missing:
             namespace.pop("send_receipt", None)
@@ -1044,7 +1052,8 @@ async def _check_create_store_app(create_store_app) -> str:
             namespace["send_receipt"] = original
         for engine in engines:
             await engine.dispose()
-    return "the hidden suite passed: " + "; ".join(done) + "; no blocking; engine disposed."
+    return ("the hidden suite passed: " + "; ".join(done) + "; no blocking; each start-up made "
+            "its own engine and disposed it.")
 
 
 q4 = Exercise(

@@ -75,9 +75,11 @@ Offset = Annotated[int, Query(ge=0)]
 
 
 def _store(url: str, bug: str) -> FastAPI:
+    made_early = create_async_engine(url) if bug == "engine_outside_lifespan" else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine = create_async_engine(url)
+        engine = made_early or create_async_engine(url)
         try:
             yield {"engine": engine,
                    "sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
@@ -487,3 +489,8 @@ def store_like_unescaped(url):
 @wrong("q4", expect="await engine.dispose()")
 def store_never_disposes(url):
     return _store(url, "no_dispose")
+
+
+@wrong("q4", expect="created outside the lifespan")
+def store_engine_outside_lifespan(url):
+    return _store(url, "engine_outside_lifespan")
