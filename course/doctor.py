@@ -18,7 +18,7 @@ def pins(optional: bool = False) -> dict[str, str]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     specs = list(data["project"]["dependencies"])
     if optional:
-        specs += [s for group in data["project"].get("optional-dependencies", {}).values() for s in group]
+        specs += data["project"].get("optional-dependencies", {}).get("test", [])  # not [authoring]
     found = {}
     for spec in specs:
         name, version = spec.split("==")

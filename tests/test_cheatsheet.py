@@ -264,3 +264,44 @@ def test_sqlalchemy_fastapi_and_performance_rows() -> None:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_testing_rows_of_lesson_11() -> None:
+    """A test's writes rolled back on PostgreSQL, and a dependency override by a plain lambda."""
+    import httpx
+    from fastapi import Depends, FastAPI
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from course.models import Artist
+
+    async def main() -> None:
+        engine = create_async_engine(await course.fresh_engine_url("test_cheatsheet_11", "postgresql"))
+        async with engine.connect() as conn:
+            outer = await conn.begin()
+            session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint")
+            session.add(Artist(name="Only in this test"))
+            await session.commit()  # a savepoint's release, not a real commit
+            assert await session.scalar(select(Artist.name).where(Artist.name == "Only in this test"))
+
+            def get_session() -> AsyncSession:
+                raise AssertionError("the override replaces it")
+
+            app = FastAPI()
+
+            @app.get("/count")
+            async def count(s: AsyncSession = Depends(get_session)) -> int:  # noqa: B008
+                return len((await s.scalars(select(Artist.artist_id))).all())
+
+            app.dependency_overrides[get_session] = lambda: session
+            try:
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+                    assert (await client.get("/count")).json() == 276
+            finally:
+                app.dependency_overrides.clear()
+            await session.close()
+            await outer.rollback()
+        async with engine.connect() as conn:
+            assert await conn.scalar(select(Artist.artist_id).where(Artist.name == "Only in this test")) is None
+        await engine.dispose()
+
+    asyncio.run(main())
