@@ -623,11 +623,10 @@ q3 = Exercise(
 
 # --- q4: GET /tracks?q=&limit=&offset= ---------------------------------------------------------
 
-GAPS = "(3, 4, 10, 11, 12, 40)"
-Q4_SETUP = [
-    (f"DELETE FROM invoice_line WHERE track_id IN {GAPS}", {}),
-    (f"DELETE FROM playlist_track WHERE track_id IN {GAPS}", {}),
-    (f"DELETE FROM track WHERE track_id IN {GAPS}", {}),
+Q4_SETUP = [  # gaps in the ids; PostgreSQL wants the rows that point at them gone first
+    ("DELETE FROM invoice_line WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
+    ("DELETE FROM playlist_track WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
+    ("DELETE FROM track WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
     ("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
      "VALUES (:i, :n, NULL, 1, 1000, :p)", {"i": 99_999, "n": "A loose track, 100% single_", "p": 1.99}),
 ]
