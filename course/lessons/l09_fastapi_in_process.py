@@ -665,7 +665,7 @@ def _ids(items: Any) -> list[Any]:
 async def _page(client: Any, engine: Any, **params: Any) -> tuple[list[dict], int]:
     import re
 
-    what = "GET /tracks?" + "&".join(f"{k}={v}" for k, v in params.items())
+    what = "GET /tracks" + ("?" if params else "") + "&".join(f"{k}={v}" for k, v in params.items())
     with StatementCounter(engine) as counter:
         response = await _send(client, "GET", "/tracks", params=params)
     _status(response, 200, what)

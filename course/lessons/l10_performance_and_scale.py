@@ -101,8 +101,10 @@ async def _judge_pool(engine: AsyncEngine, url: Any, shown: str, rate: int, late
     size = pool.size()
     floating = math.ceil(rate * (latency_ms / 1000))
     if size != needed and size == floating:
-        raise Wrong(f"{shown} has pool_size={size}, but {rate} × {latency_ms} / 1000 = "
-                    f"{rate * latency_ms / 1000:g}, so {needed}. In floating point {latency_ms}/1000 is not exactly "
+        raise Wrong(f"{shown} has pool_size={size}, but {rate} × {latency_ms} / 1000 is "
+                    + (f"exactly {needed}" if rate * latency_ms % 1000 == 0 else
+                       f"{rate * latency_ms / 1000:g}, rounded up {needed}")
+                    + f". In floating point {latency_ms}/1000 is not exactly "
                     f"{latency_ms / 1000:g}, so {rate} × ({latency_ms}/1000) = "
                     f"{rate * (latency_ms / 1000)!r}, which math.ceil rounds up to {size}. "
                     "Multiply the integers first, then divide once: `math.ceil(rate * latency_ms "
