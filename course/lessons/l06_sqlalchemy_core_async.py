@@ -581,16 +581,39 @@ async def _check_load_lines(load_lines) -> str:
             "inserts nothing, on SQLite and PostgreSQL.")
 
 
+class _AutocommitInsert(Exception):
+    """Raised by the check, before the statement runs, for an INSERT on an AUTOCOMMIT connection."""
+
+
+class _NoAutocommit(StatementCounter):
+    """A StatementCounter that stops an INSERT sent on an AUTOCOMMIT connection before it runs:
+    every row of it would commit alone, a disk sync each (thousands of them, a minute on a busy
+    machine), and the check already knows the answer is wrong."""
+
+    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        super()._on_execute(conn, cursor, statement, parameters, context, executemany)
+        if statement.lstrip().upper().startswith("INSERT") and \
+                conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            raise _AutocommitInsert(statement)
+
+
 async def _load_cases(engine: AsyncEngine, table: Table, load_lines, backend: str) -> None:
     first = 1_000_003
     for size, seed in ((1_500, 3), (BULK, 5)):
         rows = list(synthetic.invoice_lines(size, seed, first_id=first))
         first += 3 * size
         before = await _count(engine, table)
-        with StatementCounter(engine) as counter:
+        with _NoAutocommit(engine) as counter:
             try:
                 got = await run(load_lines, engine, table, list(rows))
             except LearnerError as exc:
+                if isinstance(exc.__cause__, _AutocommitInsert):
+                    raise Wrong(f"load_lines sent its INSERT on a connection set to "
+                                "isolation_level='AUTOCOMMIT': each row commits on its own, so "
+                                "when a row fails midway the rows before it stayed on "
+                                f"{_on(backend)} (and {size} rows cost {size} commits). Use "
+                                "`async with engine.begin() as conn:`, which commits all the rows "
+                                "together or none of them.") from None
                 if "too many" in str(exc).lower() or "32767" in str(exc) or "arguments" in str(exc).lower():
                     raise Wrong(f"{size} rows failed ({exc}): `.values(list)` builds one statement "
                                 "with a parameter per value, and databases cap those. Pass the list "

@@ -40,6 +40,7 @@ LIMIT = 30.0  # seconds: the first check of a session may start PostgreSQL and c
 ARTIST_ID = 7654321          # an artist with four albums: one without tracks, two with one title
 NO_ALBUMS_ID = 7654329       # an artist with no album at all
 INVOICE_ID = 9000001
+EMPTY_INVOICE_ID = 9000002   # an invoice with no lines at all
 ARTIST_NAME = 'Guns N\' Roses "live"'
 TIE_GENRE = "Bossa 'Nova'"
 COUNTRY = "Côte d'Ivoire"    # only the check's invoice is billed there; its customer lives in Ireland
@@ -69,6 +70,8 @@ def _seed_rows() -> list[Any]:
                  country="Ireland"),
         Invoice(invoice_id=INVOICE_ID, customer_id=7000001, invoice_date=datetime(2026, 11, 27),
                 billing_country=COUNTRY, total=Decimal("5.97")),
+        Invoice(invoice_id=EMPTY_INVOICE_ID, customer_id=7000001, invoice_date=datetime(2026, 11, 28),
+                billing_country="Ireland", total=Decimal("0.00")),
         # Rock and Bossa 'Nova' tie at 1.50 in COUNTRY; Jazz leads with 1.98. The Bossa line was
         # sold at a discount, three at a time; Chinook's own lines are all 1 at the track's price.
         InvoiceLine(invoice_line_id=9500005, invoice_id=INVOICE_ID, track_id=900141,
@@ -375,11 +378,33 @@ async def _check_genre_revenue(genre_revenue) -> str:
                                 "go by genre name (ORDER BY revenue DESC, Genre.name).")
                 raise Wrong(f"{what} has the right totals in the wrong order: biggest revenue "
                             "first, then by genre name.")
-            raise Wrong(f"{what} returned {rows[:2]}…; expected {expected[:2]}….")
+            raise Wrong(_rows_differ(what, rows, expected, "row"))
         return (f"one GROUP BY query per call; quantities, discounted prices, billing country and "
                 f"the tie in {COUNTRY!r} right, on SQLite and PostgreSQL.")
 
     return await _on_both("q2", body)
+
+
+def _rows_differ(what: str, got: list, want: list, noun: str) -> str:
+    """Name the rows that are extra and missing, rather than print two lists that may start alike."""
+    extra = [row for row in got if row not in want]
+    missing = [row for row in want if row not in got]
+    parts = [f"{what} returned {len(got)} {noun}s; expected {len(want)}."]
+    if extra:
+        parts.append(f"Not expected: {', '.join(map(repr, extra[:3]))}"
+                     + (f" and {len(extra) - 3} more." if len(extra) > 3 else "."))
+    if missing:
+        parts.append(f"Missing: {', '.join(map(repr, missing[:3]))}"
+                     + (f" and {len(missing) - 3} more." if len(missing) > 3 else "."))
+    if noun == "row" and any(row[0] is None for row in extra):
+        parts.append("A row with no genre name comes from tracks that have no genre: an outer "
+                     "join keeps them, but their money is no genre's revenue. Join Genre with a "
+                     "plain (inner) join.")
+    if noun == "line" and any(row[1] is None for row in missing):
+        parts.append("The missing line is a track without an album: an inner join to Album drops "
+                     "it. Join Album with an outer join, or read line.track.album and write None "
+                     "when it is None.")
+    return " ".join(parts)
 
 
 def _explain_revenue(what: str, rows: list, expected: list) -> None:
@@ -426,7 +451,7 @@ async def _expected_invoice(engine: AsyncEngine, invoice_id: int) -> Any:
                  for line in invoice.lines])
 
 
-INVOICE_CASES = [1, 98, INVOICE_ID, 412, 31337]
+INVOICE_CASES = [1, 98, INVOICE_ID, EMPTY_INVOICE_ID, 412, 31337]
 Q3_FIX = ("load everything with the query: `selectinload(Invoice.lines).selectinload(InvoiceLine.track)"
           ".selectinload(Track.album)`, and `selectinload(Invoice.customer)`.")
 
@@ -451,6 +476,12 @@ async def _check_invoice_detail(invoice_detail) -> str:
                 if got is not None:
                     raise Wrong(f"{what}: there is no such invoice, so return None; you returned {got!r}.")
                 continue
+            if got is None:
+                raise Wrong(f"{what} returned None, but invoice {invoice_id} exists"
+                            + (" (it has no lines, and a join from the invoice to its lines "
+                               "finds no row for it): return (customer name, []). None is for an id "
+                               "with no invoice." if not expected[1] else
+                               ": None is for an id with no invoice."))
             if seen.count > 5:
                 raise Wrong(f"{what} ran {seen.count} statements for {len(expected[1])} lines: "
                             "one query per line is N+1, even written by hand. Five are enough "
@@ -464,10 +495,11 @@ async def _check_invoice_detail(invoice_detail) -> str:
             if sorted(got[1], key=str) == sorted(expected[1], key=str):
                 raise Wrong(f"{what} has the right lines in the wrong order: by invoice_line_id "
                             "(Invoice.lines is ordered that way already).")
-            raise Wrong(f"{what} returned the lines {got[1][:2]}…; expected {expected[1][:2]}… "
-                        "(track name, album title or None, quantity).")
-        return ("5 invoices read under raiseload('*'), no lazy load, a track without album and an "
-                "unknown id included, on SQLite and PostgreSQL.")
+            raise Wrong(_rows_differ(what, got[1], expected[1], "line")
+                        + " Each line is (track name, album title or None, quantity).")
+        return (f"{len(INVOICE_CASES)} invoices read under raiseload('*'), no lazy load, a track "
+                "without album, an invoice without lines and an unknown id included, on SQLite "
+                "and PostgreSQL.")
 
     return await _on_both("q3", body)
 

@@ -286,10 +286,12 @@ async def _check_create_app(create_app) -> str:
             if run == 0:
                 first = engine
             elif run == 2 and engine is first:
-                raise Wrong("both start-ups of one app used the same engine object: it was "
-                            "created when create_app ran, outside the lifespan. Create it "
-                            "inside the lifespan, before `yield`, so that each start-up owns "
-                            "the engine that its shutdown disposes.")
+                raise Wrong("both start-ups of one app used the same engine object, which the "
+                            "first shutdown had already disposed: it was made once (when "
+                            "create_app ran, or at the first start-up and then kept) and not "
+                            "again. Create a new one inside the lifespan, before `yield`, every "
+                            "time the lifespan runs, so that each start-up owns the engine that "
+                            "its shutdown disposes.")
     finally:
         for engine in engines:
             await engine.dispose()
@@ -460,6 +462,72 @@ async def _create(client: Any, body: dict) -> Any:
         raise
 
 
+class _RaceProbe:
+    """Makes the race between two requests for one name certain instead of likely: the first
+    INSERT INTO artist waits (up to 3 s) until the other request has sent its own, so any lookup
+    that either request made before inserting was made before either insert."""
+
+    def __init__(self, engine: Any, requests: int) -> None:
+        self.engine = engine.sync_engine
+        self.requests = requests
+        self.arrived = 0
+        self.all_arrived = asyncio.Event()
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        from sqlalchemy.util import await_
+
+        if statement.lstrip().upper().startswith("INSERT INTO ARTIST"):
+            self.arrived += 1
+            if self.arrived >= self.requests:
+                self.all_arrived.set()
+            elif self.arrived < self.requests:
+                await_(self._everyone_arrived())
+
+    async def _everyone_arrived(self) -> None:
+        try:
+            async with asyncio.timeout(3):
+                await self.all_arrived.wait()
+        except TimeoutError:
+            pass  # the other request never inserts (it was refused earlier): go on
+
+    def __enter__(self) -> _RaceProbe:
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._before)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._before)
+
+
+async def _race(client: Any, engine: Any, name: str) -> None:
+    """Two requests at once for one name, in two spellings: one 201, one 409, one row."""
+    bodies = [{"name": name, "albums": ["Twin A"]}, {"name": name.upper(), "albums": ["Twin B"]}]
+    with _RaceProbe(engine, len(bodies)):
+        outcomes = await asyncio.gather(*(_create(client, body) for body in bodies),
+                                        return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, Wrong) and "IntegrityError" in str(outcome):
+            raise Wrong(f"two requests for the same name at once ({name!r} and "
+                        f"{name.upper()!r}): both looked and found the name free, both "
+                        "inserted, and the database refused the second: your route let "
+                        "IntegrityError out, a 500. A lookup before the insert cannot prevent "
+                        "this; the unique index decides. Insert, commit inside `try:`, and "
+                        "answer 409 on IntegrityError.")
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    codes = sorted(response.status_code for response in outcomes)
+    stored = await _stored(engine, name)
+    if codes != [201, 409] or len(stored) != 1:
+        raise Wrong(f"two requests at once for the same name ({name!r} and {name.upper()!r}) "
+                    f"were answered {codes} and left {len(stored)} artist(s) of that name; "
+                    "expected one 201, one 409 and one artist: the unique index decides, catch "
+                    "IntegrityError on commit and answer 409.")
+
+
 async def _check_create_artist_on(create_artist: Any, backend: str, seed: int) -> int:
     rng = random.Random(seed)
     url = await _database("check-09-q3" if backend == "sqlite" else "check_09_q3", backend)
@@ -497,6 +565,7 @@ async def _check_create_artist_on(create_artist: Any, backend: str, seed: int) -
             if len(after) != 1 or "Should Not Exist" in after[0][2]:
                 raise Wrong(f"after the 409 for {taken!r}, the database holds {after}: a "
                             "conflict must leave nothing behind.")
+        await _race(client, engine, f"Twin Names {rng.randrange(10_000, 99_999)}")
         for bad in ({"name": ""}, {}, {"name": "Fine", "albums": [""]}, {"name": "x" * 121}):
             response = await _send(client, "POST", "/artists", json=bad)
             _status(response, 422, f"POST /artists {bad}", "declare the body as `new: ArtistIn` "
@@ -534,7 +603,8 @@ async def _check_create_artist(create_artist) -> str:
     for seed, backend in enumerate(("sqlite", "postgresql")):
         await _check_create_artist_on(create_artist, backend, seed)
     return ("on SQLite and PostgreSQL: 201 with the stored row and its albums, hostile names "
-            "stored as sent; 409 for taken names (any case) with nothing left behind; 422 for "
+            "stored as sent; 409 for taken names (any case) with nothing left behind, also when "
+            "two requests raced for one name; 422 for "
             "bad bodies; a failure halfway left nothing and was not called a conflict.")
 
 
@@ -553,12 +623,19 @@ q3 = Exercise(
 
 # --- q4: GET /tracks?q=&limit=&offset= ---------------------------------------------------------
 
-Q4_SETUP = [
+Q4_SETUP = [  # gaps in the ids; PostgreSQL wants the rows that point at them gone first
+    ("DELETE FROM invoice_line WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
+    ("DELETE FROM playlist_track WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
     ("DELETE FROM track WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
     ("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
      "VALUES (:i, :n, NULL, 1, 1000, :p)", {"i": 99_999, "n": "A loose track, 100% single_", "p": 1.99}),
 ]
-SEARCHES = ["love", "LOVE", "Ü", *HOSTILE_INPUTS, "100%", "single_"]
+# Only ASCII letters: how "ignoring case" treats Ü differs between databases (SQLite folds
+# A-Z only), so the statement promises nothing beyond ASCII and the check asks nothing more.
+SEARCHES = ["love", "LOVE", "rOcK", *HOSTILE_INPUTS, "100%", "single_"]
+# On PostgreSQL, rewriting some early rows moves them to the end of the table's heap: a query
+# without ORDER BY then returns them last (SQLite keeps rowid order, which is track_id here).
+Q4_SHUFFLE = [("UPDATE track SET name = name WHERE track_id IN (1, 2, 5, 7, 13, 20, 21)", {})]
 
 
 async def _tracks_json(engine: Any, q: str | None = None) -> list[dict]:
@@ -586,23 +663,47 @@ def _ids(items: Any) -> list[Any]:
 
 
 async def _page(client: Any, engine: Any, **params: Any) -> tuple[list[dict], int]:
-    what = "GET /tracks?" + "&".join(f"{k}={v}" for k, v in params.items())
+    import re
+
+    what = "GET /tracks" + ("?" if params else "") + "&".join(f"{k}={v}" for k, v in params.items())
     with StatementCounter(engine) as counter:
         response = await _send(client, "GET", "/tracks", params=params)
     _status(response, 200, what)
     got = response.json()
     if not isinstance(got, list):
         raise Wrong(f"{what} returned {type(got).__name__} JSON; expected a list of TrackRow.")
+    paged = [s for s in counter.statements if re.search(r"\b(LIMIT|OFFSET)\b", s, re.IGNORECASE)]
+    if paged and not any(re.search(r"\bORDER\s+BY\b", s, re.IGNORECASE) for s in paged):
+        raise Wrong(f"{what}: your query takes a page (LIMIT/OFFSET) with no ORDER BY. Without "
+                    "it a database returns rows in whatever order it finds them (PostgreSQL "
+                    "returns a row it has rewritten last), so pages can repeat or skip rows: "
+                    "`.order_by(Track.track_id)`.")
     return got, counter.count
 
 
 async def _check_list_tracks(list_tracks) -> str:
     await _mountable(list_tracks, "list_tracks")
-    url = await _database("check-09-q4", "sqlite", *Q4_SETUP)
+    many = 0
+    for backend in ("sqlite", "postgresql"):
+        many = await _check_list_tracks_on(list_tracks, backend)
+    return ("on SQLite and PostgreSQL: pages of every size over ids with gaps, in order, with "
+            f"album and artist, in at most 3 statements (60 tracks: {many}); 422 for a bad limit "
+            f"or offset; {len(SEARCHES)} searches ignoring case, hostile ones included, treated "
+            "as plain text.")
+
+
+async def _check_list_tracks_on(list_tracks: Any, backend: str) -> int:
+    if backend == "sqlite":
+        url = await _database("check-09-q4", backend, *Q4_SETUP)
+    else:
+        url = await _database("check_09_q4", backend, *Q4_SETUP, *Q4_SHUFFLE)
     async with _served(url, [("/tracks", "GET", list_tracks, None)]) as (client, engine):
         everything = await _tracks_json(engine)
         got, _ = await _page(client, engine)
         if got != everything[:20]:
+            if sorted(_ids(got), key=str) == _ids(everything[:20]):
+                raise Wrong(f"GET /tracks (no parameters) returned the first 20 tracks out of "
+                            f"order, {_ids(got)[:8]}...: order them by track_id.")
             if _ids(got) == _ids(everything[:20]):
                 raise Wrong(f"GET /tracks: the right tracks, but the first one reads {got[0]}; "
                             f"expected {everything[0]} (TrackRow, with its album and artist).")
@@ -658,16 +759,16 @@ async def _check_list_tracks(list_tracks) -> str:
             names = [item.get("name", "") for item in got if isinstance(item, dict)]
             if len(got) < len(want) and all(q in name for name in names):
                 raise Wrong(f"{what} returned {len(got)} tracks; {len(want)} names contain "
-                            f"{q!r} in any case: `icontains`, not `contains`.")
+                            f"{q!r} in any case on {'SQLite' if backend == 'sqlite' else 'PostgreSQL'}"
+                            ": `icontains`, not `contains` (SQLite's LIKE ignores the case of "
+                            "ASCII letters, PostgreSQL's does not).")
             if len(got) > len(want) and "'" in q:
                 raise Wrong(f"{what} returned {len(got)} tracks instead of {len(want)}: the query "
                             "string became SQL. Filter with `Track.name.icontains(q, "
                             "autoescape=True)`, which binds q as data.")
             raise Wrong(f"{what} returned track ids {_ids(got)[:8]}; expected {_ids(want)[:8]}.")
         _leaks(engine, "the requests")
-    return ("pages of every size over ids with gaps, in order, with album and artist, in at most "
-            f"3 statements (60 tracks: {many}); 422 for a bad limit or offset; {len(SEARCHES)} "
-            "searches, hostile ones included, treated as plain text.")
+    return many
 
 
 q4 = Exercise(

@@ -51,7 +51,8 @@ def _status(response: httpx.Response, path: str, wanted: int) -> None:
 # --- q1: a pool sized by Little's law -----------------------------------------------------
 
 # (requests per second, milliseconds each request holds a connection) -> connections needed
-POOL_CASES = [(200, 50), (55, 20), (30, 100), (7, 1000), (1000, 3)]
+# (100, 70) and (25, 280) need 7: 100 * (70 / 1000) is 7.000000000000001 in floating point.
+POOL_CASES = [(200, 50), (55, 20), (100, 70), (30, 100), (7, 1000), (25, 280), (1000, 3)]
 
 
 def _needed(rate: int, latency_ms: int) -> int:
@@ -98,6 +99,16 @@ async def _judge_pool(engine: AsyncEngine, url: Any, shown: str, rate: int, late
                     "next request (NullPool opens and closes one per checkout). Keep the default "
                     "queue pool and set pool_size.")
     size = pool.size()
+    floating = math.ceil(rate * (latency_ms / 1000))
+    if size != needed and size == floating:
+        raise Wrong(f"{shown} has pool_size={size}, but {rate} × {latency_ms} / 1000 is "
+                    + (f"exactly {needed}" if rate * latency_ms % 1000 == 0 else
+                       f"{rate * latency_ms / 1000:g}, rounded up {needed}")
+                    + f". In floating point {latency_ms}/1000 is not exactly "
+                    f"{latency_ms / 1000:g}, so {rate} × ({latency_ms}/1000) = "
+                    f"{rate * (latency_ms / 1000)!r}, which math.ceil rounds up to {size}. "
+                    "Multiply the integers first, then divide once: `math.ceil(rate * latency_ms "
+                    "/ 1000)`, or all in integers, `-(-rate * latency_ms // 1000)`.")
     if size == rate * latency_ms and size != needed:
         raise Wrong(f"{shown} has pool_size={size}: the latency is in milliseconds. Little's "
                     f"law wants seconds: {rate} × {latency_ms}/1000 = {rate * latency_ms / 1000:g} "
@@ -195,7 +206,7 @@ async def _check_add_name_route(add_name_route) -> str:
 async def _name_case(add_name_route, ids: list[int]) -> None:
     witness = LoopWitness(add_name_route)
     on_loop: list[bool] = []
-    state = {"now": 0, "peak": 0}
+    state = {"now": 0, "peak": 0, "waited": False}
     lock = threading.Lock()
     second = threading.Event()
 
@@ -208,12 +219,15 @@ async def _name_case(add_name_route, ids: list[int]) -> None:
         with lock:
             state["now"] += 1
             state["peak"] = max(state["peak"], state["now"])
-            first = state["now"] == 1 and not second.is_set()
+            # Only the first lookup of the case waits for a second one: when lookups are
+            # serialised, each later one would wait in vain too (3 s a request).
+            first = state["now"] == 1 and not second.is_set() and not state["waited"]
+            state["waited"] = state["waited"] or first
             if state["now"] >= 2:
                 second.set()
         try:
-            witness.wait_in_thread()  # is the loop free while this call runs?
-            if first:
+            verdict = witness.wait_in_thread()  # is the loop free while this call runs?
+            if first and verdict != "held":  # a held loop starts no second lookup: no wait
                 second.wait(3.0)  # a second lookup arrives at once if they run side by side
             return NAMES.get(track_id)
         finally:
@@ -327,8 +341,9 @@ async def _fanout_case(add_previews_route, limit: int, requests: list[list[int]]
         if probe.peak == total:
             why = "nothing limited them: every call started at once"
         elif len(requests) > 1 and probe.peak <= limit * len(requests) and probe.peak > limit + 1:
-            why = ("each request had its own semaphore, so every concurrent request brought "
-                   f"{limit} more. Create one asyncio.Semaphore(limit) in add_previews_route, "
+            why = (f"each request kept to {limit} of its own (its own semaphore, or batches of "
+                   f"{limit}), so every concurrent request brought {limit} more. The limit is for "
+                   "the whole app: create one asyncio.Semaphore(limit) in add_previews_route, "
                    "outside the route function, and share it")
         else:
             why = f"your limit lets {probe.peak} in, not {limit}"
@@ -440,9 +455,13 @@ async def _catalogue_case(client: httpx.AsyncClient, engine: AsyncEngine, artist
             raise Wrong(_catalogue_difference(path, got, wanted))
     if counter.count > 1:
         albums = len(wanted["albums"]) if wanted else 0
-        how = ("selectinload runs a second SELECT for the albums' tracks"
-               if counter.count == 2 and albums > 1 else
-               f"that is one more per album ({albums} albums): the N+1 pattern")
+        if counter.count == 2 and albums > 1:
+            how = "selectinload runs a second SELECT for the albums' tracks"
+        elif counter.count >= albums + 1 and albums > 2:
+            how = f"that is one more per album ({albums} albums): the N+1 pattern"
+        else:
+            how = ("one per level (artist, albums, tracks), as selectinload or separate queries "
+                   "do: not N+1, but not the one round trip asked for")
         raise Wrong(f"GET {path} ran {counter.count} SQL statements; {how}. Load everything in "
                     "one statement: joinedload (with .unique()), or one select() with outer joins.")
 

@@ -177,6 +177,19 @@ async def genre_revenue_without_await(session, country):
     return [tuple(row) for row in rows]
 
 
+@wrong("q2", expect="Join Genre with a plain (inner) join")
+async def genre_revenue_outer_join_to_genre(session, country):
+    # the outer join keeps the lines of tracks without a genre, as a (None, total) row
+    revenue = func.sum(InvoiceLine.unit_price * InvoiceLine.quantity)
+    stmt = (select(Genre.name, revenue).select_from(InvoiceLine)
+            .join(Invoice, Invoice.invoice_id == InvoiceLine.invoice_id)
+            .join(Track, Track.track_id == InvoiceLine.track_id)
+            .outerjoin(Genre, Genre.genre_id == Track.genre_id)
+            .where(Invoice.billing_country == country)
+            .group_by(Genre.genre_id, Genre.name).order_by(revenue.desc(), Genre.name))
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
 # --- q3: invoice_detail -----------------------------------------------------------------------
 
 def _detail(invoice):
@@ -260,6 +273,33 @@ async def invoice_detail_query_per_line(session, invoice_id):
             .where(Track.track_id == line.track_id))).one()
         lines.append((name, title, line.quantity))
     return f"{invoice.customer.first_name} {invoice.customer.last_name}", lines
+
+
+def _invoice_rows(invoice_id, album_join):
+    return (select(Customer.first_name, Customer.last_name, Track.name, Album.title,
+                   InvoiceLine.quantity)
+            .select_from(Invoice).join(Customer, Customer.customer_id == Invoice.customer_id)
+            .join(InvoiceLine, InvoiceLine.invoice_id == Invoice.invoice_id)
+            .join(Track, Track.track_id == InvoiceLine.track_id)
+            .join(Album, Album.album_id == Track.album_id, isouter=album_join == "outer")
+            .where(Invoice.invoice_id == invoice_id).order_by(InvoiceLine.invoice_line_id))
+
+
+@wrong("q3", expect="an inner join to Album drops it")
+async def invoice_detail_inner_join_to_album(session, invoice_id):
+    rows = (await session.execute(_invoice_rows(invoice_id, "inner"))).all()
+    if not rows:
+        return None
+    return f"{rows[0][0]} {rows[0][1]}", [(r[2], r[3], r[4]) for r in rows]
+
+
+@wrong("q3", expect="it has no lines")
+async def invoice_detail_one_row_per_line(session, invoice_id):
+    # one joined query: right for every invoice that has lines, None for one that has none
+    rows = (await session.execute(_invoice_rows(invoice_id, "outer"))).all()
+    if not rows:
+        return None
+    return f"{rows[0][0]} {rows[0][1]}", [(r[2], r[3], r[4]) for r in rows]
 
 
 # --- q4: tracks_page --------------------------------------------------------------------------

@@ -17,11 +17,11 @@ from fastapi import FastAPI, HTTPException, Query
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackRow
 from course.models import Album, Artist, Track
-from tests.corpus import wrong
+from tests.corpus import correct, wrong
 
 # --- q1: create_app ----------------------------------------------------------------------------
 
@@ -43,7 +43,7 @@ def create_app_module_engine(url):
     return FastAPI(lifespan=lifespan)
 
 
-@wrong("q1", expect="outside the lifespan")
+@wrong("q1", expect="made once (when create_app ran")
 def create_app_engine_outside_lifespan(url):
     engine = create_async_engine(url)  # made when create_app runs, shared by every start-up
 
@@ -51,6 +51,22 @@ def create_app_engine_outside_lifespan(url):
     async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
         yield {"sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
         await engine.dispose()
+
+    return FastAPI(lifespan=lifespan)
+
+
+@wrong("q1", expect="at the first start-up and then kept")
+def create_app_engine_kept_from_first_start(url):
+    box: dict[str, Any] = {}  # made inside the lifespan, but only the first time it runs
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        if "engine" not in box:
+            box["engine"] = create_async_engine(url)
+        try:
+            yield {"sessionmaker": async_sessionmaker(box["engine"], expire_on_commit=False)}
+        finally:
+            await box["engine"].dispose()
 
     return FastAPI(lifespan=lifespan)
 
@@ -258,6 +274,20 @@ async def create_artist_select_first(new: ArtistIn, session: SessionDep) -> Arti
     return artist
 
 
+@wrong("q3", expect="A lookup before the insert cannot prevent")
+async def create_artist_looks_up_first(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    # compares like the index (lower), so one request at a time passes; two at once both
+    # find the name free, both insert, and the second insert's IntegrityError is a 500
+    taken = await session.scalar(select(Artist.artist_id)
+                                 .where(func.lower(Artist.name) == new.name.lower()))
+    if taken is not None:
+        raise HTTPException(status_code=409, detail="exists")
+    artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])
+    session.add(artist)
+    await session.commit()
+    return artist
+
+
 @wrong("q3", expect="no artist")
 async def create_artist_never_commits(new: ArtistIn, session: SessionDep) -> ArtistOut:
     artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])
@@ -412,6 +442,41 @@ async def list_tracks_by_name(session: SessionDep, q: str | None = None, limit: 
     if q is not None:
         stmt = stmt.where(Track.name.icontains(q, autoescape=True))
     return list((await session.scalars(stmt)).all())
+
+
+@wrong("q4", expect="no ORDER BY")
+async def list_tracks_unordered(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                offset: Offset = 0) -> list[TrackRow]:
+    # right on SQLite only by luck: rowid order is track_id order there
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .limit(limit).offset(offset))
+    if q is not None:
+        stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+    return list((await session.scalars(stmt)).all())
+
+
+@wrong("q4", expect="in any case on PostgreSQL")
+async def list_tracks_contains(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                               offset: Offset = 0) -> list[TrackRow]:
+    # passes on SQLite, whose LIKE ignores ASCII case; PostgreSQL's LIKE does not
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(offset))
+    if q is not None:
+        stmt = stmt.where(Track.name.contains(q, autoescape=True))
+    return list((await session.scalars(stmt)).all())
+
+
+@correct("q4")
+async def list_tracks_lowered_in_python(session: SessionDep, q: str | None = None,
+                                        limit: Limit = 20, offset: Offset = 0) -> list[TrackRow]:
+    # joinedload of two many-to-one relationships (no unique() needed), q lowered in Python
+    # and escaped by hand
+    stmt = (select(Track).options(joinedload(Track.album).joinedload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(offset))
+    if q is not None:
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(func.lower(Track.name).like(f"%{escaped}%", escape="\\"))
+    return [TrackRow.model_validate(track) for track in await session.scalars(stmt)]
 
 
 # --- q5: track_lyrics ---------------------------------------------------------------------------

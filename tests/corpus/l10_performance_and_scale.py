@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.pool import NullPool
 
 from course.models import Album, Artist
@@ -21,6 +21,12 @@ from tests.corpus import wrong
 @wrong("q1", expect="round up")
 def sized_engine_rounds_down(url, rate, latency_ms):
     return create_async_engine(url, pool_size=int(rate * latency_ms / 1000), max_overflow=0)
+
+
+@wrong("q1", expect="In floating point")
+def sized_engine_in_floating_point(url, rate, latency_ms):
+    # 100 * (70 / 1000) is 7.000000000000001, which math.ceil makes 8
+    return create_async_engine(url, pool_size=math.ceil(rate * (latency_ms / 1000)), max_overflow=0)
 
 
 @wrong("q1", expect="the latency is in milliseconds")
@@ -165,7 +171,18 @@ def previews_unbounded(app, fetch_preview, limit):
         return await asyncio.gather(*(fetch_preview(i) for i in ids))
 
 
-@wrong("q3", expect="each request had its own semaphore")
+@wrong("q3", expect="its own semaphore, or batches of")
+def previews_in_batches(app, fetch_preview, limit):
+    # no semaphore: waves of `limit` per request, so concurrent requests add up past the limit
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        out = []
+        for start in range(0, len(ids), limit):
+            out += await asyncio.gather(*(fetch_preview(i) for i in ids[start:start + limit]))
+        return out
+
+
+@wrong("q3", expect="its own semaphore, or batches of")
 def previews_semaphore_per_request(app, fetch_preview, limit):
     @app.get("/previews")
     async def previews(ids: Annotated[list[int], Query()]):
@@ -283,6 +300,19 @@ def catalogue_selectinload(app, get_session):
         stmt = (select(Artist).where(Artist.artist_id == artist_id)
                 .options(joinedload(Artist.albums).selectinload(Album.tracks)))
         artist = (await session.scalars(stmt)).unique().one_or_none()
+        if artist is None:
+            raise _not_found(artist_id)
+        return _catalogue(artist)
+
+
+@wrong("q4", expect="one per level (artist, albums, tracks)")
+def catalogue_selectinload_chain(app, get_session):
+    # three statements whatever the number of albums: not N+1, not one statement either
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        stmt = (select(Artist).where(Artist.artist_id == artist_id)
+                .options(selectinload(Artist.albums).selectinload(Album.tracks)))
+        artist = await session.scalar(stmt)
         if artist is None:
             raise _not_found(artist_id)
         return _catalogue(artist)
