@@ -250,6 +250,16 @@ EXPLANATIONS = [
         "`raise HTTPException(status_code=404)`; a missing field means the query or the schema "
         "is not what you think. The error's `loc` names the field.",
     ),
+    # --- workshops on a shared server ---
+    Explanation(
+        r"too many clients already|remaining connection slots are reserved|too many connections for",
+        "the PostgreSQL server has no free connection (max_connections)",
+        "Every connection the server allows is in use: by your notebooks, or on a workshop "
+        "server by everyone's. Shut down the kernels of notebooks you are not using (Kernel > "
+        "Shut Down Kernel) and close pools you no longer need (`await pool.close()`, "
+        "`await engine.dispose()`). On a workshop server, tell your instructor \"the course "
+        "server has reached max_connections\".",
+    ),
 ]
 
 
