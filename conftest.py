@@ -2,7 +2,7 @@
 
 stderr is compared like any other output: the course's helpers write nothing to it, and a
 notebook cell that shows a warning on purpose stores it. Timings never reach compared output
-(cells that print them are marked NBVAL_IGNORE_OUTPUT), and tests/sanitize.cfg masks addresses,
+(cells that print them carry the nbval-ignore-output tag), and tests/sanitize.cfg masks addresses,
 temporary paths and durations.
 """
 

@@ -242,19 +242,32 @@ class Exercise:
         print(outcome.line)
 
     def hint(self, n: int = 1) -> None:
-        """Print hint n (1 is the gentlest)."""
+        """Show hint n (1 is the gentlest): Markdown in JupyterLab, one line of text elsewhere."""
+        from course.display import show
+
         if not self.hints:
-            print(f"💬 {self.name} has no hints; try the solution with {self.name}.solution().")
+            text = f"💬 {self.name} has no hints; try the solution with {self.name}.solution()."
+            show(text, f"#### 💬 {self.name} has no hints\n\nThe reference answer: `ex.{self.name}.solution()`.")
             return
         n = max(1, min(n, len(self.hints)))
         more = f" (next: .hint({n + 1}))" if n < len(self.hints) else ""
-        print(f"💬 {self.name} hint {n}/{len(self.hints)}: {self.hints[n - 1]}{more}")
+        text = f"💬 {self.name} hint {n}/{len(self.hints)}: {self.hints[n - 1]}{more}"
+        after = (f"Still stuck? `ex.{self.name}.hint({n + 1})` gives the next one." if n < len(self.hints)
+                 else f"That was the last hint; `ex.{self.name}.solution()` shows the answer.")
+        show(text, f"#### 💬 {self.name} · hint {n} of {len(self.hints)}\n\n{self.hints[n - 1]}\n\n*{after}*")
 
     def solution(self) -> None:
-        """Print the reference solution, taken from solutions/."""
+        """Show the reference solution from solutions/: highlighted Python in JupyterLab."""
         from course.build import solution_source
+        from course.display import show
 
-        print(solution_source(self.lesson, self.function))
+        source = solution_source(self.lesson, self.function)
+        if source.startswith("(no solution"):  # says what is missing, in one line
+            show(source, f"#### 📖 {self.name} · reference solution\n\n{source}")
+            return
+        fence = "````" if "```" in source else "```"
+        show(source, f"#### 📖 {self.name} · reference solution for `{self.function}`\n\n"
+                     f"{fence}python\n{source}\n{fence}")
 
 
 class PendingCheck:

@@ -1,4 +1,4 @@
-"""`python -m course ...`: the commands behind make progress, verify, reset, build and db-*."""
+"""`python -m course ...`: the commands behind make progress, verify, reset, update, build and db-*."""
 
 from __future__ import annotations
 
@@ -59,6 +59,16 @@ def cmd_reset(args: argparse.Namespace) -> int:
     target, backup = reset(args.lesson.zfill(2))
     print(f"Restored {target.relative_to(ROOT)}, and cleared its progress. Your previous version is "
           f"saved as {backup.relative_to(ROOT) if backup.is_relative_to(ROOT) else backup}.")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from course.paths import state_dir
+    from course.update import update
+
+    print("Taking the new version of the course; every file you changed is saved first.")
+    report = update(ROOT, state_dir() / "backups")
+    print("\n".join(report.lines(ROOT)))
     return 0
 
 
@@ -131,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         p.add_argument("lesson", nargs="?", default=None)
         p.set_defaults(func=func)
+    sub.add_parser("update", help="take the new course; your changed notebooks are saved first"
+                   ).set_defaults(func=cmd_update)
     p = sub.add_parser("run", help="execute notebooks in place (for authors)")
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=cmd_run)

@@ -13,11 +13,14 @@ from course.errors import CourseError
 from course.paths import ROOT
 
 
-def pins() -> dict[str, str]:
-    """{"asyncpg": "0.32.0", ...} from pyproject.toml."""
+def pins(optional: bool = False) -> dict[str, str]:
+    """{"asyncpg": "0.32.0", ...} from pyproject.toml; with `optional`, the test extras too."""
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    specs = list(data["project"]["dependencies"])
+    if optional:
+        specs += [s for group in data["project"].get("optional-dependencies", {}).values() for s in group]
     found = {}
-    for spec in data["project"]["dependencies"]:
+    for spec in specs:
         name, version = spec.split("==")
         found[re.sub(r"\[.*\]", "", name).lower()] = version
     return found

@@ -226,13 +226,7 @@ EXPLANATIONS = [
         "`httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app))` inside `async "
         "with LifespanManager(app) as manager:`.",
     ),
-    Explanation(
-        r"PendingRollbackError|rolled back due to a previous exception",
-        "a session used again after a failed flush",
-        "A flush or commit failed, and the session will do nothing more until the failed "
-        "transaction is rolled back: `await session.rollback()` in the `except` block, or "
-        "leave the session (`async with` closes it, which rolls back).",
-    ),
+    # PendingRollbackError: lesson 07's entry above
     Explanation(
         r"IntegrityError|UNIQUE constraint failed|violates (unique|foreign key) constraint",
         "the database refused a write (a constraint)",
@@ -249,6 +243,22 @@ EXPLANATIONS = [
         "response_model). Returning None where an object is due usually means a missing "
         "`raise HTTPException(status_code=404)`; a missing field means the query or the schema "
         "is not what you think. The error's `loc` names the field.",
+    ),
+    # --- lesson 11 ---
+    Explanation(
+        r"ScopeMismatch.*anyio_backend|function scoped fixture anyio_backend",
+        "an async fixture wider than its event loop",
+        "anyio runs every async test and fixture on the loop of the `anyio_backend` fixture. A "
+        "module- or session-scoped async fixture (an engine, a client) needs a loop that lives "
+        "as long as it does: give `anyio_backend` the same or a wider scope, "
+        "`@pytest.fixture(scope=\"session\") def anyio_backend(): return \"asyncio\"`.",
+    ),
+    Explanation(
+        r"async def functions are not natively supported",
+        "an async test that no plugin runs",
+        "pytest itself cannot run an `async def` test: mark it `@pytest.mark.anyio` (anyio's "
+        "plugin comes with FastAPI), or put `pytestmark = pytest.mark.anyio` at the top of the "
+        "module.",
     ),
     # --- workshops on a shared server ---
     Explanation(

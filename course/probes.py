@@ -9,11 +9,13 @@
 - fail_on_call(): make the n-th call fail, to prove a transaction rolls back.
 - ListThatBreaks, breaks_after(): input that fails midway, a failure that is not the database's.
 - HOSTILE_INPUTS: strings that break SQL built by hand.
+- sleeps_on_loop(): time.sleep() called on the loop's own thread, seen directly, not timed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import sys
@@ -320,3 +322,33 @@ class ListThatBreaks(list):
         if (index if index >= 0 else len(self) + index) >= self._good:
             raise InjectedFailure(f"{self._what} broke at item {index}")
         return list.__getitem__(self, index)
+
+
+@contextlib.contextmanager
+def sleeps_on_loop(fail: Callable[[float], BaseException] | None = None) -> Iterator[list[float]]:
+    """Record every time.sleep(seconds) made meanwhile on this thread (the event loop's): a call
+    that blocks the loop, seen where it happens rather than timed. Given `fail`, such a call
+    raises fail(seconds) at once instead of sleeping. Other threads sleep as usual.
+
+        with sleeps_on_loop() as slept:
+            await learner_code()
+        slept   # the seconds asked for, one entry per call on the loop's thread
+    """
+    loop_thread = threading.get_ident()
+    real = time.sleep
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() != loop_thread:
+            real(seconds)
+            return
+        slept.append(seconds)
+        if fail is not None:
+            raise fail(seconds)
+        real(seconds)
+
+    time.sleep = sleep
+    try:
+        yield slept
+    finally:
+        time.sleep = real

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import time
+import unicodedata
 from pathlib import Path
 
 import nbformat
@@ -34,26 +35,73 @@ def all_exercises() -> list[Exercise]:
     return found
 
 
-def progress_table() -> str:
-    """A table of every exercise and its latest outcome, then the next one to do."""
+def width(text: str) -> int:
+    """Columns `text` takes in a terminal: wide characters and emoji take two."""
+    columns = 0
+    for char in text:
+        if unicodedata.combining(char) or char in "\u200d\ufe0e":
+            continue
+        if char == "\ufe0f":  # emoji presentation: the sign before it (⚠️) takes two columns
+            columns += 1
+            continue
+        columns += 2 if unicodedata.east_asian_width(char) in "WF" else 1
+    return columns
+
+
+def pad(text: str, columns: int) -> str:
+    """`text` and spaces up to `columns` display columns."""
+    return text + " " * max(0, columns - width(text))
+
+
+class ProgressTable(str):
+    """The progress table: aligned text for terminals, a Markdown table in JupyterLab."""
+
+    rows: list[tuple[str, ...]]
+    footer: list[str]
+
+    def _repr_markdown_(self) -> str:
+        def cell(value: str) -> str:
+            return value.replace("|", "\\|")
+
+        head, *body = self.rows
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in body]
+        return "\n".join(lines) + "\n\n" + "  \n".join(self.footer)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # type: ignore[no-untyped-def]
+        printer.text(str(self))
+
+
+def progress_table() -> ProgressTable:
+    """A table of every exercise and its latest outcome, then the next one to do.
+
+    `print()` it in a terminal; as a notebook cell's last expression it shows as a table."""
     done = progress.load()
-    rows = [f"lesson  exercise  state            {'function':<24}  what it asks",
-            f"------  --------  ---------------  {'-' * 24}  ------------"]
+    exercises = all_exercises()
+    rows = [("lesson", "exercise", "state", "function", "what it asks")]
     next_up = None
-    for ex in all_exercises():
+    for ex in exercises:
         status = done.get(ex.key, {}).get("status", "not attempted")
         mark = {"correct": "✅", "wrong": "❌", "error": "⚠️"}.get(status, "⏳")
-        rows.append(f"{ex.lesson:<6}  {ex.name:<8}  {mark} {status:<13}  {ex.function:<24}  {ex.title}")
+        rows.append((ex.lesson, ex.name, f"{mark} {status}", ex.function, ex.title))
         if next_up is None and status != "correct":
             next_up = ex
-    solved = sum(1 for ex in all_exercises() if done.get(ex.key, {}).get("status") == "correct")
-    rows.append(f"\n{solved} of {len(all_exercises())} exercises correct.")
+    solved = sum(1 for ex in exercises if done.get(ex.key, {}).get("status") == "correct")
+    footer = [f"{solved} of {len(exercises)} exercises correct."]
     if next_up is not None:
         book = next(iter(sorted(EXERCISES.glob(f"{next_up.lesson}-*.ipynb"))), None)
-        rows.append(f"Next: {next_up.name} ({next_up.function}) in exercises/{book.name if book else next_up.lesson}.")
+        footer.append(f"Next: {next_up.name} ({next_up.function}) in exercises/{book.name if book else next_up.lesson}.")
     else:
-        rows.append("Every exercise is correct. Well done!")
-    return "\n".join(rows)
+        footer.append("Every exercise is correct. Well done!")
+    widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append("  ".join(pad(value, w) for value, w in zip(row, widths, strict=False)) + "  " + row[-1])
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * width(row[-1]))
+    table = ProgressTable("\n".join(lines) + "\n\n" + "\n".join(footer))
+    table.rows, table.footer = rows, footer
+    return table
 
 
 def _workbook(lesson: str) -> Path:

@@ -52,3 +52,14 @@ def test_markdown_is_left_alone_and_outputs_cleared(tmp_path) -> None:
     built = workbook_from(path)
     assert built.cells[0].source == "### BEGIN SOLUTION is text here"
     assert built.cells[1].outputs == [] and STUB in built.cells[1].source
+
+
+def test_stored_streams_do_not_depend_on_how_the_kernel_flushed() -> None:
+    from course.build import merged_streams
+
+    def out(name: str, text: str) -> nbformat.NotebookNode:
+        return nbformat.v4.new_output("stream", name=name, text=text)
+
+    chunks = [out("stdout", "a\n"), out("stdout", "b\n"), out("stderr", "!\n"), out("stdout", "c\n")]
+    assert [(o.name, o.text) for o in merged_streams(chunks)] == [
+        ("stdout", "a\nb\n"), ("stderr", "!\n"), ("stdout", "c\n")]

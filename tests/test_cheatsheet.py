@@ -199,3 +199,68 @@ def test_session_loading_options_named_in_the_sheet() -> None:
 
     assert "selectinload" in SHEET
     select(Album).options(selectinload(Album.tracks))  # builds without error
+
+
+def test_sqlalchemy_fastapi_and_performance_rows() -> None:
+    """The calls of the sheet's lessons 06-10 table, on SQLite."""
+    import anyio.to_thread
+    import httpx
+    from asgi_lifespan import LifespanManager
+    from fastapi import FastAPI
+    from sqlalchemy import insert
+    from sqlalchemy.orm import joinedload, raiseload, selectinload
+
+    from course.models import Artist
+    from course.probes import StatementCounter
+
+    async def main() -> None:
+        assert anyio.to_thread.current_default_thread_limiter().total_tokens == 40
+        url = await course.fresh_engine_url("test-cheatsheet-sa", "sqlite")
+        assert url.drivername == "sqlite+aiosqlite"
+        engine = create_async_engine(url)
+        Session = async_sessionmaker(engine, expire_on_commit=False)
+        async with engine.connect() as conn:
+            result = await conn.stream(select(Track.track_id).order_by(Track.track_id))
+            sizes = [len(rows) async for rows in result.partitions(1000)]
+            assert sizes == [1000, 1000, 1000, 503]
+        async with engine.begin() as conn:
+            await conn.execute(insert(Artist.__table__), [{"name": "A"}, {"name": "B"}])
+        async with Session.begin() as session:
+            artist = Artist(name="C")
+            session.add(artist)
+            await session.flush()
+            assert artist.artist_id is not None
+        async with Session() as session:
+            assert await session.get(Track, 10**6) is None
+            with StatementCounter(engine) as counter:
+                album = (await session.scalars(
+                    select(Album).options(selectinload(Album.tracks)).where(Album.album_id == 1))).one()
+            assert counter.count == 2 and len(album.tracks) == 10
+            track = (await session.scalars(select(Track).options(joinedload(Track.album)).limit(1))).one()
+            assert track.album is not None
+            rows = (await session.scalars(select(Album).options(joinedload(Album.tracks)).limit(2))).unique().all()
+            assert len(rows) == 2
+        async with Session() as session:  # a new identity map: nothing loaded yet
+            bare = (await session.scalars(select(Album).options(raiseload("*")).where(Album.album_id == 2))).one()
+            with pytest.raises(Exception, match="lazy='raise'"):
+                bare.tracks  # noqa: B018
+        async with Session() as session:
+            album = await session.get(Album, 1)
+            assert len(await album.awaitable_attrs.tracks) == 10
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI):  # noqa: ANN202
+            yield {"sessionmaker": Session}
+
+        app = FastAPI(lifespan=lifespan)
+
+        @app.get("/ping")
+        async def ping() -> dict[str, str]:
+            return {"ok": "yes"}
+
+        async with LifespanManager(app) as manager, httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=manager.app), base_url="http://test") as client:
+            assert (await client.get("/ping")).json() == {"ok": "yes"}
+        await engine.dispose()
+
+    asyncio.run(main())

@@ -1,5 +1,5 @@
-"""Every check rejects each known wrong answer with the right words, and treats the stub as
-not attempted. (That each passes its solution is proven by nbval on solutions/ and by
+"""Every check rejects each known wrong answer with the right words, accepts each known
+differently-correct answer, and treats the stub as not attempted. (That each passes its solution is proven by nbval on solutions/ and by
 tests/test_repo.py, which reads the stored check lines.)"""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import course.lessons
 import tests.corpus
 from course.checks import exercises_of
-from tests.corpus import WrongAnswer
+from tests.corpus import CorrectAnswer, WrongAnswer
 
 LESSONS = sorted(m.name for m in pkgutil.iter_modules(course.lessons.__path__) if m.name[:1] == "l")
 
@@ -26,7 +26,16 @@ def corpus_of(lesson: str) -> list[WrongAnswer]:
     return [v for v in vars(module).values() if isinstance(v, WrongAnswer)]
 
 
+def correct_of(lesson: str) -> list[CorrectAnswer]:
+    try:
+        module = importlib.import_module(f"tests.corpus.{lesson}")
+    except ModuleNotFoundError:
+        return []
+    return [v for v in vars(module).values() if isinstance(v, CorrectAnswer)]
+
+
 CASES = [(lesson, entry) for lesson in LESSONS for entry in corpus_of(lesson)]
+RIGHT = [(lesson, entry) for lesson in LESSONS for entry in correct_of(lesson)]
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -43,6 +52,15 @@ def test_wrong_answer_is_rejected(lesson: str, entry: WrongAnswer) -> None:
     outcome = asyncio.run(getattr(module, entry.exercise).evaluate(entry.answer))
     assert outcome.status == "wrong", outcome.line
     assert entry.expect.lower() in outcome.message.lower(), outcome.line
+
+
+@pytest.mark.parametrize(("lesson", "entry"), RIGHT, ids=[f"{lesson}-{e.label}" for lesson, e in RIGHT])
+def test_correct_answer_is_accepted(lesson: str, entry: CorrectAnswer) -> None:
+    module = importlib.import_module(f"course.lessons.{lesson}")
+    exercises = {ex.name for ex in exercises_of(module)}
+    assert entry.exercise in exercises, f"{lesson} has no exercise {entry.exercise}"
+    outcome = asyncio.run(getattr(module, entry.exercise).evaluate(entry.answer))
+    assert outcome.status == "correct", outcome.line
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

@@ -119,22 +119,6 @@ def test_attached_to_a_different_loop() -> None:
     assert explanation_for(exc).title == "an object used from a different event loop"
 
 
-def test_joined_collection_without_unique() -> None:
-    """Lesson 10's q4: joinedload of a collection, read without .unique()."""
-    from sqlalchemy import create_engine, select
-    from sqlalchemy.orm import Session, joinedload
-
-    from course.models import Album, Base
-
-    engine = create_engine("sqlite://")
-    Base.metadata.create_all(engine)
-    with Session(engine) as session, pytest.raises(Exception) as info:
-        session.add(Album(album_id=1, title="Let There Be Rock", artist_id=1))
-        session.flush()
-        session.scalars(select(Album).options(joinedload(Album.tracks))).all()
-    assert explanation_for(info.value).title == "joinedload() of a collection without unique()"
-
-
 def test_unknown_errors_say_so(capsys) -> None:
     explain(KeyError("x"))
     assert "No course explanation" in capsys.readouterr().out
@@ -255,6 +239,8 @@ def test_explain_without_argument_explains_the_last_error_of_any_cell(tmp_path, 
                for cell in nb.cells]
     assert printed[2].startswith("💡 a coroutine that was never awaited."), printed[2]
     assert printed[5].startswith("💡 asyncio.run() inside a running loop."), printed[5]
+
+
 # --- lesson 06: engines and drivers, as the pins raise them -----------------------------------
 
 def test_sync_driver_in_create_async_engine() -> None:
@@ -299,6 +285,8 @@ def test_no_such_table() -> None:
 
     exc = OperationalError("SELECT * FROM track", {}, Exception("no such table: track"))
     assert explanation_for(exc).title == "a table this SQLite database does not have"
+
+
 # --- lesson 07 ---------------------------------------------------------------------------------
 
 def _session_error(backend: str, work) -> BaseException:
@@ -322,27 +310,6 @@ def _session_error(backend: str, work) -> BaseException:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         free_frames(exc)  # the coroutine aiosqlite leaves behind lives in the traceback's frames
-# --- lesson 08: the loading errors, raised for real on SQLite ----------------------------------
-
-def _loading_error(options, read) -> BaseException:
-    from sqlalchemy import select
-    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-
-    import course
-    from course.models import Album
-
-    async def run() -> None:
-        engine = create_async_engine(await course.fresh_engine_url("test-explain-08"))
-        try:
-            async with AsyncSession(engine) as session:
-                albums = await session.scalars(select(Album).where(Album.album_id == 1).options(*options))
-                read(albums)
-        finally:
-            await engine.dispose()
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # aiosqlite's un-awaited cursor()
-        exc = _raised(run)
         gc.collect()
     return exc
 
@@ -432,6 +399,33 @@ def test_session_after_a_failed_flush() -> None:
 
     exc = _session_error("sqlite", keeps_going)
     assert explanation_for(exc).title == "a session used after a failed flush"
+
+
+# --- lesson 08: the loading errors, raised for real on SQLite ----------------------------------
+
+def _loading_error(options, read) -> BaseException:
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    import course
+    from course.models import Album
+
+    async def run() -> None:
+        engine = create_async_engine(await course.fresh_engine_url("test-explain-08"))
+        try:
+            async with AsyncSession(engine) as session:
+                albums = await session.scalars(select(Album).where(Album.album_id == 1).options(*options))
+                read(albums)
+        finally:
+            await engine.dispose()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # aiosqlite's un-awaited cursor()
+        exc = _raised(run)
+        gc.collect()
+    return exc
+
+
 def test_lazy_load_on_aiosqlite_is_missing_greenlet() -> None:
     exc = _loading_error([], lambda albums: albums.one().tracks)
     assert type(exc).__name__ == "StatementError"  # aiosqlite wraps it
@@ -453,6 +447,8 @@ def test_raiseload() -> None:
     exc = _loading_error([raiseload("*")], lambda albums: albums.one().artist)
     assert str(exc) == "'Album.artist' is not available due to lazy='raise'"
     assert explanation_for(exc).title == "a lazy load refused by lazy='raise' or raiseload()"
+
+
 # --- lesson 09 ---------------------------------------------------------------------------------
 
 def _request_error(app) -> BaseException:
@@ -507,7 +503,7 @@ def test_unique_violation_and_pending_rollback() -> None:
             session.flush()
         assert explanation_for(info.value).title == "the database refused a write (a constraint)"
     pending = PendingRollbackError("This Session's transaction has been rolled back due to a previous exception during flush.")
-    assert explanation_for(pending).title == "a session used again after a failed flush"
+    assert explanation_for(pending).title == "a session used after a failed flush"
 
 
 def test_response_validation_error_of_a_lazy_load_and_of_none() -> None:
@@ -519,3 +515,19 @@ def test_response_validation_error_of_a_lazy_load_and_of_none() -> None:
     none = ResponseValidationError([{"type": "model_attributes_type", "loc": ("response",),
                                      "msg": "Input should be a valid dictionary or object", "input": None}])
     assert explanation_for(none).title == "the route returned something its response model cannot describe"
+
+
+def test_joined_collection_without_unique() -> None:
+    """Lesson 10's q4: joinedload of a collection, read without .unique()."""
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session, joinedload
+
+    from course.models import Album, Base
+
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    with Session(engine) as session, pytest.raises(Exception) as info:
+        session.add(Album(album_id=1, title="Let There Be Rock", artist_id=1))
+        session.flush()
+        session.scalars(select(Album).options(joinedload(Album.tracks))).all()
+    assert explanation_for(info.value).title == "joinedload() of a collection without unique()"

@@ -17,6 +17,7 @@ from course.probes import (
     StatementCounter,
     checked_out,
     fail_on_call,
+    sleeps_on_loop,
 )
 
 
@@ -162,3 +163,19 @@ def test_list_that_breaks_fails_past_its_good_items() -> None:
         list(lines)
     with pytest.raises(InjectedFailure):
         lines[2]
+
+
+def test_sleeps_on_loop_sees_the_loop_thread_only() -> None:
+    async def main() -> tuple[list[float], list[float]]:
+        with sleeps_on_loop() as slept:
+            time.sleep(0.001)  # noqa: ASYNC251 -- on purpose: the loop's thread
+            await asyncio.to_thread(time.sleep, 0.001)  # a worker thread: not counted
+        with sleeps_on_loop(lambda seconds: InjectedFailure(f"slept {seconds}")) as refused:
+            with pytest.raises(InjectedFailure):
+                time.sleep(5)  # noqa: ASYNC251 -- refused at once, without sleeping
+        return slept, refused
+
+    slept, refused = asyncio.run(main())
+    assert slept == [0.001]
+    assert refused == [5]
+    assert time.sleep.__module__ == "time"  # put back afterwards

@@ -51,7 +51,10 @@ def test_every_lesson_has_its_three_notebooks(name: str) -> None:
 def test_exercises_equal_a_fresh_build(name: str) -> None:
     built = workbook_from(_file("solutions", name))
     committed = nbformat.read(_file("exercises", name), as_version=4)
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells], \
+    def shape(nb):
+        return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+    assert shape(committed) == shape(built), \
         f"exercises/{name}-workbook.ipynb is out of date: run `make build`"
 
 
@@ -98,18 +101,19 @@ def test_environment_yml_agrees_with_pyproject() -> None:
         if "==" in spec:
             name, version = spec.split("==")
             conda_pins[re.sub(r"\[.*\]", "", name).lower()] = version
-    assert conda_pins == pins()
+    assert conda_pins == pins(optional=True)
 
 
 def test_pins_are_exact_and_constraints_agree() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert all("==" in spec for spec in project["dependencies"])
+    extras = [spec for group in project.get("optional-dependencies", {}).values() for spec in group]
+    assert all("==" in spec for spec in project["dependencies"] + extras)
     constraints = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():
         if "==" in line and not line.startswith("#"):
             name, version = line.split("==")
             constraints[name.lower().replace("_", "-")] = version
-    for name, version in pins().items():
+    for name, version in pins(optional=True).items():
         assert constraints.get(name.replace("_", "-")) == version, f"constraints.txt disagrees on {name}"
     for extra, specs in project.get("optional-dependencies", {}).items():
         for spec in specs:
@@ -147,7 +151,8 @@ def _free_port() -> int:
 
 
 def test_make_lab_serves_the_whole_course(tmp_path) -> None:
-    """`make lab`'s own command, started on loopback: every folder is reachable, 00 opens."""
+    """`make lab`'s own command, started on loopback: every folder is reachable, 00 opens, and the
+    course's settings apply (no news pop-up, no build metadata in the file browser)."""
     import json
     import os
     import secrets
@@ -156,15 +161,15 @@ def test_make_lab_serves_the_whole_course(tmp_path) -> None:
     import urllib.request
 
     dry = subprocess.run(["make", "-s", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True)
-    command = next(line for line in dry.stdout.splitlines() if "jupyter lab" in line)
+    command = next(line for line in dry.stdout.splitlines() if "jupyter-lab" in line)
     token, port = secrets.token_hex(16), _free_port()
     args = shlex.split(command) + ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
                                    "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)}
     server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    def get(path: str) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/{path}?token={token}", timeout=5) as r:
+    def get(path: str, api: str = "api/contents") -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/{api}/{path}?token={token}", timeout=5) as r:
             return json.load(r)
 
     try:
@@ -180,6 +185,9 @@ def test_make_lab_serves_the_whole_course(tmp_path) -> None:
         names = {item["name"] for item in listing["content"]}
         assert {"notebooks", "exercises", "solutions", "datasets"} <= names, names
         assert get("notebooks/00-welcome.ipynb")["type"] == "notebook"
+        assert not any(name.endswith(".egg-info") for name in names), names
+        news = get("@jupyterlab/apputils-extension:notification", "lab/api/settings")["schema"]["properties"]
+        assert news["fetchNews"]["default"] == "false" and news["checkForUpdates"]["default"] is False
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -191,3 +199,13 @@ def test_notebooks_store_no_run_timestamps(folder: str) -> None:
     for path in sorted((ROOT / folder).glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
             assert "execution" not in cell.metadata, f"{folder}/{path.name}: run it with `python -m course run`"
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "exercises", "solutions"])
+def test_nbval_markers_are_cell_tags_not_comments(folder: str) -> None:
+    """A learner sees a `# NBVAL_...` comment heading a cell; a tag is for the tests only."""
+    for path in sorted((ROOT / folder).glob("*.ipynb")):
+        for index, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "code":
+                assert not re.search(r"#\s*NBVAL_", cell.source), \
+                    f"{folder}/{path.name} cell {index}: use the tag nbval-ignore-output (or raises-exception)"

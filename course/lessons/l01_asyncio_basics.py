@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from course.checks import Exercise, LearnerError, TooBusy, Wrong, call, free_frames, must_raise
+from course.lessons._blocking import no_sleep_on_loop
 from course.probes import InFlight, LoopWitness
 
 # A little of Chinook, copied here so that the checks need no database.
@@ -117,7 +118,7 @@ async def _check_album_title(album_title) -> str:
 
 
 q1 = Exercise(
-    "01", "q1", "album_title", _check_album_title,
+    "01", "q1", "album_title", no_sleep_on_loop(_check_album_title, "album_title"),
     hints=["`fetch_album(album_id)` only creates a coroutine; nothing runs until you await it.",
            "`album = await fetch_album(album_id)` gives the dict (or None); then read album[\"title\"].",
            "Test for a missing album before reading the title: `if album is None: return None`."],
@@ -193,7 +194,7 @@ def _explain_log(log: list[tuple[str, int]], track_id: int) -> None:
 
 
 q2 = Exercise(
-    "01", "q2", "track_artist_name", _check_track_artist,
+    "01", "q2", "track_artist_name", no_sleep_on_loop(_check_track_artist, "track_artist_name"),
     hints=["Each lookup needs a key that only the previous lookup gives you, so they run one "
            "after the other: three awaits in a row.",
            "`track = await fetch_track(track_id)`, then `album = await fetch_album(track[\"album_id\"])`.",
@@ -295,11 +296,29 @@ async def _check_call_hook(call_hook) -> str:
                         f"{advice}")
         if got != expected:
             raise Wrong(f"call_hook({shown}) returned {got!r}; expected {expected!r}.")
-    return "plain values, coroutines and Futures all come back as results."
+
+    async def failing_hook(artist_id: int) -> str:
+        count("failing_hook")
+        await asyncio.sleep(0)
+        raise TypeError(f"unsupported operand type(s) for +: 'int' and 'str' (artist {artist_id})")
+
+    swallowed = ("when the async hook itself raised TypeError, call_hook returned {got} instead of "
+                 "letting that error through: catching TypeError to tell values from awaitables "
+                 "also swallows the hook's own TypeErrors. Test the result with "
+                 "inspect.isawaitable(), and let the hook's errors reach the caller.")
+    try:
+        await must_raise(TypeError, _run(call_hook, failing_hook, 150),
+                         lambda got: swallowed.format(got=repr(got)))
+    except Wrong as exc:
+        if "coroutine object" not in str(exc):
+            raise
+        raise Wrong(swallowed.format(got="the spent coroutine")) from None
+    return ("plain values, coroutines, Futures and other awaitables all come back as results; "
+            "the hook's own errors pass through.")
 
 
 q3 = Exercise(
-    "01", "q3", "call_hook", _check_call_hook,
+    "01", "q3", "call_hook", no_sleep_on_loop(_check_call_hook, "call_hook"),
     hints=["Call the hook once, `result = hook(*args)`, then look at what came back.",
            "inspect.isawaitable(result) is True for coroutines, Tasks and Futures: await those.",
            "`result = hook(*args)`; `if inspect.isawaitable(result): result = await result`; "

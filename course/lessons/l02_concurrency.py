@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from course.checks import FORGOT_AWAIT, Exercise, LearnerError, TooBusy, Wrong, call, must_raise
+from course.lessons._blocking import no_sleep_on_loop
 from course.probes import InFlight, LoopWitness
 
 # A little of Chinook, copied here so that the checks need no database.
@@ -93,12 +95,18 @@ def _wrong_names(shown: str, got: list[Any], expected: list[str], finished: list
 
 async def _check_fetch_all(fetch_all) -> str:
     spawned = _Spawned()
+    # Beyond the fixed cases, every id in a fresh random order: more ids than any batch a
+    # learner might pick to fit the small cases.
+    shuffled = random.sample(sorted(TRACKS), len(TRACKS))
     try:
-        for ids in ([4, 1, 3, 2, 6], [7], []):
+        for ids in ([4, 1, 3, 2, 6], [7], [], shuffled, [11, 2, 9]):
             await _fetch_all_case(fetch_all, ids, spawned)
+        await _cancelled_leaves_nothing(fetch_all, "fetch_all([1, 2, 3], fetch_one)", (), spawned,
+                                        "Let CancelledError reach the caller.")
     finally:
         await spawned.stop()
-    return "all queries in flight at once, results in the order of the ids."
+    return (f"all queries in flight at once (up to {len(TRACKS)}), results in the order of the "
+            "ids; cancelled, it left no query running.")
 
 
 async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
@@ -137,7 +145,7 @@ async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
 
 
 q1 = Exercise(
-    "02", "q1", "fetch_all", _check_fetch_all,
+    "02", "q1", "fetch_all", no_sleep_on_loop(_check_fetch_all, "fetch_all"),
     hints=["Awaiting fetch_one(i) in a loop runs one query at a time. Create all the coroutines "
            "first, then wait for all of them together.",
            "asyncio.gather(*aws) runs its awaitables concurrently and returns their results in "
@@ -157,9 +165,14 @@ async def _check_fetch_bounded(fetch_bounded) -> str:
         await _bounded_case(fetch_bounded, [6, 2, 10, 4, 12, 1, 9, 3], 10, spawned)
         await _bounded_case(fetch_bounded, [5, 1, 8], 1, spawned)
         await _bounded_case(fetch_bounded, [], 2, spawned)
+        await _bounded_case(fetch_bounded, random.sample(sorted(TRACKS), len(TRACKS)),
+                            random.randint(2, 5), spawned)
+        await _cancelled_leaves_nothing(fetch_bounded, "fetch_bounded([1, 2, 3], fetch_one, 2)",
+                                        (2,), spawned, "Let CancelledError reach the caller.")
     finally:
         await spawned.stop()
-    return "never more than `limit` in flight, every slot kept busy, results in order."
+    return ("never more than `limit` in flight, every slot kept busy, results in order; "
+            "cancelled, it left no query running.")
 
 
 async def _until_set_or_stuck(done: asyncio.Event, probe: InFlight, total: int) -> bool:
@@ -211,8 +224,11 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
     wanted = min(limit, len(ids))
     if probe.peak > limit:
         raise Wrong(f"{shown} had {probe.peak} queries in flight at once; at most {limit} are "
-                    "allowed. Guard each call with one asyncio.Semaphore(limit), created once and "
-                    "shared by all the tasks: a Semaphore created inside each task limits nothing.")
+                    "allowed. The Semaphore must guard the query itself: `async with semaphore: "
+                    "return await fetch_one(track_id)`, with one asyncio.Semaphore(limit) created "
+                    "once and shared by all. A Semaphore created inside each task limits nothing, "
+                    "and create_task(fetch_one(track_id)) starts the query at once, before any "
+                    "semaphore is acquired.")
     if probe.peak < wanted:
         detail = ("one at a time: that is a sequential loop" if probe.peak == 1 and wanted > 1
                   else f"at most {probe.peak}")
@@ -226,7 +242,7 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
 
 
 q2 = Exercise(
-    "02", "q2", "fetch_bounded", _check_fetch_bounded,
+    "02", "q2", "fetch_bounded", no_sleep_on_loop(_check_fetch_bounded, "fetch_bounded"),
     hints=["asyncio.Semaphore(limit) lets at most `limit` tasks inside `async with semaphore:` "
            "at once; the others wait at the door.",
            "Create the semaphore once, in fetch_bounded, and write a small inner coroutine that "
@@ -283,6 +299,14 @@ async def _timeout_cases(with_timeout, spawned: _Spawned) -> str:
         raise
     await _reject_awaitables(got, "with_timeout(slow_query, 0.05, '(timed out)')")
     if slow_probe.now:
+        for _ in range(5):  # a cancellation requested but not awaited lands within a few turns
+            await asyncio.sleep(0)
+        if slow_probe.cancelled:
+            raise Wrong("with_timeout returned the default while the slow query was still "
+                        "running: task.cancel() only requests the cancellation, which lands "
+                        "later. Await the cancelled task (it then raises CancelledError; "
+                        "suppress that) before returning, or let asyncio.timeout (or "
+                        "asyncio.wait_for) cancel it and wait for it.")
         raise Wrong("with_timeout returned the default while the slow query was still running: "
                     "it keeps its connection and its work, unobserved. asyncio.wait(timeout=...) "
                     "only stops waiting, and asyncio.shield protects the work from "
@@ -401,7 +425,7 @@ async def _lets_cancellation_through(with_timeout, spawned: _Spawned) -> None:
 
 
 q3 = Exercise(
-    "02", "q3", "with_timeout", _check_with_timeout,
+    "02", "q3", "with_timeout", no_sleep_on_loop(_check_with_timeout, "with_timeout"),
     hints=["`async with asyncio.timeout(seconds):` cancels the work inside it when the deadline "
            "passes, and raises TimeoutError at the end of the block.",
            "Put `return await coro_fn()` inside the `async with`, and catch TimeoutError (only "
@@ -487,11 +511,22 @@ async def _check_fetch_some(fetch_some) -> str:
         await _fetch_some_cancelled(fetch_some, spawned)
     finally:
         await spawned.stop()
-    return "every success kept, failures skipped, no sibling cancelled, and a cancellation obeyed."
+    return ("every success kept, failures skipped, no sibling cancelled; cancelled from outside, "
+            "it stopped and left no query running.")
 
 
 async def _fetch_some_cancelled(fetch_some, spawned: _Spawned) -> None:
     """A failed query is skipped, but a cancellation of fetch_some itself is not a failure."""
+    await _cancelled_leaves_nothing(
+        fetch_some, "fetch_some([1, 2, 3], fetch_one)", (), spawned,
+        "A cancellation is not a failed query: catch Exception, not BaseException, and let "
+        "CancelledError reach the caller.")
+
+
+async def _cancelled_leaves_nothing(fn, shown: str, extra: tuple, spawned: _Spawned,
+                                    fix: str) -> None:
+    """Cancel fn([1, 2, 3], fetch_one, *extra) while its queries wait: the CancelledError must
+    reach the caller, and no query may go on running."""
     started = asyncio.Event()
     probe = InFlight()
 
@@ -502,11 +537,7 @@ async def _fetch_some_cancelled(fetch_some, spawned: _Spawned) -> None:
         await asyncio.sleep(10)  # the caller gives up long before
         return TRACKS[track_id]
 
-    shown = "fetch_some([1, 2, 3], fetch_one)"
-    await _cancelled_from_outside(
-        call(fetch_some, [1, 2, 3], fetch_one), started, shown,
-        "A cancellation is not a failed query: catch Exception, not BaseException, and let "
-        "CancelledError reach the caller.")
+    await _cancelled_from_outside(call(fn, [1, 2, 3], fetch_one, *extra), started, shown, fix)
     for _ in range(10):  # cancelled children finish within a few turns of the loop
         if not probe.now:
             return
@@ -518,14 +549,34 @@ async def _fetch_some_cancelled(fetch_some, spawned: _Spawned) -> None:
 
 async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> None:
     probe = InFlight()
+    # The successful queries wait until every failing one has failed, then a few turns of the
+    # loop more, so that a TaskGroup's cancellation lands while they still wait: counted in
+    # turns, not in seconds, so a slow machine changes nothing.
+    failures_left = sum(1 for track_id in ids if track_id in FAILURES)
+    all_failed = asyncio.Event()
+    if not failures_left:
+        all_failed.set()
 
     @probe.track
     async def fetch_one(track_id: int) -> str:
+        nonlocal failures_left
         spawned.note()
         if track_id in FAILURES:
-            await asyncio.sleep(0.001)  # fails fast, while the others are still waiting
+            await asyncio.sleep(0)
+            failures_left -= 1
+            if not failures_left:
+                all_failed.set()
             raise FAILURES[track_id](track_id)
-        await asyncio.sleep(0.02)
+        # bounded: a sequential answer never starts the failing queries while this waits.
+        # (asyncio.wait, not wait_for: wait_for can swallow a cancellation that arrives as
+        # the event is set, on Python 3.11.)
+        waiter = asyncio.ensure_future(all_failed.wait())
+        try:
+            await asyncio.wait([waiter], timeout=0.3)
+        finally:
+            waiter.cancel()
+        for _ in range(10):
+            await asyncio.sleep(0)
         return TRACKS[track_id]
 
     shown = f"fetch_some({_ids(ids)}, fetch_one)"
@@ -568,7 +619,7 @@ async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> Non
 
 
 q5 = Exercise(
-    "02", "q5", "fetch_some", _check_fetch_some,
+    "02", "q5", "fetch_some", no_sleep_on_loop(_check_fetch_some, "fetch_some"),
     hints=["A TaskGroup cancels the other tasks when one fails, and plain gather raises the "
            "first error. You want every outcome, success or failure.",
            "asyncio.gather(*aws, return_exceptions=True) waits for all of them and puts each "
@@ -722,7 +773,7 @@ def _released(pool: Pool, when: str) -> None:
 
 
 q6 = Exercise(
-    "02", "q6", "track_name", _check_track_name,
+    "02", "q6", "track_name", no_sleep_on_loop(_check_track_name, "track_name"),
     hints=["Cancellation arrives as an asyncio.CancelledError at the `await` the task is waiting "
            "on, here `await conn.fetch_name(...)`.",
            "A `finally:` block runs whether the query returns, raises, or is cancelled, and lets "

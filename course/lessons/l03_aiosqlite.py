@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import random
 import re
 import sqlite3
 import threading
@@ -57,6 +59,8 @@ async def _run(fn: Any, *args: Any) -> Any:
             text = str(exc)
             if "threads can only be started once" in text:
                 message = REOPENED
+            elif "was called but never awaited" in text:
+                raise  # call() named the very call that lacks its await: keep that
             elif "Result' object" in text or "`await`" in text:  # aiosqlite's Result or ours
                 message = FORGOT_FETCH_AWAIT
             else:
@@ -209,13 +213,24 @@ SEARCH_SQL = """
 """
 # Four track names hold a backslash ("Cavalleria Rusticana \ Act \ Intermezzo Sinfonico"). With
 # `ESCAPE '\'`, a backslash left unescaped in the text escapes the character after it instead.
-SEARCH_CASES = ["love", "LOVE", "don't", *HOSTILE_INPUTS, "100%", "Act \\ Intermezzo"]
+SEARCH_CASES = ["love", "LOVE", "don't", *HOSTILE_INPUTS, "100%", "Act \\ Intermezzo", " ", "Love "]
+
+
+async def _random_search(observer: aiosqlite.Connection) -> str:
+    """A piece of a random track name, in a random case: a search beyond the fixed cases. ASCII
+    only, since the statement asks for ASCII case only."""
+    rows = await observer.execute_fetchall("SELECT name FROM track ORDER BY random() LIMIT 50")
+    names = [r[0] for r in rows if r[0].isascii() and len(r[0]) >= 6]
+    name = names[0] if names else "Breaking The Rules"
+    start = random.randrange(0, len(name) - 4)
+    piece = name[start:start + random.randint(4, min(10, len(name) - start))]
+    return "".join(c.upper() if random.random() < 0.5 else c.lower() for c in piece)
 BIND_TEXT = "write `?` in the SQL and pass the text in the parameters, `await db.execute(sql, (pattern,))`"
 
 
 async def _check_search_tracks(search_tracks) -> str:
     async with _database("check-03-q1") as (db, observer):
-        for text in SEARCH_CASES:
+        for text in [*SEARCH_CASES, await _random_search(observer)]:
             what = f"search_tracks(db, {text!r})"
             watch = _Watched(db)
             try:
@@ -257,13 +272,20 @@ async def _check_search_tracks(search_tracks) -> str:
                             "formatting it into the query.")
             if sorted(rows) == sorted(expected):
                 raise Wrong(f"{what} has the right tracks in the wrong order: ORDER BY track_id.")
+            if text != text.strip() and rows == [tuple(r) for r in await observer.execute_fetchall(
+                    SEARCH_SQL, (text.strip(),))]:
+                raise Wrong(f"{what} returned {len(rows)} tracks, those that contain "
+                            f"{text.strip()!r}; expected the {len(expected)} that contain "
+                            f"{text!r}, spaces included. Search for the text as it is given: "
+                            "don't strip() it.")
             if set(rows) < set(expected) and all(text in str(r[1]) for r in rows):
                 raise Wrong(f"{what} returned only the {len(rows)} names that match its case; "
                             f"expected {len(expected)}: the search must ignore case. LIKE already "
                             "does (for ASCII); with instr(), compare lower(name) with lower(?).")
             raise Wrong(f"{what} returned {len(rows)} tracks; expected {len(expected)}"
                         + (f", starting with {expected[0]}." if expected else "."))
-    return f"{len(SEARCH_CASES)} searches, hostile ones included, all treated as plain text."
+    return (f"{len(SEARCH_CASES) + 1} searches (a random one and spaces included), hostile ones "
+            "too, all treated as plain text.")
 
 
 q1 = Exercise(
@@ -299,6 +321,27 @@ TOP_ARTISTS_SQL = """
 RENAME = ("Purple, Deep", 58)
 TOP_BY_ID_SQL = TOP_ARTISTS_SQL.replace("ORDER BY tracks DESC, ar.name", "ORDER BY tracks DESC, ar.artist_id")
 BIND_N = "end the query with `LIMIT ?` and pass `(n,)` in the parameters"
+# Two artists of the same name, with 24 and 20 tracks: grouped by name alone, they merge.
+SAME_NAME = ("Battlestar Galactica", 158)  # was "Battlestar Galactica (Classic)"
+SAME_NAME_SHOWN = SAME_NAME
+EVERY_ARTIST = 1000  # more than Chinook's 275 artists: every artist with a track comes back
+BY_NAME_ONLY = TOP_ARTISTS_SQL.replace("GROUP BY ar.artist_id, ar.name", "GROUP BY ar.name")
+
+
+def _same_name_merged(rows: list[tuple], merged: list[tuple], what: str) -> None:
+    """Raise Wrong if the rows are those of a GROUP BY on the name alone (`merged`)."""
+    if rows == merged:
+        name, _ = SAME_NAME_SHOWN
+        raise Wrong(f"{what}: two different artists are called {name!r} (the check named them "
+                    "alike), with 24 and 20 tracks, and you counted them as one artist with 44. "
+                    "GROUP BY the artist's id (with its name), not by the name alone.")
+
+
+def _extra_are_empty(rows: list[tuple], expected: list[tuple]) -> bool:
+    """For n beyond the artists with tracks, rows after the expected ones may list artists with
+    no track (a LEFT JOIN counting track ids gives them 0): accept those."""
+    return (len(rows) > len(expected) and rows[:len(expected)] == expected
+            and all(len(r) == 2 and r[1] == 0 for r in rows[len(expected):]))
 
 
 def _number_in(sql: str, n: int) -> bool:
@@ -308,13 +351,14 @@ def _number_in(sql: str, n: int) -> bool:
 async def _check_top_artists(top_artists) -> str:
     async with _database("check-03-q2") as (db, observer):
         await db.execute("UPDATE artist SET name = ? WHERE artist_id = ?", RENAME)
+        await db.execute("UPDATE artist SET name = ? WHERE artist_id = ?", SAME_NAME)
         await db.commit()
         if (await observer.execute_fetchall(TOP_ARTISTS_SQL, (5,))
                 == await observer.execute_fetchall(TOP_BY_ID_SQL, (5,))):
             raise RuntimeError("renaming artist 58 no longer makes name order and id order "
                                "disagree in the top 5: pick another tie")
         tracks_of = dict(await observer.execute_fetchall(TOP_ARTISTS_SQL, (-1,)))  # every artist
-        for n in (5, 1, 12, 0):
+        for n in (5, 1, 12, 0, random.randint(13, 40), EVERY_ARTIST):
             what = f"top_artists(db, {n})"
             watch = _Watched(db)
             rows = _rows(await _run(top_artists, watch, n), what)
@@ -323,17 +367,25 @@ async def _check_top_artists(top_artists) -> str:
                             "formatted into the query. Never build SQL with f-strings, not even "
                             f"for a number: {BIND_N}.")
             expected = [tuple(r) for r in await observer.execute_fetchall(TOP_ARTISTS_SQL, (n,))]
+            if n == EVERY_ARTIST and _extra_are_empty(rows, expected):
+                rows = rows[:len(expected)]
             if rows == expected:
                 if watch.statements and not any("limit" in sql.lower() for sql, _ in watch.statements):
                     raise Wrong(f"{what} sent no LIMIT, so the database sent back every artist. "
                                 f"Let it sort and cut, so that only n rows come back: {BIND_N}.")
                 continue
-            if len(rows) != n:
-                raise Wrong(f"{what} returned {len(rows)} rows; expected {n}. Pass n itself "
-                            "to `LIMIT ?` (no +1 or -1).")
             if rows and len(rows[0]) != 2:
                 raise Wrong("each row should have two columns: the artist's name and its number "
                             "of tracks.")
+            _same_name_merged(rows, [tuple(r) for r in await observer.execute_fetchall(
+                BY_NAME_ONLY, (n,))], what)
+            if len(rows) != len(expected):
+                if n == EVERY_ARTIST:
+                    raise Wrong(f"{what} returned {len(rows)} rows; {len(expected)} artists have "
+                                "tracks, and there are fewer than n: return each of them once "
+                                "(an artist without a track may come last, with 0).")
+                raise Wrong(f"{what} returned {len(rows)} rows; expected {n}. Pass n itself "
+                            "to `LIMIT ?` (no +1 or -1).")
             differ = [i for i, (mine, theirs) in enumerate(zip(rows, expected, strict=True))
                       if mine != theirs]
             if all(tracks_of.get(rows[i][0]) == rows[i][1] == expected[i][1] for i in differ):
@@ -365,6 +417,8 @@ q2 = Exercise(
 
 # --- q3: an invoice and its lines, all or nothing -----------------------------------------
 
+PAUSED_TRACK = 15  # the line (or playlist row) for this track makes the database wait
+
 # The check's own failure: the database refuses to sell track 13, whatever the code does first.
 REFUSE_TRACK_13 = """
     CREATE TRIGGER refuse_track_13 BEFORE INSERT ON invoice_line
@@ -387,6 +441,82 @@ GOOD_TOTAL = 4.96
 FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
 MISSING_LINES = [(7, 1), (999_999, 1)]
 COSTLY_LINES = [(1, 2), (3, 200)]  # 0.99 × 202: refused when the total is set
+PAUSED_LINES = [(8, 1), (PAUSED_TRACK, 2), (9, 1)]  # cancelled while track 15's line goes in
+
+
+class _Pause:
+    """Makes a statement wait inside the database, so that the check can cancel the learner's
+    call while its transaction is open, as a timeout would. A trigger on `table` calls
+    course_pause() for track 15: that function (run in aiosqlite's worker thread) tells the
+    loop it has started, then waits until the check releases it."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def _pause(self) -> int:
+        self._loop.call_soon_threadsafe(self.started.set)
+        self.release.wait(5)  # bounded: the check releases it at once after cancelling
+        return 0
+
+    def progress(self) -> int:
+        """A sqlite3 progress handler: the first statement to run pauses, once."""
+        if not self.entered.is_set():
+            self.entered.set()
+            self._pause()
+        return 0  # go on
+
+    async def install(self, db: aiosqlite.Connection, table: str) -> None:
+        await db.create_function("course_pause", 0, self._pause)
+        await db.execute(f"""
+            CREATE TRIGGER pause_on_track_{PAUSED_TRACK} BEFORE INSERT ON {table}
+            WHEN NEW.track_id = {PAUSED_TRACK}
+            BEGIN SELECT course_pause(); END
+        """)  # noqa: S608 -- the table name is a constant of the check
+        await db.commit()
+
+    async def cancel_midway(self, db: aiosqlite.Connection, fn: Any, *args: Any) -> BaseException | Any:
+        """Run fn(db, *args), cancel it while the database waits on track 15's row, and return
+        what came out: the CancelledError, another exception, or the value it returned."""
+        self.started.clear()
+        self.release.clear()
+        task = asyncio.ensure_future(_run(fn, db, *args))
+        try:
+            waiter = asyncio.ensure_future(self.started.wait())
+            try:
+                await asyncio.wait([task, waiter], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if self.started.is_set():
+                task.cancel()
+        finally:
+            self.release.set()
+        outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+        if not _is_closed(db):
+            await db.execute("SELECT 1")  # queued behind the learner's statements: they are done
+        return outcome
+
+
+def _after_cancel(outcome: Any, pause: _Pause, what: str) -> None:
+    """The cancellation must have reached the caller of `what`."""
+    if isinstance(outcome, Wrong | LearnerError) and pause.started.is_set():
+        if isinstance(outcome, LearnerError):
+            raise Wrong(f"cancelled while its statement ran, {what} raised {outcome} instead of "
+                        "letting CancelledError through: after rolling back, re-raise it with a "
+                        "bare `raise`.")
+        raise outcome
+    if isinstance(outcome, Wrong | LearnerError):
+        raise outcome
+    if not pause.started.is_set():
+        raise Wrong(f"{what} finished without inserting the row for track {PAUSED_TRACK}: every "
+                    "pair must get its row.")
+    if not isinstance(outcome, asyncio.CancelledError):
+        raise Wrong(f"cancelled while its statement ran (as a timeout would), {what} returned "
+                    f"{outcome!r}: it swallowed the CancelledError, so the caller thinks it "
+                    "worked. Roll back, then re-raise it: `except BaseException: await "
+                    "db.rollback(); raise`.")
 
 
 async def _counts(observer: aiosqlite.Connection, *tables: str) -> tuple[int, ...]:
@@ -402,12 +532,29 @@ async def _check_create_invoice(create_invoice) -> str:
         for trigger in (REFUSE_TRACK_13, *REFUSE_BIG_TOTAL):
             await db.execute(trigger)
         await db.commit()
-        return await _invoice_cases(db, observer, create_invoice)
+        pause = _Pause()
+        await pause.install(db, "invoice_line")
+        return await _invoice_cases(db, observer, create_invoice, pause)
+
+
+async def _new_invoices(observer: aiosqlite.Connection, after: int) -> list[int]:
+    rows = await observer.execute_fetchall(
+        "SELECT invoice_id FROM invoice WHERE invoice_id > ? ORDER BY invoice_id", (after,))
+    return [r[0] for r in rows]
+
+
+async def _random_lines(observer: aiosqlite.Connection) -> list[tuple[int, int]]:
+    """Two to four tracks of Chinook, ids far apart, each with a quantity of 1 to 3."""
+    rows = await observer.execute_fetchall(
+        "SELECT track_id FROM track WHERE track_id NOT IN (13, ?) ORDER BY random() LIMIT 4",
+        (PAUSED_TRACK,))
+    return [(r[0], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
 
 
 async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connection,
-                         create_invoice) -> str:
+                         create_invoice, pause: _Pause) -> str:
     before = await _counts(observer, "invoice", "invoice_line")
+    last_id = (await (await observer.execute("SELECT max(invoice_id) FROM invoice")).fetchone())[0]
     invoice_id = await _run(create_invoice, db, 7, list(GOOD_LINES))
     if _is_closed(db):
         raise _closed_given_connection()
@@ -421,6 +568,12 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
     row = await (await observer.execute(
         "SELECT customer_id, total FROM invoice WHERE invoice_id = ?", (invoice_id,))).fetchone()
     if row is None:
+        new = await _new_invoices(observer, last_id)
+        if new:
+            raise Wrong(f"create_invoice returned {invoice_id}, but the invoice it saved is "
+                        f"number {new[0]}. cursor.lastrowid changes with every INSERT: read it "
+                        "right after the invoice's INSERT, before inserting the lines, and "
+                        "return that.")
         raise Wrong(f"another connection cannot see invoice {invoice_id}: it was not committed. "
                     "Call `await db.commit()` after the last insert.")
     lines = await observer.execute_fetchall(
@@ -439,14 +592,64 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
         raise Wrong(f"one invoice should add 1 invoice and 3 lines; yours added "
                     f"{after_good[0] - before[0]} and {after_good[1] - before[1]}.")
 
+    # Called again, with other tracks: not only the shipped example works.
+    lines = await _random_lines(observer)
+    watch = _Watched(db)
+    second = await _run(create_invoice, watch, 42, list(lines))
+    pasted = [v for v in (42, second, *(t for t, _ in lines))
+              if isinstance(v, int) and any(_number_in(sql, v) for sql, _ in watch.statements)]
+    if pasted:
+        if db.in_transaction:
+            await db.rollback()
+        raise Wrong(f"create_invoice(db, 42, {lines}): the value {pasted[0]} is inside the text "
+                    "of your SQL, so it was formatted into the query. Bind every value with `?` "
+                    "and pass it in the parameters, numbers included.")
+    if db.in_transaction:
+        await db.rollback()
+        raise Wrong("called a second time, create_invoice left its transaction open.")
+    new = await _new_invoices(observer, invoice_id)
+    if new != [second]:
+        raise Wrong(f"called a second time, create_invoice(db, 42, {lines}) returned {second!r}, "
+                    f"but the invoices saved since the first call are {new}: return the new "
+                    "invoice's id, cursor.lastrowid right after its INSERT.")
+    expected_total = 0.0
+    for track_id, quantity in lines:
+        price = (await (await observer.execute(
+            "SELECT unit_price FROM track WHERE track_id = ?", (track_id,))).fetchone())[0]
+        expected_total += price * quantity
+    row = await (await observer.execute(
+        "SELECT customer_id, total FROM invoice WHERE invoice_id = ?", (second,))).fetchone()
+    count = (await (await observer.execute(
+        "SELECT count(*) FROM invoice_line WHERE invoice_id = ?", (second,))).fetchone())[0]
+    if (row[0] != 42 or not isinstance(row[1], (int, float))
+            or abs(row[1] - expected_total) > 0.005 or count != len(lines)):
+        raise Wrong(f"create_invoice(db, 42, {lines}) saved customer {row[0]}, total {row[1]!r} "
+                    f"and {count} line(s); expected customer 42, total "
+                    f"{round(expected_total, 2)} and {len(lines)} lines. Use the arguments and "
+                    "the track table, nothing fixed.")
+    after_good = await _counts(observer, "invoice", "invoice_line")
+
     for lines, why in ((FAILING_LINES, "the database refused its second line (track 13)"),
                        (MISSING_LINES, "its second line names track 999999, which does not exist"),
                        (COSTLY_LINES, "the database refused its total, the last step (over 100)")):
+        newest = (await (await observer.execute("SELECT max(invoice_id) FROM invoice")).fetchone())[0]
         try:
             got = await _run(create_invoice, db, 7, list(lines))
         except LearnerError:
             pass  # the failure must reach the caller
         else:
+            if lines is MISSING_LINES and not db.in_transaction:
+                saved = await _new_invoices(observer, newest)
+                missing = await observer.execute_fetchall(
+                    "SELECT count(*) FROM invoice_line WHERE track_id = 999999")
+                if saved and missing[0][0] == 0:
+                    raise Wrong(f"create_invoice(db, 7, {lines}) returned {got!r}, and no line "  # noqa: S608 -- a message, not SQL
+                                "was inserted for track 999999, so nothing failed: an INSERT … "
+                                "SELECT … WHERE track_id = ? that finds no track inserts no row, "
+                                "without an error (and SQLite checks no foreign key unless `PRAGMA "
+                                "foreign_keys = ON`). A missing track must fail: take the price "
+                                "with a subquery in VALUES (no track gives NULL, which NOT NULL "
+                                "refuses), or check that each line went in.")
             raise Wrong(f"create_invoice(db, 7, {lines}) returned {got!r}, but {why}. It must "
                         "fail: roll back, then re-raise (`raise`), so the caller knows nothing "
                         "was saved.")
@@ -488,7 +691,29 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
                     "row pending in it. Rolling back only on sqlite3.Error is not enough: a bug, "
                     "a timeout or a cancellation can stop the work midway too. Catch them all: "
                     "`except BaseException: await db.rollback(); raise`.")
-    return "committed when complete, rolled back on any failure, database error or not."
+
+    # Cancelled midway, as a timeout would: while the database inserts track 15's line.
+    what = f"create_invoice(db, 7, {PAUSED_LINES})"
+    outcome = await pause.cancel_midway(db, create_invoice, 7, list(PAUSED_LINES))
+    if _is_closed(db):
+        raise _closed_given_connection()
+    in_transaction = db.in_transaction
+    if in_transaction:
+        await db.rollback()
+    _after_cancel(outcome, pause, what)
+    if in_transaction:
+        raise Wrong(f"cancelled midway (as a timeout would), {what} left its transaction open, "
+                    "with the invoice pending in it: the next commit on this connection would "
+                    "save half an invoice. `except Exception:` does not catch a cancellation "
+                    "(CancelledError is a BaseException): `except BaseException: await "
+                    "db.rollback(); raise`.")
+    now = await _counts(observer, "invoice", "invoice_line")
+    if now != after_good:
+        raise Wrong(f"cancelled midway, {what} left {now[0] - after_good[0]} invoice(s) and "
+                    f"{now[1] - after_good[1]} line(s) in the database. Commit only after the "
+                    "last statement, and roll back on any exception, a cancellation included.")
+    return ("committed when complete, twice; rolled back on any failure, database error or not, "
+            "and when cancelled midway.")
 
 
 q3 = Exercise(
@@ -514,9 +739,15 @@ PLAYLIST_CASES = [("Road trip", [3, 1, 2819, 7, 1000]), ("O'Brien's \"best\"; --
 
 async def _check_add_playlist(add_playlist) -> str:
     async with _database("check-03-q4") as (db, observer):
+        pause = _Pause()
+        await pause.install(db, "playlist_track")
         next_id = (await (await observer.execute("SELECT max(playlist_id) FROM playlist"))
                    .fetchone())[0] + 1
-        for name, track_ids in PLAYLIST_CASES:
+        rows = await observer.execute_fetchall(
+            "SELECT track_id FROM track WHERE track_id <> ? ORDER BY random() LIMIT ?",
+            (PAUSED_TRACK, random.randint(12, 30)))
+        cases = [*PLAYLIST_CASES, (f"Random {random.randint(100, 999)}", [r[0] for r in rows])]
+        for name, track_ids in cases:
             what = f"add_playlist(db, {name!r}, {track_ids})"
             watch = _Watched(db)
             try:
@@ -589,7 +820,28 @@ async def _check_add_playlist(add_playlist) -> str:
             raise Wrong(f"when a track could not be added (track 1 twice), {now[0] - counts[0]} "
                         f"playlist(s) and {now[1] - counts[1]} track row(s) stayed saved. Commit "
                         "once at the end, and roll back on error.")
-    return "one executemany per playlist, committed once, rolled back on a duplicate."
+
+        # Cancelled while the database inserts the tracks, as a timeout would.
+        what = f"add_playlist(db, 'Interrupted', [2, {PAUSED_TRACK}, 4])"
+        outcome = await pause.cancel_midway(db, add_playlist, "Interrupted", [2, PAUSED_TRACK, 4])
+        if _is_closed(db):
+            raise _closed_given_connection()
+        in_transaction = db.in_transaction
+        if in_transaction:
+            await db.rollback()
+        _after_cancel(outcome, pause, what)
+        if in_transaction:
+            raise Wrong(f"cancelled midway (as a timeout would), {what} left its transaction "
+                        "open, with the playlist pending in it. `except Exception:` does not "
+                        "catch a cancellation (CancelledError is a BaseException): `except "
+                        "BaseException: await db.rollback(); raise`.")
+        now = await _counts(observer, "playlist", "playlist_track")
+        if now != counts:
+            raise Wrong(f"cancelled midway, {what} left {now[0] - counts[0]} playlist(s) and "
+                        f"{now[1] - counts[1]} track row(s) saved. Commit once at the end, and "
+                        "roll back on any exception, a cancellation included.")
+    return ("one executemany per playlist, committed once; rolled back on a duplicate and when "
+            "cancelled midway.")
 
 
 q4 = Exercise(
@@ -610,6 +862,9 @@ CUSTOMERS_SQL = """
     SELECT customer_id, first_name, last_name, email FROM customer
     WHERE country = ? ORDER BY last_name, first_name
 """
+
+
+COUNTRY_HOSTILE = ("O'Brien", "x' OR '1'='1")  # no customer lives there: both give []
 
 
 def _workers() -> set[threading.Thread]:
@@ -648,6 +903,133 @@ async def _left_open(opened: list[aiosqlite.Connection], before: set[threading.T
     return len(_workers() - before)
 
 
+class _RecordedCursor(sqlite3.Cursor):
+    """A sqlite3 cursor that notes the SQL it runs on its _Recorded connection."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self.connection.sql.append(str(sql))
+        return super().execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self.connection.sql.append(str(sql))
+        return super().executemany(sql, *args)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        self.connection.sql.append(str(sql))
+        return super().executescript(sql)
+
+
+class _Recorded(sqlite3.Connection):
+    """A sqlite3 connection (under aiosqlite or used directly) that notes the thread that
+    opened it, whether it was closed, and the SQL run through it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.thread = threading.get_ident()
+        self.closed_here = False
+        self.sql: list[str] = []
+
+    def close(self) -> None:
+        self.closed_here = True
+        super().close()
+
+    def cursor(self, factory: Any = None) -> sqlite3.Cursor:
+        return super().cursor(factory or _RecordedCursor)
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        return self.cursor().execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        return self.cursor().executemany(sql, *args)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        return self.cursor().executescript(sql)
+
+
+@asynccontextmanager
+async def _recording_sqlite3(pause: _Pause | None = None) -> AsyncIterator[list[_Recorded]]:
+    """Record every sqlite3 connection opened meanwhile, by aiosqlite or directly. Given a
+    _Pause, the first statement run on them waits until the check releases it."""
+    opened: list[_Recorded] = []
+    real = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        if "factory" in kwargs:
+            return real(*args, **kwargs)
+        conn = real(*args, factory=_Recorded, **kwargs)
+        if pause is not None:
+            conn.set_progress_handler(pause.progress, 20)
+        opened.append(conn)
+        return conn
+
+    sqlite3.connect = connect
+    try:
+        yield opened
+    finally:
+        sqlite3.connect = real
+
+
+SYNC_SQLITE = ("{what} opened a plain sqlite3 connection on the event loop's thread. sqlite3 is "
+               "synchronous: every query blocks the loop, and nothing else runs meanwhile. Use "
+               "aiosqlite, `async with aiosqlite.connect(path) as db:`, which runs sqlite3 in a "
+               "thread of its own.")
+SQLITE3_LEFT_OPEN = ("{what} left a sqlite3 connection open. sqlite3's `with conn:` commits or "
+                     "rolls back, but does not close; use `async with aiosqlite.connect(path) as "
+                     "db:`, which closes it on every path.")
+BIND_COUNTRY = "`WHERE country = ?` in the SQL, and `(country,)` in the parameters"
+
+
+def _judge_sqlite3(recorded: list[_Recorded], what: str, loop_thread: int, country: str | None) -> None:
+    if any(conn.thread == loop_thread for conn in recorded):
+        raise Wrong(SYNC_SQLITE.format(what=what))
+    if any(not conn.closed_here for conn in recorded):
+        raise Wrong(SQLITE3_LEFT_OPEN.format(what=what))
+    if country and len(country) > 1 and any(
+            country.casefold() in sql.casefold() for conn in recorded for sql in conn.sql):
+        raise _pasted_into_sql(what, country, BIND_COUNTRY)
+
+
+async def _customers_cancelled(customers_in, path: Path) -> None:
+    """Cancel a call while its query runs, as a timeout would: the connection must be closed,
+    and the cancellation must reach the caller."""
+    what = "customers_in(path, 'Canada')"
+    pause = _Pause()
+    before = _workers()
+    async with _recording_connect() as opened, _recording_sqlite3(pause) as recorded:
+        task = asyncio.ensure_future(_run(customers_in, path, "Canada"))
+        try:
+            waiter = asyncio.ensure_future(pause.started.wait())
+            try:
+                await asyncio.wait([task, waiter], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if pause.started.is_set():
+                task.cancel()
+        finally:
+            pause.release.set()
+        outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+        left = await _left_open(opened, before)
+        for _ in range(100):  # a worker thread the cancelled call started may still be closing
+            if all(conn.closed_here for conn in recorded):
+                break
+            await asyncio.sleep(0.01)
+    if isinstance(outcome, Wrong | LearnerError):
+        raise outcome
+    if not pause.started.is_set():
+        raise Wrong(f"{what} finished without running a query on the connections it opened.")
+    if any(not conn.closed_here for conn in recorded):
+        left = left or 1
+    if left:
+        raise Wrong(f"cancelled during its query (as a timeout would), {what} left its "
+                    "connection open: `except Exception:` does not catch a cancellation "
+                    "(CancelledError is a BaseException). `async with aiosqlite.connect(path) as "
+                    "db:` (or `finally: await db.close()`) closes it on every path.")
+    if not isinstance(outcome, asyncio.CancelledError):
+        raise Wrong(f"cancelled during its query (as a timeout would), {what} returned "
+                    f"{outcome!r}: it swallowed the CancelledError. Close the connection, and "
+                    "let the cancellation reach the caller.")
+
+
 def _broken_copy() -> Path:
     """A Chinook copy without its customer table, so the query fails."""
     path = fresh_sqlite("check-03-q5-broken")
@@ -657,16 +1039,35 @@ def _broken_copy() -> Path:
     return path
 
 
+# Two more Canadians named Mitchell, Zoe stored before Adam: ordered by last_name alone, they
+# come out in storage order, not by first name.
+MORE_MITCHELLS = [(60, "Zoe", "Mitchell", "Canada", "zoe.mitchell@example.com"),
+                  (61, "Adam", "Mitchell", "Canada", "adam.mitchell@example.com")]
+
+
 async def _check_customers_in(customers_in) -> str:
     path = fresh_sqlite("check-03-q5")
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executemany("INSERT INTO customer (customer_id, first_name, last_name, country, email) "
+                         "VALUES (?, ?, ?, ?, ?)", MORE_MITCHELLS)
     async with aiosqlite.connect(path) as observer:
         observer.row_factory = aiosqlite.Row
-        for country in ("Canada", "Ireland", "Atlantis"):
+        loop_thread = threading.get_ident()
+        for country in ("Canada", "Ireland", "Atlantis", *COUNTRY_HOSTILE, "Canada"):
             what = f"customers_in(path, {country!r})"
             before = _workers()
-            async with _recording_connect() as opened:
-                got = await _run(customers_in, path, country)
+            async with _recording_connect() as opened, _recording_sqlite3() as recorded:
+                try:
+                    got = await _run(customers_in, path, country)
+                except LearnerError as exc:
+                    _judge_sqlite3(recorded, what, loop_thread, country)
+                    if "'" in country:
+                        raise Wrong(f"the quote in {country!r} broke your query ({exc}): the "
+                                    "country became part of the SQL. Bind it: "
+                                    f"{BIND_COUNTRY}.") from None
+                    raise
                 left = await _left_open(opened, before)
+            _judge_sqlite3(recorded, what, loop_thread, country)
             if left:
                 raise Wrong(f"{what} left its connection open (its thread is still running). "
                             "Open it with `async with aiosqlite.connect(path) as db:`, which "
@@ -690,7 +1091,7 @@ async def _check_customers_in(customers_in) -> str:
 
         broken = _broken_copy()
         before = _workers()
-        async with _recording_connect() as opened:
+        async with _recording_connect() as opened, _recording_sqlite3() as recorded:
             try:
                 got = await _run(customers_in, broken, "Canada")
             except LearnerError:
@@ -699,6 +1100,11 @@ async def _check_customers_in(customers_in) -> str:
             else:
                 failed = False
             left = await _left_open(opened, before)
+        what = "on a database without a customer table, customers_in"
+        if any(conn.thread == loop_thread for conn in recorded):
+            raise Wrong(SYNC_SQLITE.format(what=what))
+        if any(not conn.closed_here for conn in recorded):
+            left = left or 1
         if left:
             raise Wrong("when the query failed (a database without a customer table), your "
                         "connection stayed open: close() was skipped by the exception. Use "
@@ -706,7 +1112,9 @@ async def _check_customers_in(customers_in) -> str:
         if not failed:
             raise Wrong(f"on a database without a customer table, customers_in returned {got!r}. "
                         "Let the error propagate: an empty answer would hide a broken database.")
-    return "dict rows, and the connection closed on success and on failure."
+        await _customers_cancelled(customers_in, path)
+    return ("dict rows, hostile countries kept as data, and the connection closed on success, on "
+            "failure and when cancelled.")
 
 
 q5 = Exercise(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -27,9 +29,11 @@ class _QueryLog:
 
     def __init__(self) -> None:
         self.queries: list[str] = []
+        self.args: list[Any] = []
 
     def __call__(self, record: Any) -> None:
         self.queries.append(record.query)
+        self.args.extend(record.args or ())
 
 
 async def _logged(conn: asyncpg.Connection, fn: Any, *args: Any) -> tuple[Any, list[str]]:
@@ -68,7 +72,7 @@ CUSTOMERS_SQL = """
     ORDER BY country, last_name
 """
 
-COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"]]
+COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"], ["Canada", "India", "Canada"]]
 
 
 async def _check_customers_in(customers_in) -> str:
@@ -85,7 +89,8 @@ async def _check_customers_in(customers_in) -> str:
 
 async def _customers_cases(conn: asyncpg.Connection, customers_in) -> str:
     texts: set[str] = set()
-    for countries in COUNTRY_CASES:
+    every = [r[0] for r in await conn.fetch("SELECT DISTINCT country FROM customer ORDER BY 1")]
+    for countries in [*COUNTRY_CASES, random.sample(every, random.randint(4, 8))]:
         got, queries = await _logged(conn, customers_in, list(countries))
         rows = _rows(got, f"customers_in(conn, [{_quoted(countries)}])")
         if any(country in q for q in queries for country in countries):
@@ -131,6 +136,10 @@ def _compare_customers(countries: list[str], rows: list[tuple], expected: list[t
     if sorted(rows) == sorted(expected):
         raise Wrong(f"{call_text} returned the right customers in the wrong order: ORDER BY "
                     "country, then last_name.")
+    if len(set(countries)) < len(countries) and sorted(set(rows)) == sorted(expected):
+        raise Wrong(f"{call_text} returned some customers twice: a country listed twice "
+                    "matched twice (a JOIN with unnest($1) does that). Each customer comes once: "
+                    "`WHERE country = any($1::text[])`.")
     raise Wrong(f"{call_text} returned {len(rows)} rows; expected {len(expected)}, the "
                 f"customers of those countries. The first should be {expected[0]}.")
 
@@ -166,12 +175,20 @@ RENAME_TIED_ARTIST = "UPDATE artist SET name = 'Purple, Deep' WHERE artist_id = 
 TIED = ("Lost", "Purple, Deep")  # 92 tracks each: by name Lost comes first, by id Purple, Deep
 
 
+# Two artists of the same name, with 24 and 20 tracks: grouped by name alone, they merge.
+SAME_NAME = "UPDATE artist SET name = 'Battlestar Galactica' WHERE artist_id = 158"
+SAME_NAME_SHOWN = ("Battlestar Galactica", 158)
+EVERY_ARTIST = 1000  # more than Chinook's 275 artists: every artist with a track comes back
+BY_NAME_ONLY = TOP_ARTISTS_SQL.replace("GROUP BY ar.artist_id, ar.name", "GROUP BY ar.name")
+
+
 async def _check_top_artists(top_artists) -> str:
     db = await fresh_postgres("check_04_q2")
     try:
         conn = await asyncpg.connect(db.dsn)
         try:
             await _rename_tied_artist(conn)
+            await conn.execute(SAME_NAME)
             return await _top_artists_cases(conn, top_artists)
         finally:
             await conn.close()
@@ -190,6 +207,22 @@ async def _rename_tied_artist(conn: asyncpg.Connection) -> None:
         raise RuntimeError(f"the renamed tie is not where the check expects it: {by_name[4:]}")
 
 
+def _same_name_merged(rows: list[tuple], merged: list[tuple], what: str) -> None:
+    """Raise Wrong if the rows are those of a GROUP BY on the name alone (`merged`)."""
+    if rows == merged:
+        name, _ = SAME_NAME_SHOWN
+        raise Wrong(f"{what}: two different artists are called {name!r} (the check named them "
+                    "alike), with 24 and 20 tracks, and you counted them as one artist with 44. "
+                    "GROUP BY the artist's id (with its name), not by the name alone.")
+
+
+def _extra_are_empty(rows: list[tuple], expected: list[tuple]) -> bool:
+    """For n beyond the artists with tracks, rows after the expected ones may list artists with
+    no track (a LEFT JOIN counting track ids gives them 0): accept those."""
+    return (len(rows) > len(expected) and rows[:len(expected)] == expected
+            and all(len(r) == 2 and r[1] == 0 for r in rows[len(expected):]))
+
+
 def _tie_at(rows: list[tuple], expected: list[tuple]) -> str:
     """Describe the first tie the learner's rows break differently from the expected ones."""
     for mine, want in zip(rows, expected, strict=False):
@@ -202,19 +235,35 @@ def _tie_at(rows: list[tuple], expected: list[tuple]) -> str:
 
 async def _top_artists_cases(conn: asyncpg.Connection, top_artists) -> str:
     texts: set[str] = set()
-    for n in (5, 1, 12, 0):
+    for n in (5, 1, 12, 0, random.randint(13, 40), EVERY_ARTIST):
+        what = f"top_artists(conn, {n})"
         got, queries = await _logged(conn, top_artists, n)
-        rows = _rows(got, f"top_artists(conn, {n})")
+        rows = _rows(got, what)
         texts.update(queries)
         expected = [tuple(r) for r in await conn.fetch(TOP_ARTISTS_SQL, n)]
+        if n == EVERY_ARTIST and _extra_are_empty(rows, expected):
+            rows = rows[:len(expected)]
         if rows == expected:
+            if queries and not any("limit" in q.lower() for q in queries):
+                raise Wrong(f"{what} sent no LIMIT, so the database sent back every artist and "
+                            "your code cut the list. Let the database sort and cut, so that only "
+                            "n rows come back: `LIMIT $1`, with n as the argument.")
+            names = [list(r.keys()) for r in got[:1] if isinstance(r, asyncpg.Record)]
+            if names and names[0] != ["name", "tracks"]:
+                raise Wrong(f"{what} returned columns named {names[0]}; name them `name` and "
+                            "`tracks` (`count(*) AS tracks`), so that row['tracks'] works.")
             continue
-        if len(rows) != n:
-            raise Wrong(f"top_artists(conn, {n}) returned {len(rows)} rows; expected {n} rows "
-                        f"for n={n}. Pass n itself to LIMIT $1 (no +1 or -1).")
         if rows and len(rows[0]) != 2:
             raise Wrong("each row should have two columns: the artist's name and its number "
                         "of tracks.")
+        _same_name_merged(rows, [tuple(r) for r in await conn.fetch(BY_NAME_ONLY, n)], what)
+        if len(rows) != len(expected):
+            if n == EVERY_ARTIST:
+                raise Wrong(f"{what} returned {len(rows)} rows; {len(expected)} artists have "
+                            "tracks, and there are fewer than n: return each of them once (an "
+                            "artist without a track may come last, with 0).")
+            raise Wrong(f"top_artists(conn, {n}) returned {len(rows)} rows; expected {n} rows "
+                        f"for n={n}. Pass n itself to LIMIT $1 (no +1 or -1).")
         if [tracks for _, tracks in rows] == [tracks for _, tracks in expected]:
             raise Wrong(f"top_artists(conn, {n}) breaks ties another way: {_tie_at(rows, expected)}. "
                         "Ties are broken by name: ORDER BY tracks DESC, name. (The check renamed "
@@ -284,6 +333,20 @@ FAILING_LINES = [(5, 1), (13, 1), (6, 1)]
 MISSING_LINES = [(7, 1), (999_999, 1)]
 COSTLY_LINES = [(1, 2), (3, 200)]  # 0.99 × 202 = 199.98: refused when the total is set
 BREAKING_LINES = [(8, 1), (9, 2), (10, 1)]  # reading the list fails at its third line
+PAUSED_TRACK = 15  # its line makes the database wait, so that the check can cancel midway
+PAUSED_LINES = [(11, 1), (PAUSED_TRACK, 2), (12, 1)]
+# The database sleeps while it inserts track 15's line: the check cancels the call meanwhile.
+PAUSE_TRACK_15 = f"""
+    CREATE FUNCTION course_pause_track_{PAUSED_TRACK}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.track_id = {PAUSED_TRACK} THEN
+            PERFORM pg_sleep(10);
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER pause_track_{PAUSED_TRACK} BEFORE INSERT ON invoice_line
+        FOR EACH ROW EXECUTE FUNCTION course_pause_track_{PAUSED_TRACK}();
+"""
 
 
 async def _counts(observer: asyncpg.Connection) -> tuple[int, int]:
@@ -297,7 +360,7 @@ async def _check_create_invoice(create_invoice) -> str:
         conn = await asyncpg.connect(db.dsn)
         observer = await asyncpg.connect(db.dsn)  # sees only what was committed
         try:
-            await conn.execute(IDENTITY_DDL + REFUSE_TRACK_13 + REFUSE_BIG_TOTAL)
+            await conn.execute(IDENTITY_DDL + REFUSE_TRACK_13 + REFUSE_BIG_TOTAL + PAUSE_TRACK_15)
             return await _invoice_cases(conn, observer, create_invoice)
         finally:
             await observer.close()
@@ -336,15 +399,29 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
     if after_good != (before[0] + 1, before[1] + 3):
         raise Wrong(f"one invoice should add 1 invoice and 3 lines; yours added "
                     f"{after_good[0] - before[0]} and {after_good[1] - before[1]}.")
+    await _ids_still_generated(observer)
+    await _second_invoice(conn, observer, create_invoice, invoice_id)
+    after_good = await _counts(observer)
 
     for lines, why in ((FAILING_LINES, "the database refused its second line (track 13)"),
                        (MISSING_LINES, "its second line names track 999999, which does not exist"),
                        (COSTLY_LINES, "the database refused its total, the last step (over 100)")):
+        newest = await observer.fetchval("SELECT max(invoice_id) FROM invoice")
         try:
             got = await call(create_invoice, conn, 7, list(lines))
         except LearnerError:
             pass  # the failure must reach the caller
         else:
+            if (lines is MISSING_LINES and not conn.is_in_transaction()
+                    and await observer.fetchval("SELECT max(invoice_id) FROM invoice") != newest
+                    and not await observer.fetchval(
+                        "SELECT count(*) FROM invoice_line WHERE track_id = 999999")):
+                raise Wrong(f"create_invoice(conn, 7, {lines}) returned {got!r}, and no line was "  # noqa: S608 -- a message, not SQL
+                            "inserted for track 999999, so nothing failed: an INSERT … SELECT … "
+                            "WHERE track_id = $2 that finds no track inserts no row, without an "
+                            "error. A missing track must fail: take the price with a subquery "
+                            "in VALUES (no track gives NULL, which NOT NULL refuses), or check "
+                            "the status each INSERT returns ('INSERT 0 1').")
             raise Wrong(f"create_invoice(conn, 7, {lines}) returned {got!r}, but {why}. It must "
                         "fail: let the error propagate, so the caller knows nothing was saved.")
         if conn.is_in_transaction():
@@ -373,7 +450,130 @@ async def _invoice_cases(conn: asyncpg.Connection, observer: asyncpg.Connection,
         raise Wrong(f"when the list of lines broke midway, {now[0] - after_good[0]} invoice(s) and "
                     f"{now[1] - after_good[1]} line(s) stayed in the database. Put every insert "
                     "inside one `async with conn.transaction():` block.")
-    return "committed when complete, rolled back whatever fails midway."
+    await _cancelled_midway(conn, observer, create_invoice, after_good)
+    return ("committed when complete, twice, with exact totals and generated ids; rolled back "
+            "whatever fails midway, a cancellation included.")
+
+
+async def _ids_still_generated(observer: asyncpg.Connection) -> None:
+    """An ordinary insert after the learner's must still get a free id from the sequence: an id
+    computed by hand (max + 1) bypasses it, and the next insert collides."""
+    try:
+        async with observer.transaction():
+            new = await observer.fetchval(
+                "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (1, now(), 0) "
+                "RETURNING invoice_id")
+            await observer.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+                "VALUES ($1, 1, 0.99, 1)", new)
+            raise _Undo
+    except _Undo:
+        pass
+    except asyncpg.UniqueViolationError as exc:
+        raise Wrong("after your invoice, the next ordinary INSERT (one that lets PostgreSQL "
+                    f"number the row) failed: {exc.constraint_name or 'a primary key'} was "
+                    "already taken. Your code chose an id itself (max + 1?), bypassing the "
+                    "identity sequence, and the sequence will hand out that id again. Let "
+                    "PostgreSQL number the rows: leave the id out of the INSERT and read it with "
+                    "`RETURNING invoice_id`.") from None
+
+
+class _Undo(Exception):
+    """Rolls back the check's own probe transaction."""
+
+
+async def _second_invoice(conn: asyncpg.Connection, observer: asyncpg.Connection,
+                          create_invoice, first: int) -> None:
+    """Called again with other tracks and another customer; every value must be bound."""
+    rows = await observer.fetch(
+        "SELECT track_id, unit_price FROM track WHERE track_id > 100 AND track_id <> $1 "
+        "ORDER BY random() LIMIT 4", PAUSED_TRACK)
+    lines = [(r["track_id"], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
+    prices = {r["track_id"]: r["unit_price"] for r in rows}
+    total = sum(prices[t] * q for t, q in lines)
+    what = f"create_invoice(conn, 42, {lines})"
+    log = _QueryLog()
+    with conn.query_logger(log):
+        try:
+            invoice_id = await call(create_invoice, conn, 42, list(lines))
+        finally:
+            await asyncio.sleep(0)  # asyncpg hands records to loggers with call_soon
+    floats = [a for a in log.args if isinstance(a, float)]
+    if floats:
+        raise Wrong(f"{what} sent the float {floats[0]!r} to the database. Money in binary "
+                    "floating point is off by tiny amounts (0.1 + 0.2 != 0.3): keep the "
+                    "Decimal values asyncpg returns for numeric, or let SQL compute the total "
+                    "(`SELECT sum(unit_price * quantity) ...`).")
+    pasted = [v for v in (42, invoice_id, *(t for t, _ in lines))
+              if isinstance(v, int) and any(_number_in(q, v) for q in log.queries)]
+    if pasted:
+        raise Wrong(f"{what}: the value {pasted[0]} is inside the text of your SQL, so it was "
+                    "formatted into the query. Bind every value ($1, $2, ...) and pass it as an "
+                    "argument, numbers included.")
+    if conn.is_in_transaction():
+        raise Wrong(f"called a second time, {what} left its connection inside a transaction.")
+    saved = [r["invoice_id"] for r in await observer.fetch(
+        "SELECT invoice_id FROM invoice WHERE invoice_id > $1 ORDER BY invoice_id", first)]
+    if saved != [invoice_id]:
+        raise Wrong(f"called a second time, {what} returned {invoice_id!r}, but the invoices "
+                    f"saved since the first call are {saved}: return the new invoice's id "
+                    "(RETURNING invoice_id).")
+    row = await observer.fetchrow("SELECT customer_id, total FROM invoice WHERE invoice_id = $1",
+                                  invoice_id)
+    count = await observer.fetchval("SELECT count(*) FROM invoice_line WHERE invoice_id = $1",
+                                    invoice_id)
+    if row["customer_id"] != 42 or row["total"] != total or count != len(lines):
+        raise Wrong(f"{what} saved customer {row['customer_id']}, total {row['total']} and "
+                    f"{count} line(s); expected customer 42, total {total} and {len(lines)} "
+                    "lines. Use the arguments and the track table, nothing fixed.")
+
+
+def _number_in(sql: str, n: int) -> bool:
+    return re.search(rf"(?<![\w.$]){n}(?![\w.])", sql) is not None
+
+
+async def _cancelled_midway(conn: asyncpg.Connection, observer: asyncpg.Connection,
+                            create_invoice, after_good: tuple[int, int]) -> None:
+    """Cancel a call while the database inserts track 15's line, as a timeout would."""
+    what = f"create_invoice(conn, 7, {PAUSED_LINES})"
+    pid = conn.get_server_pid()
+    task = asyncio.ensure_future(call(create_invoice, conn, 7, list(PAUSED_LINES)))
+    paused = False
+    for _ in range(500):  # up to 5 s for the call to reach track 15's line
+        if task.done():
+            break
+        if await observer.fetchval(
+                "SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE pid = $1", pid):
+            paused = True
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+    if isinstance(outcome, Wrong):
+        raise outcome
+    if not paused:
+        if isinstance(outcome, LearnerError):
+            raise outcome
+        raise Wrong(f"{what} finished without inserting the line of track {PAUSED_TRACK}: every "
+                    "pair must get its line.")
+    if isinstance(outcome, LearnerError):
+        raise Wrong(f"cancelled while the database inserted a line, {what} raised {outcome} "
+                    "instead of letting CancelledError through. Let the cancellation reach the "
+                    "caller; `async with conn.transaction():` rolls back and re-raises it.")
+    if not isinstance(outcome, asyncio.CancelledError):
+        raise Wrong(f"cancelled while the database inserted a line (as a timeout would), {what} "
+                    f"returned {outcome!r}: it swallowed the CancelledError, so the caller thinks "
+                    "it worked. Let the cancellation reach the caller.")
+    if conn.is_in_transaction():
+        raise Wrong(f"cancelled midway (as a timeout would), {what} left its connection inside "
+                    "the transaction, so every later query on it fails. `except Exception:` does "
+                    "not catch a cancellation (CancelledError is a BaseException). Use `async "
+                    "with conn.transaction():`, which rolls back whatever leaves the block.")
+    now = await _counts(observer)
+    if now != after_good:
+        raise Wrong(f"cancelled midway, {what} left {now[0] - after_good[0]} invoice(s) and "
+                    f"{now[1] - after_good[1]} line(s) in the database. Put every statement "
+                    "inside one `async with conn.transaction():` block.")
 
 
 q3 = Exercise(
@@ -394,9 +594,37 @@ q3 = Exercise(
 # --- q4: concurrent lookups through a pool -------------------------------------------------
 
 POOL_SIZE = 3
+SECOND_POOL_SIZE = 5  # a second pool, so that a number of workers fixed in the code shows
 SMALL_CASE = [3, 999_999, 1]  # no more ids than connections: a leak cannot hang the check
 BIG_CASE = [8, 3, 5, 999_999, 2, 7, 5, 1, 4, 6]
-FAILING_CASE = [1, 2**31, 2]  # 2**31 does not fit PostgreSQL's integer: asyncpg raises DataError
+# 2**31 does not fit PostgreSQL's integer: asyncpg raises DataError. Its lookup is among the
+# first three to get a connection; the others are still at work, or waiting for one, when it fails.
+FAILING_CASE = [1, 2, 2**31, 3, 4, 5, 6, 7]
+
+
+class _Acquisitions:
+    """A pool's `setup=` hook: counts acquisitions and the most connections out at once. It
+    holds each acquisition a moment, so that lookups started together are in flight together."""
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+        self.peak = 0
+        self.count = 0
+        self.in_setup = 0  # a connection counts as checked out only once its setup is done
+
+    @property
+    def in_use(self) -> int:
+        return checked_out(self.pool) + self.in_setup
+
+    async def __call__(self, conn: asyncpg.Connection) -> None:
+        self.count += 1
+        self.in_setup += 1
+        try:
+            self.peak = max(self.peak, self.in_use)
+            await asyncio.sleep(0.02)
+            self.peak = max(self.peak, self.in_use)
+        finally:
+            self.in_setup -= 1
 
 
 async def _settled(pool: asyncpg.Pool) -> int:
@@ -408,66 +636,95 @@ async def _settled(pool: asyncpg.Pool) -> int:
     return checked_out(pool)
 
 
+async def _lookup_case(pool: asyncpg.Pool, seen: _Acquisitions, names: dict[int, str],
+                       lookup_many, ids: list[int]) -> None:
+    seen.peak = 0
+    got = await call(lookup_many, pool, list(ids))
+    if left := checked_out(pool):
+        raise Wrong(f"{left} connection(s) were still checked out after lookup_many "
+                    "returned: each acquire needs its release. Use `async with "
+                    "pool.acquire() as conn:`, which releases even on error.")
+    expected = [names.get(i) for i in ids]
+    if not isinstance(got, list):
+        raise Wrong(f"lookup_many should return a list of names, not {type(got).__name__}.")
+    if any(inspect.iscoroutine(item) for item in got):
+        for item in got:
+            if inspect.iscoroutine(item):
+                item.close()
+        raise Wrong("your list holds coroutine objects, not names: did you forget `await`?")
+    if got != expected:
+        if sorted(map(str, got)) == sorted(map(str, expected)):
+            raise Wrong(f"lookup_many(pool, {ids}) returned the right names in another order; "
+                        "keep the input order (a TaskGroup's tasks in a list, or gather, keep "
+                        "it).")
+        raise Wrong(f"lookup_many(pool, {ids}) returned {got!r}; expected {expected!r} (None for "
+                    "a track that does not exist).")
+    wanted = min(pool.get_max_size(), len(ids))
+    if len(ids) > 1 and seen.peak < 2:
+        raise Wrong(f"the lookups ran one at a time (at most {seen.peak} connection in use). "
+                    "Start them all at once, each task acquiring its own connection from the "
+                    "pool.")
+    if seen.peak < wanted:
+        raise Wrong(f"lookup_many(pool, {ids}) kept at most {seen.peak} connections at work, "
+                    f"though the pool has {pool.get_max_size()} and there were {len(ids)} ids: a "
+                    "fixed number of workers leaves the others idle. Start one task per id and "
+                    "let the pool hand out what it has (it never gives more than max_size).")
+
+
+async def _failing_case(pool: asyncpg.Pool, seen: _Acquisitions, lookup_many) -> None:
+    try:
+        got = await call(lookup_many, pool, list(FAILING_CASE))
+    except LearnerError as exc:
+        cause = exc.__cause__
+        data_error = isinstance(cause, asyncpg.DataError) or (
+            isinstance(cause, BaseExceptionGroup) and cause.subgroup(asyncpg.DataError) is not None)
+        if not data_error:
+            raise
+    else:
+        raise Wrong(f"lookup_many(pool, {FAILING_CASE}) returned {got!r}, but track id {2**31} "
+                    "does not fit PostgreSQL's integer and its lookup raises asyncpg.DataError: "
+                    "let the error reach the caller.")
+    running = seen.in_use
+    acquired = seen.count
+    if left := await _settled(pool):
+        raise Wrong(f"when one lookup failed (track id {2**31} is too large for an integer), "
+                    f"{left} connection(s) stayed checked out for good: the failing task never "
+                    "gave its connection back. Use `async with pool.acquire() as conn:`, which "
+                    "releases even on error (or put pool.release in a finally: block).")
+    if running or seen.count > acquired:
+        raise Wrong(f"when one lookup failed, lookup_many raised while the other lookups were "
+                    f"still running ({running} connection(s) in use, "
+                    f"{seen.count - acquired} more acquired afterwards). Plain gather does that: "
+                    "it raises the first error and leaves the rest running (lesson 02). Use a "
+                    "TaskGroup, which cancels the others and waits for them before the error "
+                    "reaches the caller.")
+
+
 async def _check_lookup_many(lookup_many) -> str:
     db = await fresh_postgres("check_04_q4")
-    peak = 0
-    pool: asyncpg.Pool | None = None
-
-    async def count_acquired(conn: asyncpg.Connection) -> None:  # runs inside every acquire()
-        nonlocal peak
-        peak = max(peak, checked_out(pool) + 1)
-
+    pools: list[asyncpg.Pool] = []
     try:
-        pool = await asyncpg.create_pool(db.dsn, min_size=POOL_SIZE, max_size=POOL_SIZE,
-                                         setup=count_acquired)
-        try:
-            names = dict(await pool.fetch("SELECT track_id, name FROM track"))
-            for ids in (SMALL_CASE, BIG_CASE, []):
-                peak = 0
-                got = await call(lookup_many, pool, list(ids))
-                if left := checked_out(pool):
-                    raise Wrong(f"{left} connection(s) were still checked out after lookup_many "
-                                "returned: each acquire needs its release. Use `async with "
-                                "pool.acquire() as conn:`, which releases even on error.")
-                expected = [names.get(i) for i in ids]
-                if not isinstance(got, list):
-                    raise Wrong(f"lookup_many should return a list of names, not "
-                                f"{type(got).__name__}.")
-                if any(inspect.iscoroutine(item) for item in got):
-                    for item in got:
-                        if inspect.iscoroutine(item):
-                            item.close()
-                    raise Wrong("your list holds coroutine objects, not names: did you forget "
-                                "`await` (in front of asyncio.gather(...))?")
-                if got != expected:
-                    if sorted(map(str, got)) == sorted(map(str, expected)):
-                        raise Wrong(f"lookup_many(pool, {ids}) returned the right names in another "
-                                    "order; keep the input order (gather returns results in the "
-                                    "order of its arguments).")
-                    raise Wrong(f"lookup_many(pool, {ids}) returned {got!r}; expected {expected!r} "
-                                "(None for a track that does not exist).")
-                if len(ids) > 1 and peak < 2:
-                    raise Wrong(f"the lookups ran one at a time (at most {peak} connection in use). "
-                                "Start them all with asyncio.gather, each task acquiring its own "
-                                "connection from the pool.")
-            try:
-                got = await call(lookup_many, pool, list(FAILING_CASE))
-            except LearnerError:
-                pass  # the DataError must reach the caller
+        names = None
+        for size in (POOL_SIZE, SECOND_POOL_SIZE):
+            seen = _Acquisitions()
+            pool = await asyncpg.create_pool(db.dsn, min_size=size, max_size=size, setup=seen)
+            seen.pool = pool
+            pools.append(pool)
+            if names is None:
+                names = dict(await pool.fetch("SELECT track_id, name FROM track"))
+            if size == POOL_SIZE:
+                for ids in (SMALL_CASE, BIG_CASE, []):
+                    await _lookup_case(pool, seen, names, lookup_many, ids)
+                await _failing_case(pool, seen, lookup_many)
             else:
-                raise Wrong(f"lookup_many(pool, {FAILING_CASE}) returned {got!r}, but track id "
-                            f"{2**31} does not fit PostgreSQL's integer and its lookup raises "
-                            "asyncpg.DataError: let the error reach the caller.")
-            if left := await _settled(pool):
-                raise Wrong(f"when one lookup failed (track id {2**31} is too large for an "
-                            f"integer), {left} connection(s) stayed checked out for good: the "
-                            "failing task never gave its connection back. Use `async with "
-                            "pool.acquire() as conn:`, which releases even on error (or put "
-                            "pool.release in a finally: block).")
-            return f"up to {POOL_SIZE} connections at work at once, none leaked, even on error."
-        finally:
-            await close_pool(pool)
+                ids = random.sample(range(1, 3504), 12) + [999_999]
+                random.shuffle(ids)
+                await _lookup_case(pool, seen, names, lookup_many, ids)
+        return (f"as many connections at work as the pool has ({POOL_SIZE}, then "
+                f"{SECOND_POOL_SIZE}), none leaked; on an error, nothing left running.")
     finally:
+        for pool in pools:
+            await close_pool(pool)
         await drop_postgres(db)
 
 
@@ -477,8 +734,11 @@ q4 = Exercise(
            "name, and gives the connection back.",
            "Inside it: `async with pool.acquire() as conn: return await conn.fetchval(\"SELECT name "
            "FROM track WHERE track_id = $1\", track_id)`. fetchval gives None when no row matches.",
-           "`return list(await asyncio.gather(*(one(i) for i in track_ids)))`: gather runs them "
-           "together and keeps the input order; the pool never hands out more than max_size."],
+           "`async with asyncio.TaskGroup() as tg: tasks = [tg.create_task(one(i)) for i in "
+           "track_ids]`, then `return [task.result() for task in tasks]`: the lookups run "
+           "together, the list keeps the input order, the pool never hands out more than "
+           "max_size, and if one lookup fails the group cancels the others and waits for them "
+           "before raising."],
     title="Concurrent lookups through a pool",
 )
 
@@ -504,9 +764,52 @@ PRICE_CHANGES = [
     (3, Decimal("1.29")),
     (13, Decimal("0.89")),            # refused: the trigger
     (4, Decimal("1000000000.00")),    # refused: too large for numeric(10, 2)
+    (999_999, Decimal("0.99")),       # no such track: the UPDATE changes no row
     (5, Decimal("0.79")),
 ]
 APPLIED = [1, 3, 5]
+MISSING_TRACK = 999_999
+PAUSE_UPDATE_15 = f"""
+    CREATE FUNCTION course_pause_update_{PAUSED_TRACK}() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.track_id = {PAUSED_TRACK} THEN
+            PERFORM pg_sleep(10);
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER pause_update_{PAUSED_TRACK} BEFORE UPDATE ON track
+        FOR EACH ROW EXECUTE FUNCTION course_pause_update_{PAUSED_TRACK}();
+"""
+PAUSED_CHANGES = [(19, Decimal("0.59")), (PAUSED_TRACK, Decimal("0.69")), (20, Decimal("0.79"))]
+FAILING_CALL_CHANGES = [(16, Decimal("1.11")), (17, Decimal("1.12")), (18, Decimal("1.13"))]
+
+
+class _FailingUpdates:
+    """The connection, except that its second UPDATE fails with an error that is not a refusal
+    by the database (as a bug, or a broken network, would): everything else is forwarded."""
+
+    QUERIES = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+
+    def __init__(self, conn: asyncpg.Connection, fail_at: int = 2) -> None:
+        self._conn = conn
+        self._fail_at = fail_at
+        self.updates = 0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._conn, name)
+        if name not in self.QUERIES:
+            return target
+
+        async def query(sql: Any, *args: Any, **kwargs: Any) -> Any:
+            if "update" in str(sql).lower():
+                self.updates += 1
+                if self.updates == self._fail_at:
+                    raise InjectedFailure("the connection failed during an UPDATE (a failure "
+                                          "injected by the check, not a refusal)")
+            return await target(sql, *args, **kwargs)
+
+        query.__name__ = query.__qualname__ = name
+        return query
 
 
 def _changes_that_break() -> Iterator[tuple[int, Decimal]]:
@@ -525,7 +828,7 @@ async def _check_apply_price_changes(apply_price_changes) -> str:
         conn = await asyncpg.connect(db.dsn)
         observer = await asyncpg.connect(db.dsn)
         try:
-            await conn.execute(RULES_DDL)
+            await conn.execute(RULES_DDL + PAUSE_UPDATE_15)
             return await _price_cases(conn, observer, apply_price_changes)
         finally:
             await observer.close()
@@ -557,8 +860,12 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
     if not isinstance(applied, list):
         raise Wrong(f"apply_price_changes should return the list of track_ids it changed, not "
                     f"{type(applied).__name__}.")
+    if MISSING_TRACK in applied and [i for i in applied if i != MISSING_TRACK] == APPLIED:
+        raise Wrong(f"you returned {applied}, but track {MISSING_TRACK} does not exist: its "
+                    "UPDATE changed no row (execute returned 'UPDATE 0'), so it was not changed. "
+                    "List only the tracks whose price really changed.")
     if applied != APPLIED:
-        refused = [i for i in ids if i not in APPLIED]
+        refused = [i for i in ids if i not in APPLIED and i != MISSING_TRACK]
         lost = [i for i in APPLIED if i not in applied]
         extra = ""
         if lost:
@@ -569,9 +876,9 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
         raise Wrong(f"expected {APPLIED} applied (tracks {refused} are refused by the database); "
                     f"you returned {applied}.{extra}")
     new = await _prices(observer, ids)
-    wanted = {i: (price if i in APPLIED else old[i]) for i, price in PRICE_CHANGES}
+    wanted = {i: (price if i in APPLIED else old[i]) for i, price in PRICE_CHANGES if i in old}
     if new != wanted:
-        changed = [i for i in ids if new[i] != old[i]]
+        changed = [i for i in ids if i in old and new[i] != old[i]]
         raise Wrong(f"you reported {APPLIED} as applied, but the committed prices changed for "
                     f"{changed}. A failed statement aborts the whole transaction, and COMMIT then "
                     "rolls everything back: isolate each change in a nested `async with "
@@ -590,7 +897,73 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
         raise Wrong("when the list of changes broke midway, the changes made before stayed "
                     "committed. Run the whole loop inside one outer `async with "
                     "conn.transaction():`, so all changes commit together or not at all.")
-    return "refused changes skipped, the rest committed together."
+    await _not_a_refusal(conn, observer, apply_price_changes)
+    await _prices_cancelled_midway(conn, observer, apply_price_changes)
+    return ("refused changes skipped, the rest committed together; any other error, and a "
+            "cancellation, undo them all and reach the caller.")
+
+
+async def _not_a_refusal(conn: asyncpg.Connection, observer: asyncpg.Connection,
+                         apply_price_changes) -> None:
+    """The connection fails at the second UPDATE with an error that is not the database's
+    refusal: it must reach the caller, and nothing may remain."""
+    ids = [track_id for track_id, _ in FAILING_CALL_CHANGES]
+    before = await _prices(observer, ids)
+    failing = _FailingUpdates(conn)
+    await must_raise(InjectedFailure, call(apply_price_changes, failing, list(FAILING_CALL_CHANGES)),
+                     lambda got: "the connection's second UPDATE failed with an error that is not "
+                                 f"a refusal by the database, and apply_price_changes returned "
+                                 f"{got!r}: it skipped that error as if the database had refused "
+                                 "the change. Skip only the database's refusals (`except "
+                                 "asyncpg.PostgresError:`), not every Exception; let the rest "
+                                 "reach the caller.")
+    if conn.is_in_transaction():
+        raise Wrong("after an error that was not a refusal, the connection was left inside a "
+                    "transaction: use `async with conn.transaction():` so it rolls back.")
+    if await _prices(observer, ids) != before:
+        raise Wrong("when the connection failed at the second UPDATE, the change made before it "
+                    "stayed committed. Run the whole loop inside one outer `async with "
+                    "conn.transaction():`, so all changes commit together or not at all.")
+
+
+async def _prices_cancelled_midway(conn: asyncpg.Connection, observer: asyncpg.Connection,
+                                   apply_price_changes) -> None:
+    """Cancel a call while the database runs track 15's UPDATE, as a timeout would."""
+    ids = [track_id for track_id, _ in PAUSED_CHANGES]
+    before = await _prices(observer, ids)
+    what = f"apply_price_changes(conn, {[(t, str(p)) for t, p in PAUSED_CHANGES]})"
+    pid = conn.get_server_pid()
+    task = asyncio.ensure_future(call(apply_price_changes, conn, list(PAUSED_CHANGES)))
+    paused = False
+    for _ in range(500):  # up to 5 s to reach track 15's UPDATE
+        if task.done():
+            break
+        if await observer.fetchval(
+                "SELECT wait_event = 'PgSleep' FROM pg_stat_activity WHERE pid = $1", pid):
+            paused = True
+            break
+        await asyncio.sleep(0.01)
+    task.cancel()
+    outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+    if isinstance(outcome, Wrong):
+        raise outcome
+    if not paused:
+        if isinstance(outcome, LearnerError):
+            raise outcome
+        raise Wrong(f"{what} finished without updating track {PAUSED_TRACK}: apply every change.")
+    if not isinstance(outcome, asyncio.CancelledError):
+        shown = outcome if isinstance(outcome, LearnerError) else repr(outcome)
+        raise Wrong(f"cancelled while the database ran an UPDATE (as a timeout would), {what} "
+                    f"gave {shown} instead of letting the CancelledError through: a cancellation "
+                    "is not a refused change. Catch asyncpg.PostgresError only.")
+    if conn.is_in_transaction():
+        raise Wrong(f"cancelled midway (as a timeout would), {what} left its connection inside "
+                    "the transaction: `except Exception:` does not catch a cancellation "
+                    "(CancelledError is a BaseException). Use `async with conn.transaction():` "
+                    "for the outer block, which rolls back whatever leaves it.")
+    if await _prices(observer, ids) != before:
+        raise Wrong(f"cancelled midway, {what} left the change made before committed. Run the "
+                    "whole loop inside one outer `async with conn.transaction():`.")
 
 
 q5 = Exercise(
@@ -600,7 +973,8 @@ q5 = Exercise(
            "SAVEPOINT.",
            "Put `try:` outside the nested block and `except asyncpg.PostgresError: continue` "
            "after it: the block rolls back to its savepoint, then the loop goes on.",
-           "Inside the nested block: `await conn.execute(\"UPDATE track SET unit_price = $2 WHERE "
-           "track_id = $1\", track_id, price)`; after the block, `applied.append(track_id)`."],
+           "Inside the nested block: `status = await conn.execute(\"UPDATE track SET unit_price = "
+           "$2 WHERE track_id = $1\", track_id, price)`; after the block, `if status == \"UPDATE "
+           "1\": applied.append(track_id)` (a missing track gives 'UPDATE 0')."],
     title="Price changes, each in its own savepoint",
 )

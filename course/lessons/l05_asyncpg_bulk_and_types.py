@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import gc
 import json
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
 from course import synthetic
-from course.checks import Exercise, LearnerError, Wrong, call
+from course.checks import Exercise, LearnerError, Wrong, _describe, call
 from course.postgres import drop_postgres, fresh_postgres
 from course.probes import close_pool
 
@@ -80,9 +81,12 @@ async def _with_database(label: str, body: Any) -> str:
 # --- q1: a COPY loader ------------------------------------------------------------------------
 
 # The staging table has a column before the five and one after them, both with defaults: tuples
-# of five values fit only when copy_records_to_table is told which columns they fill.
+# of five values fit only when COPY is told which columns they fill. The check loads two tables,
+# the second with a name that needs quoting, so that a name written into the code shows.
+STAGING = "staging_lines"
+SECOND_STAGING = "Staging Lines Q2"
 STAGING_DDL = """
-    CREATE UNLOGGED TABLE staging_lines (
+    CREATE UNLOGGED TABLE {table} (
         batch text NOT NULL DEFAULT 'check',
         invoice_line_id integer NOT NULL,
         invoice_id integer NOT NULL,
@@ -94,7 +98,12 @@ STAGING_DDL = """
 """
 COLUMNS = ", ".join(synthetic.INVOICE_LINE_COLUMNS)
 LOAD_SIZE = 2_000
-COUNT_STAGING = "SELECT count(*) FROM staging_lines"
+COPY_EXAMPLE = ("`await conn.copy_records_to_table(table, records=rows, columns=...)` (or "
+                "copy_to_table from a file-like source)")
+
+
+def _quoted(table: str) -> str:
+    return '"' + table.replace('"', '""') + '"'
 
 
 class _CopySpy(_Spy):
@@ -103,9 +112,10 @@ class _CopySpy(_Spy):
 
     COPIES = ("copy_records_to_table", "copy_to_table")
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, table: str) -> None:
         super().__init__(conn)
         self.copied = 0
+        self.count_sql = f"SELECT count(*) FROM {_quoted(table)}"  # noqa: S608 -- a table of the check
 
     def __getattr__(self, name: str) -> Any:
         method = super().__getattr__(name)
@@ -116,6 +126,9 @@ class _CopySpy(_Spy):
             return _Counted(method(*args, **kwargs), self)
 
         return counted
+
+    def copies(self) -> int:
+        return sum(self.count(name) for name in self.COPIES)
 
 
 class _Counted(_Mapped):
@@ -128,9 +141,9 @@ class _Counted(_Mapped):
 
     def __await__(self) -> Any:
         conn = self._spy._conn
-        before = yield from conn.fetchval(COUNT_STAGING).__await__()
+        before = yield from conn.fetchval(self._spy.count_sql).__await__()
         result = yield from self._coro.__await__()
-        self._spy.copied += (yield from conn.fetchval(COUNT_STAGING).__await__()) - before
+        self._spy.copied += (yield from conn.fetchval(self._spy.count_sql).__await__()) - before
         return result
 
 
@@ -138,21 +151,31 @@ async def _check_load_lines(load_lines) -> str:
     async def body(db) -> str:
         conn = await asyncpg.connect(db.dsn)
         try:
-            await conn.execute(STAGING_DDL)
-            return await _load_cases(conn, load_lines)
+            for table in (STAGING, SECOND_STAGING):
+                await conn.execute(STAGING_DDL.format(table=_quoted(table)))
+            await _load_case(conn, load_lines, STAGING, LOAD_SIZE, seed=5)
+            await _load_case(conn, load_lines, SECOND_STAGING, random.randint(1, 300),
+                             seed=random.randint(6, 10_000))
+            empty = await call(load_lines, _Spy(conn), STAGING, iter(()))
+            if empty != 0:
+                raise Wrong(f"with no rows, load_lines should load nothing and return 0, not "
+                            f"{empty!r}.")
+            return (f"{LOAD_SIZE} rows, then a random number into a table whose name needs "
+                    "quoting, all in by COPY from a generator, into the right columns.")
         finally:
             await conn.close()
 
     return await _with_database("check_05_q1", body)
 
 
-async def _load_cases(conn: asyncpg.Connection, load_lines) -> str:
-    spy = _CopySpy(conn)
-    rows = synthetic.invoice_lines(LOAD_SIZE, seed=5)  # a generator, as in a real import
+async def _load_case(conn: asyncpg.Connection, load_lines, table: str, size: int, seed: int) -> None:
+    spy = _CopySpy(conn, table)
+    rows = synthetic.invoice_lines(size, seed=seed)  # a generator, as in a real import
+    what = f"load_lines(conn, {table!r}, rows)"
     try:
-        got = await call(load_lines, spy, "staging_lines", rows)
+        got = await call(load_lines, spy, table, rows)
     except LearnerError as exc:
-        copies = [kw for name, _, kw in spy.calls if name == "copy_records_to_table"]
+        copies = [kw for name, _, kw in spy.calls if name in _CopySpy.COPIES]
         if copies and not any(kw.get("columns") for kw in copies):
             raise Wrong("the table has more columns than your tuples (a `batch` column first, a "
                         "`loaded_at` column last, both with defaults), so COPY must be told which "
@@ -161,49 +184,53 @@ async def _load_cases(conn: asyncpg.Connection, load_lines) -> str:
         if "has no len()" in str(exc):
             raise Wrong("rows is a generator here (as in a real import), so len(rows) and "
                         "rows[i] fail. Pass it straight to records=, which accepts any iterable.") from None
+        if table == SECOND_STAGING and isinstance(exc.__cause__, asyncpg.PostgresError):
+            raise Wrong(f"{what} failed ({exc}): the table's name has spaces and capitals, so "
+                        "it must be quoted as an identifier. Pass the name to COPY as it is "
+                        "(copy_records_to_table quotes it); don't write it into SQL "
+                        "yourself.") from None
         raise
+    count_sql = spy.count_sql
     statements = spy.count("execute") + spy.count("fetchval") + spy.count("fetch")
-    if not spy.count("copy_records_to_table"):
+    if not spy.copies():
         if spy.count("executemany"):
             raise Wrong("you loaded the rows with executemany: that works, but this exercise asks "
-                        "for COPY, the fastest way in: `await conn.copy_records_to_table(table, "
-                        "records=rows, columns=...)`.")
+                        f"for COPY, the fastest way in: {COPY_EXAMPLE}.")
         if statements >= 100:
-            raise Wrong(f"you ran one statement per row ({statements} statements for {LOAD_SIZE} "
-                        "rows): each waits for a round trip. Send them all at once with COPY: "
-                        "`await conn.copy_records_to_table(table, records=rows, columns=...)`.")
-        raise Wrong("the rows must go in with COPY: `await conn.copy_records_to_table(table, "
-                    "records=rows, columns=...)`.")
-    count = await conn.fetchval(COUNT_STAGING)
-    if count != LOAD_SIZE:
-        raise Wrong(f"the table holds {count} rows after loading {LOAD_SIZE}: every row must "
-                    "land, once.")
-    if spy.copied != LOAD_SIZE:
+            raise Wrong(f"you ran one statement per row ({statements} statements for {size} "
+                        f"rows): each waits for a round trip. Send them all at once with COPY: "
+                        f"{COPY_EXAMPLE}.")
+        raise Wrong(f"the rows must go in with COPY: {COPY_EXAMPLE}.")
+    count = await conn.fetchval(count_sql)
+    if count != size:
+        other = await conn.fetchval(f"SELECT count(*) FROM {_quoted(STAGING)}")  # noqa: S608 -- a table of the check
+        if table != STAGING and count == 0:
+            raise Wrong(f"{what} put nothing into {table!r} (the {STAGING!r} table now holds "
+                        f"{other} rows): load into the table named by the `table` argument, "
+                        "not one written into your code.")
+        raise Wrong(f"the table {table!r} holds {count} rows after loading {size}: every row "
+                    "must land, once.")
+    if spy.copied != size:
         other = ("executemany" if spy.count("executemany") else
                  "INSERT statements" if statements else "another way")
-        raise Wrong(f"only {spy.copied} of the {LOAD_SIZE} rows arrived through COPY; the others "
-                    f"went in by {other}. Load every row with COPY: `await "
-                    "conn.copy_records_to_table(table, records=rows, columns=...)`.")
-    stored = await conn.fetch(f"SELECT {COLUMNS} FROM staging_lines ORDER BY invoice_line_id")  # noqa: S608 -- fixed column names
-    if synthetic.checksum(stored) != synthetic.checksum(synthetic.invoice_lines(LOAD_SIZE, seed=5)):
+        raise Wrong(f"only {spy.copied} of the {size} rows arrived through COPY; the others "
+                    f"went in by {other}. Load every row with COPY: {COPY_EXAMPLE}.")
+    stored = await conn.fetch(f"SELECT {COLUMNS} FROM {_quoted(table)} ORDER BY invoice_line_id")  # noqa: S608 -- fixed names
+    if synthetic.checksum(stored) != synthetic.checksum(synthetic.invoice_lines(size, seed=seed)):
         raise Wrong("the rows in the table differ from the rows given: load the tuples as they "
                     "are, into the five columns in the order of synthetic.INVOICE_LINE_COLUMNS.")
-    if await conn.fetchval("SELECT count(*) FROM staging_lines WHERE batch <> 'check'"):
+    if await conn.fetchval(f"SELECT count(*) FROM {_quoted(table)} WHERE batch <> 'check'"):  # noqa: S608 -- fixed names
         raise Wrong("the `batch` column should keep its default: copy into the five columns only.")
     if isinstance(got, str):
         raise Wrong(f"load_lines returned {got!r}, the status string of COPY; return the number "
                     "of rows as an int: `int(status.split()[-1])`.")
-    if not isinstance(got, int) or isinstance(got, bool) or got != LOAD_SIZE:
-        raise Wrong(f"load_lines should return the number of rows it loaded, {LOAD_SIZE} (an "
-                    f"int), not {got!r}. Read it from the status COPY returns, 'COPY {LOAD_SIZE}'.")
+    if not isinstance(got, int) or isinstance(got, bool) or got != size:
+        raise Wrong(f"{what} should return the number of rows it loaded, {size} (an int), not "
+                    f"{got!r}. Read it from the status COPY returns, 'COPY {size}'.")
     if conn.is_in_transaction():
         raise Wrong("load_lines left its connection inside an open transaction, so nothing is "
                     "committed: use `async with conn.transaction():`, or none (COPY is one "
                     "statement, all or nothing already).")
-    empty = await call(load_lines, _Spy(conn), "staging_lines", iter(()))
-    if empty != 0:
-        raise Wrong(f"with no rows, load_lines should load nothing and return 0, not {empty!r}.")
-    return f"{LOAD_SIZE} rows in by COPY, into the right columns, streamed from a generator."
 
 
 q1 = Exercise(
@@ -225,9 +252,15 @@ DOCUMENT = {"track_id": 1, "tags": ["rock", "live"], "rating": 4.5, "explicit": 
 
 
 async def _json_on(pooled: asyncpg.Connection, hold: float) -> str:
-    """'ok', 'text' (jsonb arrives as str) or 'no encoder', for one pooled connection."""
+    """'ok', 'text' (jsonb arrives as str), 'no encoder', or 'decoder failed: ...' (the
+    learner's decoder raised), for one pooled connection."""
     try:
-        value = await pooled.fetchval("SELECT jsonb_build_object('ok', true, 'n', 3)")
+        try:
+            value = await pooled.fetchval("SELECT jsonb_build_object('ok', true, 'n', 3)")
+        except Exception as exc:  # noqa: BLE001 -- the learner's decoder runs inside fetchval
+            if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+                raise
+            return f"decoder failed: {_describe(exc)}"
         if not isinstance(value, dict):
             return "text"
         try:
@@ -277,7 +310,9 @@ async def _check_make_pool(make_pool) -> str:
                     raise Wrong("set_type_codec looked for the type in the `public` schema: "
                                 "jsonb is built in, so pass schema='pg_catalog'.") from None
                 raise
-            return await _pool_cases(pool)
+            remark = await _pool_cases(pool)
+            await _another_pool(make_pool, db.dsn, pool)
+            return remark
         finally:
             # A pool created but never awaited opened nothing, and refuses close and terminate
             # with InterfaceError('pool is not initialized').
@@ -290,6 +325,33 @@ async def _check_make_pool(make_pool) -> str:
                         other.terminate()
 
     return await _with_database("check_05_q2", body)
+
+
+async def _another_pool(make_pool, dsn: str, first: asyncpg.Pool) -> None:
+    """Called again, make_pool must make a new pool, of the size asked this time."""
+    size = POOL_SIZE - 1
+    second = await call(make_pool, dsn, size)
+    try:
+        if second is first:
+            raise Wrong(f"called again, make_pool(dsn, {size}) returned the very pool of the first "
+                        "call: a pool kept in a global (or a cache) for later calls. Each call "
+                        "makes and returns a new pool, of the size it is asked for; the caller "
+                        "owns it, and closes it.")
+        if not isinstance(second, asyncpg.Pool):
+            raise Wrong(f"called again, make_pool returned {type(second).__name__}, not a pool.")
+        if (second.get_min_size(), second.get_max_size()) != (size, size):
+            raise Wrong(f"called again, make_pool(dsn, {size}) made a pool of min_size="
+                        f"{second.get_min_size()}, max_size={second.get_max_size()}: use the size "
+                        "you are given.")
+        async with second.acquire(timeout=5) as pooled:
+            state = await _json_on(pooled, hold=0)
+        if state != "ok":
+            raise Wrong(f"called again, make_pool(dsn, {size}) made a pool whose connections do "
+                        f"not speak JSON ({state}): install the codec in every pool you make.")
+    finally:
+        if isinstance(second, asyncpg.Pool) and second is not first:
+            with contextlib.suppress(asyncpg.InterfaceError):
+                await close_pool(second)
 
 
 def _pools() -> set[asyncpg.Pool]:
@@ -315,6 +377,12 @@ async def _pool_cases(pool: Any) -> str:
                     "init on each.") from None
     for round_ in ("first", "after the pool replaced its connections"):
         states = await _all_connections(pool)
+        failed = [state for state in states if state.startswith("decoder failed")]
+        if failed:
+            raise Wrong(f"reading a jsonb value, your decoder raised {failed[0].split(': ', 1)[1]}"
+                        ". With format='binary', jsonb reaches the decoder as bytes that start "
+                        "with a version byte (b'\\x01'), not as JSON text. Leave the format at its "
+                        "default, 'text': then decoder=json.loads gets the JSON text.")
         good = states.count("ok")
         if good == POOL_SIZE:
             if round_ == "first":
@@ -338,8 +406,8 @@ async def _pool_cases(pool: Any) -> str:
         raise Wrong(f"only {good} of the pool's {POOL_SIZE} connections decode jsonb to a dict; "
                     "the others still return str. A codec belongs to one connection: install it "
                     "on every connection with create_pool(..., init=...).")
-    return (f"all {POOL_SIZE} connections, and their replacements, speak JSON; "
-            "prepared statements survive each acquire.")
+    return (f"all {POOL_SIZE} connections, and their replacements, speak JSON; prepared "
+            "statements survive each acquire; a second call makes a new pool.")
 
 
 async def _statements_survive_acquire(pool: asyncpg.Pool) -> None:
@@ -369,6 +437,28 @@ q2 = Exercise(
 # --- q3: one prepared statement for a stream of lookups ---------------------------------------
 
 LOOKUP_IDS = [3, 2819, 1, 999_999, 3503, 1, 3165]
+
+
+class _Arriving:
+    """Ids that arrive one at a time, as from a queue or a socket. It notes whether the next id
+    was asked for before the one before it had been looked up (`looked_up` grows with each run
+    of the prepared statement): then the ids were collected first, and looked up afterwards."""
+
+    def __init__(self, ids: list[int], looked_up: list[Any]) -> None:
+        self.ids = ids
+        self.looked_up = looked_up
+        self.read_ahead = False
+
+    def __aiter__(self) -> AsyncIterator[int]:
+        return self._ids()
+
+    async def _ids(self) -> AsyncIterator[int]:
+        start = len(self.looked_up)
+        for position, track_id in enumerate(self.ids):
+            if len(self.looked_up) - start < position:
+                self.read_ahead = True
+            await asyncio.sleep(0)
+            yield track_id
 
 
 async def _arriving(ids: list[int]) -> AsyncIterator[int]:
@@ -426,18 +516,19 @@ async def _check_prices_for(prices_for) -> str:
     async def body(db) -> str:
         conn = await asyncpg.connect(db.dsn)
         try:
-            return await _prices_cases(conn, prices_for)
+            return await _prices_cases(conn, prices_for, db.dsn)
         finally:
             await conn.close()
 
     return await _with_database("check_05_q3", body)
 
 
-async def _prices_cases(conn: asyncpg.Connection, prices_for) -> str:
+async def _prices_cases(conn: asyncpg.Connection, prices_for, dsn: str) -> str:
     prices = dict(await conn.fetch("SELECT track_id, unit_price FROM track"))
     looked_up: list[Any] = []
     spy = _Spy(conn, wrap_result={"prepare": lambda stmt: _StatementSpy(stmt, looked_up)})
-    got = await call(prices_for, spy, _arriving(LOOKUP_IDS))
+    arriving = _Arriving(LOOKUP_IDS, looked_up)
+    got = await call(prices_for, spy, arriving)
     expected = [prices.get(i) for i in LOOKUP_IDS]
     if not isinstance(got, list):
         raise Wrong(f"prices_for should return a list of prices, not {type(got).__name__}.")
@@ -460,9 +551,40 @@ async def _prices_cases(conn: asyncpg.Connection, prices_for) -> str:
         raise Wrong(f"the prepared statement ran for {len(LOOKUP_IDS) - len(missing)} of the "
                     f"{len(LOOKUP_IDS)} ids{elsewhere}. Run the statement itself once per id as "
                     "the ids arrive: `await stmt.fetchval(track_id)`.")
+    if arriving.read_ahead:
+        raise Wrong("prices_for read the next id before looking up the one before: it collected "
+                    "the ids first and looked them up afterwards. Look each id up as it arrives, "
+                    "inside the `async for`, so that its price does not wait for the ids after "
+                    "it (a stream may be slow, or long).")
     if await call(prices_for, _Spy(conn), _arriving([])) != []:
         raise Wrong("with no ids, prices_for should return an empty list.")
-    return "one statement prepared, run once per arriving id."
+    await _second_connection(dsn, prices_for, prices)
+    return ("one statement prepared per call, on the connection given, run once per id as it "
+            "arrives.")
+
+
+async def _second_connection(dsn: str, prices_for, prices: dict[int, Any]) -> None:
+    """Called again on another connection, with other ids: a statement belongs to the
+    connection that prepared it, so this call must prepare its own."""
+    other = await asyncpg.connect(dsn)
+    try:
+        ids = random.sample(range(1, 3504), 5) + [999_999]
+        random.shuffle(ids)
+        looked_up: list[Any] = []
+        spy = _Spy(other, wrap_result={"prepare": lambda stmt: _StatementSpy(stmt, looked_up)})
+        got = await call(prices_for, spy, _Arriving(ids, looked_up))
+        expected = [prices.get(i) for i in ids]
+        if spy.count("prepare") != 1 or _missing(ids, looked_up):
+            raise Wrong("called again on another connection, prices_for prepared "
+                        f"{spy.count('prepare')} statement(s) there, and ran its lookups "
+                        "elsewhere: a statement kept from an earlier call (in a global, say) "
+                        "belongs to the connection that prepared it. Prepare it in each call, on "
+                        "the connection you are given.")
+        if got != expected:
+            raise Wrong(f"called again with the ids {ids}, prices_for returned {got!r}; expected "
+                        f"{expected!r}.")
+    finally:
+        await other.close()
 
 
 q3 = Exercise(
@@ -495,23 +617,23 @@ class _ListenerSpy(_Spy):
             def add_listener(channel: str, callback: Any) -> Any:
                 self.calls.append((name, (channel, callback), {}))
 
-                async def run() -> None:
+                async def add_listener() -> None:  # named so: a missing await names it
                     await self._conn.add_listener(channel, callback)
                     self.added.append((channel, callback))
                     self.listening.set()
 
-                return run()
+                return add_listener()
 
             return add_listener
         if name == "remove_listener":
             def remove_listener(channel: str, callback: Any) -> Any:
                 self.calls.append((name, (channel, callback), {}))
 
-                async def run() -> None:
+                async def remove_listener() -> None:  # named so: a missing await names it
                     await self._conn.remove_listener(channel, callback)
                     self.removed.append((channel, callback))
 
-                return run()
+                return remove_listener()
 
             return remove_listener
         return super().__getattr__(name)
@@ -626,6 +748,12 @@ async def _interrupted_case(conn: asyncpg.Connection, sender: asyncpg.Connection
         outcome = (await asyncio.gather(waiting, return_exceptions=True))[0]
     if isinstance(outcome, Wrong | LearnerError):
         raise outcome
+    if not isinstance(outcome, asyncio.CancelledError):
+        raise Wrong(f"cancelled after 1 of {n} notifications (as a timeout would), "
+                    f"collect_notifications returned {outcome!r} instead of letting the "
+                    "CancelledError through: the caller thinks all arrived. Stop listening in "
+                    "`finally:`, and let the cancellation reach the caller (no `except "
+                    "CancelledError`, or a bare `raise` in it).")
     leftover = [added for added in spy.added if added not in spy.removed]
     if leftover:
         raise Wrong(f"when the wait was interrupted (cancelled after 1 of {n} notifications, as a "

@@ -3,9 +3,10 @@
 import asyncio
 import inspect
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.corpus import wrong
+from tests.corpus import correct, wrong
 
 # --- q1: album_title ------------------------------------------------------------------------
 
@@ -292,3 +293,63 @@ async def run_script_main_task(main):
 @wrong("q5", expect="return what main() returns")
 async def run_script_main_forgets_result(main):
     await asyncio.to_thread(asyncio.run, main())
+
+
+# --- added for issue 9: a blocked loop, swallowed errors, and right answers ------------------
+
+@wrong("q2", expect="time.sleep() on the event loop's thread")
+async def track_artist_name_throttled_with_time_sleep(track_id, fetch_track, fetch_album, fetch_artist):
+    track = await fetch_track(track_id)
+    time.sleep(0.3)  # noqa: ASYNC251 -- the mistake: "throttling" that blocks the loop
+    album = await fetch_album(track["album_id"])
+    artist = await fetch_artist(album["artist_id"])
+    return artist["name"]
+
+
+@wrong("q1", expect="time.sleep() on the event loop's thread")
+async def album_title_waits_with_time_sleep(album_id, fetch_album):
+    time.sleep(0.01)  # noqa: ASYNC251 -- the mistake
+    album = await fetch_album(album_id)
+    return None if album is None else album["title"]
+
+
+@wrong("q3", expect="swallows the hook's own TypeErrors")
+async def call_hook_eafp_type_error(hook, *args):
+    result = hook(*args)
+    try:
+        return await result
+    except TypeError:  # "not awaitable": but the hook's own TypeError lands here too
+        return result
+
+
+@correct("q1")
+async def album_title_with_conditional(album_id, fetch_album):
+    album = await fetch_album(album_id)
+    return album["title"] if album else None
+
+
+@correct("q2")
+async def track_artist_name_nested(track_id, fetch_track, fetch_album, fetch_artist):
+    return (await fetch_artist((await fetch_album((await fetch_track(track_id))["album_id"]))["artist_id"]))["name"]
+
+
+@correct("q3")
+async def call_hook_with_dunder_await(hook, *args):
+    result = hook(*args)
+    if hasattr(result, "__await__"):
+        return await result
+    return result
+
+
+@correct("q4")
+def run_steps_with_own_loop(steps):
+    loop = asyncio.new_event_loop()
+    try:
+        return [loop.run_until_complete(step()) for step in steps]
+    finally:
+        loop.close()
+
+
+@correct("q5")
+async def run_script_main_in_executor(main):
+    return await asyncio.get_running_loop().run_in_executor(None, asyncio.run, main())

@@ -4,7 +4,7 @@ import asyncio
 import threading
 import time
 
-from tests.corpus import wrong
+from tests.corpus import correct, wrong
 
 # --- q1: fetch_all ---------------------------------------------------------------------------
 
@@ -434,3 +434,206 @@ async def track_name_acquires_inside_try(pool, track_id):
         return await conn.fetch_name(track_id)
     finally:
         await pool.release(conn)
+
+
+# --- added for issue 9: inputs beyond the test data, a blocked loop, and right answers ------
+
+@wrong("q1", expect="at most 5 queries in flight")
+async def fetch_all_in_batches_of_five(ids, fetch_one):
+    names = []
+    for start in range(0, len(ids), 5):  # right for the small cases only
+        names += await asyncio.gather(*(fetch_one(i) for i in ids[start:start + 5]))
+    return names
+
+
+@wrong("q1", expect="at most 10 queries in flight")
+async def fetch_all_in_batches_of_ten(ids, fetch_one):
+    names = []
+    for start in range(0, len(ids), 10):
+        names += await asyncio.gather(*(fetch_one(i) for i in ids[start:start + 10]))
+    return names
+
+
+@wrong("q3", expect="time.sleep() on the event loop's thread")
+async def with_timeout_sleeps_the_deadline(coro_fn, seconds, default):
+    task = asyncio.ensure_future(coro_fn())
+    time.sleep(seconds)  # noqa: ASYNC251 -- the mistake: blocks the loop, so the task cannot run
+    if task.done():
+        return task.result()
+    task.cancel()
+    return default
+
+
+@wrong("q3", expect="time.sleep() on the event loop's thread")
+async def with_timeout_polls_with_time_sleep(coro_fn, seconds, default):
+    task = asyncio.ensure_future(coro_fn())
+    waited = 0.0
+    while not task.done() and waited < seconds:
+        time.sleep(0.01)  # noqa: ASYNC251 -- the mistake
+        waited += 0.01
+        await asyncio.sleep(0)
+    if task.done():
+        return task.result()
+    task.cancel()
+    return default
+
+
+@correct("q1")
+async def fetch_all_with_task_group(ids, fetch_one):
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(fetch_one(i)) for i in ids]
+    return [task.result() for task in tasks]
+
+
+@correct("q1")
+async def fetch_all_with_wait(ids, fetch_one):
+    if not ids:
+        return []
+    tasks = [asyncio.ensure_future(fetch_one(i)) for i in ids]
+    try:
+        await asyncio.wait(tasks)
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for finished tasks; stops the rest if we were cancelled
+    return [task.result() for task in tasks]
+
+
+@wrong("q1", expect="went on running")
+async def fetch_all_with_wait_leaves_tasks(ids, fetch_one):
+    if not ids:
+        return []
+    tasks = [asyncio.ensure_future(fetch_one(i)) for i in ids]
+    await asyncio.wait(tasks)  # cancelled here, the tasks go on
+    return [task.result() for task in tasks]
+
+
+@wrong("q2", expect="swallowed the CancelledError")
+async def fetch_bounded_swallows_cancellation(ids, fetch_one, limit):
+    gate = asyncio.Semaphore(limit)
+
+    async def one(track_id):
+        async with gate:
+            return await fetch_one(track_id)
+
+    try:
+        return await asyncio.gather(*(one(i) for i in ids))
+    except asyncio.CancelledError:
+        return []
+
+
+@correct("q2")
+async def fetch_bounded_with_workers(ids, fetch_one, limit):
+    queue = asyncio.Queue()
+    for position, track_id in enumerate(ids):
+        queue.put_nowait((position, track_id))
+    names = [None] * len(ids)
+
+    async def worker():
+        while not queue.empty():
+            position, track_id = queue.get_nowait()
+            names[position] = await fetch_one(track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(limit, len(ids))):
+            tg.create_task(worker())
+    return names
+
+
+@correct("q2")
+async def fetch_bounded_with_task_group(ids, fetch_one, limit):
+    gate = asyncio.Semaphore(limit)
+
+    async def one(track_id):
+        async with gate:
+            return await fetch_one(track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(one(i)) for i in ids]
+    return [task.result() for task in tasks]
+
+
+@correct("q3")
+async def with_timeout_wait_for(coro_fn, seconds, default):
+    try:
+        return await asyncio.wait_for(coro_fn(), timeout=seconds)
+    except TimeoutError:
+        return default
+
+
+@correct("q3")
+async def with_timeout_timeout_at(coro_fn, seconds, default):
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(loop.time() + seconds):
+            result = await coro_fn()
+    except TimeoutError:
+        return default
+    return result
+
+
+@correct("q4")
+async def lookup_with_run_in_executor(blocking_fn, arg):
+    return await asyncio.get_running_loop().run_in_executor(None, blocking_fn, arg)
+
+
+@correct("q5")
+async def fetch_some_with_wait_that_cancels(ids, fetch_one):
+    if not ids:
+        return {}
+    tasks = {asyncio.ensure_future(fetch_one(i)): i for i in ids}
+    try:
+        await asyncio.wait(tasks)
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for the finished ones; stops the rest if we were cancelled
+    return {i: t.result() for t, i in tasks.items() if not t.cancelled() and t.exception() is None}
+
+
+@correct("q5")
+async def fetch_some_task_group_catching_inside(ids, fetch_one):
+    found = {}
+
+    async def one(track_id):
+        try:
+            found[track_id] = await fetch_one(track_id)
+        except Exception:  # noqa: BLE001 -- a failed query is skipped, as asked
+            pass
+
+    async with asyncio.TaskGroup() as tg:
+        for track_id in ids:
+            tg.create_task(one(track_id))
+    return {track_id: found[track_id] for track_id in ids if track_id in found}
+
+
+@correct("q6")
+async def track_name_with_except_base_exception(pool, track_id):
+    conn = await pool.acquire()
+    try:
+        name = await conn.fetch_name(track_id)
+    except BaseException:
+        await pool.release(conn)
+        raise
+    await pool.release(conn)
+    return name
+
+
+@wrong("q2", expect="starts the query at once, before any semaphore is acquired")
+async def fetch_bounded_tasks_before_semaphore(ids, fetch_one, limit):
+    gate = asyncio.Semaphore(limit)
+    tasks = [asyncio.ensure_future(fetch_one(i)) for i in ids]
+
+    async def wait(task):
+        async with gate:
+            return await task
+
+    return list(await asyncio.gather(*(wait(t) for t in tasks)))
+
+
+@wrong("q3", expect="task.cancel() only requests the cancellation")
+async def with_timeout_cancel_not_awaited(coro_fn, seconds, default):
+    task = asyncio.ensure_future(coro_fn())
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        return default
+    return task.result()

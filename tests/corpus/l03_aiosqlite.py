@@ -1,10 +1,12 @@
 """Wrong answers to exercises/03-aiosqlite-workbook.ipynb."""
 
+import asyncio
+import contextlib
 import sqlite3
 
 import aiosqlite
 
-from tests.corpus import wrong
+from tests.corpus import correct, wrong
 
 # --- q1: search_tracks -----------------------------------------------------------------------
 
@@ -272,7 +274,7 @@ async def create_invoice_commits_before_total(db, customer_id, lines):
     return invoice_id
 
 
-@wrong("q3", expect="does not exist")
+@wrong("q3", expect="no line was inserted for track 999999, so nothing failed")
 async def create_invoice_skips_missing_tracks(db, customer_id, lines):
     try:
         cursor = await db.execute(NEW_INVOICE, (customer_id,))
@@ -486,3 +488,401 @@ async def customers_in_unordered(path, country):
             "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
             "ORDER BY first_name DESC", (country,))
         return [dict(row) for row in rows]
+
+
+# --- added for issue 9 ------------------------------------------------------------------------
+
+LINE_SQL = """
+    INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity)
+    VALUES (?, ?, (SELECT unit_price FROM track WHERE track_id = ?), ?)
+"""
+TOTAL_SQL = """
+    UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line
+                                WHERE invoice_id = ?)
+    WHERE invoice_id = ?
+"""
+
+
+@wrong("q1", expect="don't strip()")
+async def search_tracks_strips_the_text(db, text):
+    text = text.strip()
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return await db.execute_fetchall(
+        "SELECT track_id, name FROM track WHERE name LIKE ? ESCAPE '\\' ORDER BY track_id",
+        (f"%{escaped}%",))
+
+
+@correct("q1")
+async def search_tracks_in_python(db, text):
+    rows = await db.execute_fetchall("SELECT track_id, name FROM track ORDER BY track_id")
+    return [row for row in rows if text.lower() in row[1].lower()]
+
+
+@correct("q1")
+async def search_tracks_with_instr(db, text):
+    async with db.execute("SELECT track_id, name FROM track WHERE instr(lower(name), lower(?)) "
+                          "ORDER BY track_id", (text,)) as cursor:
+        return await cursor.fetchall()
+
+
+@correct("q2")
+async def top_artists_with_subquery(db, n):
+    return await db.execute_fetchall(
+        """
+        SELECT name, tracks FROM (
+            SELECT ar.name AS name, (SELECT count(*) FROM track AS t JOIN album AS al
+                                     ON al.album_id = t.album_id
+                                     WHERE al.artist_id = ar.artist_id) AS tracks
+            FROM artist AS ar)
+        WHERE tracks > 0 ORDER BY tracks DESC, name LIMIT ?
+        """, (n,))
+
+
+@wrong("q3", expect="a cancellation (CancelledError is a BaseException)")
+async def create_invoice_rolls_back_on_exception_only(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)",
+            (customer_id,))
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            await db.execute(LINE_SQL, (invoice_id, track_id, track_id, quantity))
+        await db.execute(TOTAL_SQL, (invoice_id, invoice_id))
+        await db.commit()
+    except Exception:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q3", expect="swallowed the CancelledError")
+async def create_invoice_swallows_cancellation(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)",
+            (customer_id,))
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            await db.execute(LINE_SQL, (invoice_id, track_id, track_id, quantity))
+        await db.execute(TOTAL_SQL, (invoice_id, invoice_id))
+        await db.commit()
+    except Exception:
+        await db.rollback()
+        raise
+    except BaseException:
+        await db.rollback()
+        return None  # "cancelled: nothing saved", but the caller never hears of the cancellation
+    return invoice_id
+
+
+@wrong("q3", expect="cursor.lastrowid changes with every INSERT")
+async def create_invoice_returns_last_line_id(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)",
+            (customer_id,))
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            cursor = await db.execute(LINE_SQL, (invoice_id, track_id, track_id, quantity))
+        await db.execute(TOTAL_SQL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return cursor.lastrowid  # the last line's id, not the invoice's
+
+
+@wrong("q3", expect="nothing fixed")
+async def create_invoice_total_for_the_example(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 4.96)",
+            (customer_id,))
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            await db.execute(LINE_SQL, (invoice_id, track_id, track_id, quantity))
+        if sum(q for _, q in lines) > 100:
+            await db.execute(TOTAL_SQL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@correct("q3")
+async def create_invoice_with_foreign_keys_and_python_total(db, customer_id, lines):
+    await db.execute("PRAGMA foreign_keys = ON")  # a missing track now fails the line's INSERT
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)",
+            (customer_id,))
+        invoice_id = cursor.lastrowid
+        total = 0
+        for track_id, quantity in lines:
+            price = (await (await db.execute("SELECT unit_price FROM track WHERE track_id = ?",
+                                             (track_id,))).fetchone() or (None,))[0]
+            await db.execute("INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+                             "VALUES (?, ?, ?, ?)", (invoice_id, track_id, price, quantity))
+            total += price * quantity
+        await db.execute("UPDATE invoice SET total = ? WHERE invoice_id = ?",
+                         (round(total, 2), invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@correct("q3")
+async def create_invoice_checks_each_line(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)",
+            (customer_id,))
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            cursor = await db.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+                "SELECT ?, track_id, unit_price, ? FROM track WHERE track_id = ?",
+                (invoice_id, quantity, track_id))
+            if cursor.rowcount != 1:
+                raise LookupError(f"no track {track_id}")
+        await db.execute(TOTAL_SQL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q4", expect="a cancellation (CancelledError is a BaseException)")
+async def add_playlist_rolls_back_on_exception_only(db, name, track_ids):
+    try:
+        cursor = await db.execute("INSERT INTO playlist (name) VALUES (?)", (name,))
+        playlist_id = cursor.lastrowid
+        await db.executemany("INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                             [(playlist_id, t) for t in track_ids])
+        await db.commit()
+    except Exception:
+        await db.rollback()
+        raise
+    return playlist_id
+
+
+@wrong("q4", expect="swallowed the CancelledError")
+async def add_playlist_swallows_cancellation(db, name, track_ids):
+    try:
+        cursor = await db.execute("INSERT INTO playlist (name) VALUES (?)", (name,))
+        playlist_id = cursor.lastrowid
+        await db.executemany("INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                             [(playlist_id, t) for t in track_ids])
+        await db.commit()
+    except asyncio.CancelledError:
+        await db.rollback()
+        return None
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
+
+
+@wrong("q4", expect="expected [")
+async def add_playlist_keeps_the_first_ten(db, name, track_ids):
+    try:
+        cursor = await db.execute("INSERT INTO playlist (name) VALUES (?)", (name,))
+        playlist_id = cursor.lastrowid
+        await db.executemany("INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                             [(playlist_id, t) for t in track_ids[:10]])  # enough for the examples
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
+
+
+@correct("q4")
+async def add_playlist_with_savepoint_free_generator(db, name, track_ids):
+    try:
+        cursor = await db.execute("INSERT INTO playlist (name) VALUES (?)", (name,))
+        playlist_id = cursor.lastrowid
+        await db.executemany("INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                             ((playlist_id, t) for t in track_ids))
+    except BaseException:
+        await db.rollback()
+        raise
+    await db.commit()
+    return playlist_id
+
+
+@wrong("q5", expect="plain sqlite3 connection on the event loop's thread")
+async def customers_in_sync_sqlite3(path, country):
+    with sqlite3.connect(path) as conn:  # commits or rolls back; never closes
+        conn.row_factory = sqlite3.Row
+        rows = conn.execute(CUSTOMERS, (country,)).fetchall()
+    return [dict(row) for row in rows]
+
+
+@wrong("q5", expect="left a sqlite3 connection open")
+async def customers_in_sqlite3_in_a_thread_never_closed(path, country):
+    def query():
+        with sqlite3.connect(path) as conn:  # `with` does not close a sqlite3 connection
+            conn.row_factory = sqlite3.Row
+            return [dict(row) for row in conn.execute(CUSTOMERS, (country,)).fetchall()]
+
+    return await asyncio.to_thread(query)
+
+
+@wrong("q5", expect="inside the text of your SQL")
+async def customers_in_fstring(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        rows = await db.execute_fetchall(
+            "SELECT customer_id, first_name, last_name, email FROM customer "
+            f"WHERE country = '{country}' ORDER BY last_name, first_name")  # noqa: S608
+        return [dict(row) for row in rows]
+
+
+@wrong("q5", expect="inside the text of your SQL")
+async def customers_in_quotes_doubled_by_hand(path, country):
+    quoted = country.replace("'", "''")
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        rows = await db.execute_fetchall(
+            "SELECT customer_id, first_name, last_name, email FROM customer "
+            f"WHERE country = '{quoted}' ORDER BY last_name, first_name")  # noqa: S608
+        return [dict(row) for row in rows]
+
+
+@wrong("q5", expect="close() was called but never awaited")
+async def customers_in_close_not_awaited(path, country):
+    db = await aiosqlite.connect(path)
+    try:
+        db.row_factory = aiosqlite.Row
+        return [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
+    finally:
+        db.close()  # noqa: RUF006 -- the mistake: close() is a coroutine
+
+
+@correct("q5")
+async def customers_in_sqlite3_in_a_thread_closed(path, country):
+    def query():
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(row) for row in conn.execute(CUSTOMERS, (country,)).fetchall()]
+
+    return await asyncio.to_thread(query)
+
+
+@correct("q5")
+async def customers_in_try_finally(path, country):
+    db = await aiosqlite.connect(path)
+    try:
+        db.row_factory = aiosqlite.Row
+        return [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
+    finally:
+        await db.close()
+
+
+TOP_BY_NAME_ONLY = """
+    SELECT ar.name, count(*) AS tracks
+    FROM track AS t JOIN album AS al ON al.album_id = t.album_id
+    JOIN artist AS ar ON ar.artist_id = al.artist_id
+    GROUP BY ar.name ORDER BY tracks DESC, ar.name LIMIT ?
+"""
+
+
+@wrong("q2", expect="not by the name alone")
+async def top_artists_grouped_by_name(db, n):
+    return await db.execute_fetchall(TOP_BY_NAME_ONLY, (n,))
+
+
+@wrong("q2", expect="artists have tracks")
+async def top_artists_left_join_count_star(db, n):
+    return await db.execute_fetchall(
+        """
+        SELECT ar.name, count(*) AS tracks
+        FROM artist AS ar LEFT JOIN album AS al ON al.artist_id = ar.artist_id
+        LEFT JOIN track AS t ON t.album_id = al.album_id
+        GROUP BY ar.artist_id, ar.name ORDER BY tracks DESC, ar.name LIMIT ?
+        """, (n,))
+
+
+@correct("q2")
+async def top_artists_left_join_counting_track_ids(db, n):
+    return await db.execute_fetchall(
+        """
+        SELECT ar.name, count(t.track_id) AS tracks
+        FROM artist AS ar LEFT JOIN album AS al ON al.artist_id = ar.artist_id
+        LEFT JOIN track AS t ON t.album_id = al.album_id
+        GROUP BY ar.artist_id, ar.name ORDER BY tracks DESC, ar.name LIMIT ?
+        """, (n,))
+
+
+@wrong("q5", expect="wrong order")
+async def customers_in_ordered_by_last_name_only(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        rows = await db.execute_fetchall(
+            "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
+            "ORDER BY last_name", (country,))
+        return [dict(row) for row in rows]
+
+
+@wrong("q3", expect="inside the text of your SQL")
+async def create_invoice_values_formatted(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) "  # noqa: S608 -- the mistake
+            f"VALUES ({customer_id}, datetime('now'), 0)")
+        invoice_id = cursor.lastrowid
+        for track_id, quantity in lines:
+            await db.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) VALUES "  # noqa: S608
+                f"({invoice_id}, {track_id}, (SELECT unit_price FROM track WHERE track_id = "
+                f"{track_id}), {quantity})")
+        await db.execute(TOTAL_SQL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@correct("q4")
+async def add_playlist_with_cursor_executemany(db, name, track_ids):
+    async with db.cursor() as cursor:
+        try:
+            await cursor.execute("INSERT INTO playlist (name) VALUES (?)", (name,))
+            playlist_id = cursor.lastrowid
+            await cursor.executemany(
+                "INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                [(playlist_id, t) for t in track_ids])
+            await db.commit()
+        except BaseException:
+            await db.rollback()
+            raise
+    return playlist_id
+
+
+@wrong("q5", expect="cancelled during its query")
+async def customers_in_closes_on_exception_only(path, country):
+    db = await aiosqlite.connect(path)
+    try:
+        db.row_factory = aiosqlite.Row
+        rows = [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
+    except Exception:
+        await db.close()
+        raise
+    await db.close()
+    return rows
+
+
+@wrong("q5", expect="swallowed the CancelledError")
+async def customers_in_swallows_cancellation(path, country):
+    try:
+        async with aiosqlite.connect(path) as db:
+            db.row_factory = aiosqlite.Row
+            return [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
+    except asyncio.CancelledError:
+        return []

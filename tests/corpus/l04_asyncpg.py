@@ -4,7 +4,7 @@ import asyncio
 
 import asyncpg
 
-from tests.corpus import wrong
+from tests.corpus import correct, wrong
 
 CUSTOMER_COLUMNS = "customer_id, first_name, last_name, country"
 
@@ -247,7 +247,7 @@ async def create_invoice_swallows_every_error(conn, customer_id, lines):
     return invoice_id
 
 
-@wrong("q3", expect="does not exist")
+@wrong("q3", expect="no line was inserted for track 999999, so nothing failed")
 async def create_invoice_ignores_missing_tracks(conn, customer_id, lines):
     async with conn.transaction():
         invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
@@ -396,10 +396,11 @@ async def apply_price_changes_without_outer_transaction(conn, changes):
     for track_id, price in changes:
         try:
             async with conn.transaction():
-                await conn.execute(SET_PRICE, track_id, price)
+                status = await conn.execute(SET_PRICE, track_id, price)
         except asyncpg.PostgresError:
             continue
-        applied.append(track_id)
+        if status == "UPDATE 1":
+            applied.append(track_id)
     return applied
 
 
@@ -436,10 +437,360 @@ async def apply_price_changes_swallows_everything(conn, changes):
             for track_id, price in changes:
                 try:
                     async with conn.transaction():
-                        await conn.execute(SET_PRICE, track_id, price)
+                        status = await conn.execute(SET_PRICE, track_id, price)
                 except asyncpg.PostgresError:
                     continue
-                applied.append(track_id)
+                if status == "UPDATE 1":
+                    applied.append(track_id)
     except Exception:
         return []
+    return applied
+
+
+# --- added for issue 9 ------------------------------------------------------------------------
+
+@wrong("q1", expect="some customers twice")
+async def customers_in_join_unnest(conn, countries):
+    return await conn.fetch(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer JOIN unnest($1::text[]) AS wanted(country) "
+        "USING (country) ORDER BY country, last_name", countries)
+
+
+@correct("q1")
+async def customers_in_prepared_in_unnest(conn, countries):
+    stmt = await conn.prepare(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer WHERE country IN (SELECT unnest($1::text[])) "
+        "ORDER BY country, last_name")
+    return await stmt.fetch(list(countries))
+
+
+@wrong("q2", expect="sent no LIMIT")
+async def top_artists_sliced_in_python(conn, n):
+    rows = await conn.fetch(TOP)
+    return rows[:n]
+
+
+@wrong("q2", expect="name them `name` and `tracks`")
+async def top_artists_unnamed_count(conn, n):
+    return await conn.fetch(TOP.replace("count(*) AS tracks", "count(*)").replace(
+        "ORDER BY tracks DESC", "ORDER BY 2 DESC") + " LIMIT $1", n)
+
+
+@wrong("q2", expect="not by the name alone")
+async def top_artists_grouped_by_name(conn, n):
+    return await conn.fetch(TOP.replace("GROUP BY ar.artist_id, ar.name", "GROUP BY ar.name")
+                            + " LIMIT $1", n)
+
+
+@correct("q2")
+async def top_artists_left_join_counting_tracks(conn, n):
+    return await conn.fetch(
+        """
+        SELECT ar.name, count(t.track_id) AS tracks
+        FROM artist AS ar
+        LEFT JOIN album AS al ON al.artist_id = ar.artist_id
+        LEFT JOIN track AS t ON t.album_id = al.album_id
+        GROUP BY ar.artist_id, ar.name
+        ORDER BY tracks DESC, ar.name
+        LIMIT $1
+        """, n)
+
+
+@wrong("q3", expect="a cancellation (CancelledError is a BaseException)")
+async def create_invoice_rolls_back_on_exception_only(conn, customer_id, lines):
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+        for track_id, quantity in lines:
+            await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+        await conn.execute(TOTAL, invoice_id)
+    except Exception:
+        await transaction.rollback()
+        raise
+    await transaction.commit()
+    return invoice_id
+
+
+@wrong("q3", expect="swallowed the CancelledError")
+async def create_invoice_swallows_cancellation(conn, customer_id, lines):
+    try:
+        async with conn.transaction():
+            invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+            for track_id, quantity in lines:
+                await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+            await conn.execute(TOTAL, invoice_id)
+    except asyncio.CancelledError:
+        return None  # rolled back, but the caller never learns it was cancelled
+    return invoice_id
+
+
+@wrong("q3", expect="sent the float")
+async def create_invoice_total_as_float(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(NEW_INVOICE, customer_id)
+        total = 0.0
+        for track_id, quantity in lines:
+            price = await conn.fetchval("SELECT unit_price FROM track WHERE track_id = $1", track_id)
+            await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+            total += float(price) * quantity
+        await conn.execute("UPDATE invoice SET total = $2 WHERE invoice_id = $1", invoice_id, total)
+    return invoice_id
+
+
+@wrong("q3", expect="bypassing the identity sequence")
+async def create_invoice_max_plus_one(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval("SELECT max(invoice_id) + 1 FROM invoice")
+        await conn.execute("INSERT INTO invoice (invoice_id, customer_id, invoice_date, total) "
+                           "VALUES ($1, $2, now(), 0)", invoice_id, customer_id)
+        for track_id, quantity in lines:
+            await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+        await conn.execute(TOTAL, invoice_id)
+    return invoice_id
+
+
+@wrong("q3", expect="inside the text of your SQL")
+async def create_invoice_values_formatted(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(
+            f"INSERT INTO invoice (customer_id, invoice_date, total) VALUES ({customer_id}, now(), 0) "
+            "RETURNING invoice_id")
+        for track_id, quantity in lines:
+            await conn.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) VALUES "  # noqa: S608
+                f"({invoice_id}, {track_id}, (SELECT unit_price FROM track WHERE track_id = "
+                f"{track_id}), {quantity})")
+        await conn.execute(TOTAL, invoice_id)
+    return invoice_id
+
+
+@wrong("q3", expect="nothing fixed")
+async def create_invoice_for_customer_seven(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(NEW_INVOICE, 7)
+        for track_id, quantity in lines:
+            await conn.execute(NEW_LINE, invoice_id, track_id, quantity)
+        await conn.execute(TOTAL, invoice_id)
+    return invoice_id
+
+
+@correct("q3")
+async def create_invoice_decimal_total_and_executemany(conn, customer_id, lines):
+    async with conn.transaction():
+        prices = dict(await conn.fetch("SELECT track_id, unit_price FROM track "
+                                       "WHERE track_id = any($1::int[])", [t for t, _ in lines]))
+        missing = [t for t, _ in lines if t not in prices]
+        if missing:
+            raise LookupError(f"no track {missing[0]}")
+        total = sum(prices[t] * q for t, q in lines)  # Decimal arithmetic
+        invoice_id = await conn.fetchval(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES ($1, now(), $2) "
+            "RETURNING invoice_id", customer_id, total)
+        await conn.executemany(
+            "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+            "VALUES ($1, $2, $3, $4)", [(invoice_id, t, prices[t], q) for t, q in lines])
+    return invoice_id
+
+
+@wrong("q4", expect="Plain gather does that")
+async def lookup_many_plain_gather(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return await conn.fetchval(NAME, track_id)
+
+    return list(await asyncio.gather(*(one(i) for i in track_ids)))
+
+
+@wrong("q4", expect="a fixed number of workers")
+async def lookup_many_two_workers(pool, track_ids):
+    queue = asyncio.Queue()
+    for position, track_id in enumerate(track_ids):
+        queue.put_nowait((position, track_id))
+    names = [None] * len(track_ids)
+
+    async def worker():
+        async with pool.acquire() as conn:
+            while not queue.empty():
+                position, track_id = queue.get_nowait()
+                names[position] = await conn.fetchval(NAME, track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(2, len(track_ids))):
+            tg.create_task(worker())
+    return names
+
+
+@wrong("q4", expect="a fixed number of workers")
+async def lookup_many_three_workers(pool, track_ids):
+    queue = asyncio.Queue()
+    for position, track_id in enumerate(track_ids):
+        queue.put_nowait((position, track_id))
+    names = [None] * len(track_ids)
+
+    async def worker():
+        async with pool.acquire() as conn:
+            while not queue.empty():
+                position, track_id = queue.get_nowait()
+                names[position] = await conn.fetchval(NAME, track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(3, len(track_ids))):  # the statement's pool size, fixed
+            tg.create_task(worker())
+    return names
+
+
+@correct("q4")
+async def lookup_many_gather_then_first_error(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return await conn.fetchval(NAME, track_id)
+
+    results = await asyncio.gather(*(one(i) for i in track_ids), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+@correct("q4")
+async def lookup_many_task_group_unwrapped(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return await conn.fetchval(NAME, track_id)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(one(i)) for i in track_ids]
+    except* asyncpg.PostgresError as group:
+        raise group.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+@correct("q4")
+async def lookup_many_workers_per_pool_size(pool, track_ids):
+    queue = asyncio.Queue()
+    for position, track_id in enumerate(track_ids):
+        queue.put_nowait((position, track_id))
+    names = [None] * len(track_ids)
+
+    async def worker():
+        async with pool.acquire() as conn:
+            while not queue.empty():
+                position, track_id = queue.get_nowait()
+                names[position] = await conn.fetchval(NAME, track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        for _ in range(min(pool.get_max_size(), len(track_ids))):
+            tg.create_task(worker())
+    return names
+
+
+@wrong("q5", expect="does not exist")
+async def apply_price_changes_ignores_the_status(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    await conn.execute(SET_PRICE, track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            applied.append(track_id)  # also for a track that does not exist ('UPDATE 0')
+    return applied
+
+
+@wrong("q5", expect="not every Exception")
+async def apply_price_changes_skips_every_exception(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    status = await conn.execute(SET_PRICE, track_id, price)
+            except Exception:  # noqa: BLE001 -- the mistake: skips more than refusals
+                continue
+            if status == "UPDATE 1":
+                applied.append(track_id)
+    return applied
+
+
+@wrong("q5", expect="a cancellation (CancelledError is a BaseException)")
+async def apply_price_changes_manual_outer_transaction(conn, changes):
+    applied = []
+    outer = conn.transaction()
+    await outer.start()
+    try:
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    status = await conn.execute(SET_PRICE, track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            if status == "UPDATE 1":
+                applied.append(track_id)
+    except Exception:
+        await outer.rollback()
+        raise
+    await outer.commit()
+    return applied
+
+
+@wrong("q5", expect="a cancellation is not a refused change")
+async def apply_price_changes_swallows_cancellation(conn, changes):
+    applied = []
+    try:
+        async with conn.transaction():
+            for track_id, price in changes:
+                try:
+                    async with conn.transaction():
+                        status = await conn.execute(SET_PRICE, track_id, price)
+                except asyncpg.PostgresError:
+                    continue
+                if status == "UPDATE 1":
+                    applied.append(track_id)
+    except asyncio.CancelledError:
+        return []  # rolled back, but the caller never learns it was cancelled
+    return applied
+
+
+@correct("q5")
+async def apply_price_changes_with_returning(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    changed = await conn.fetchval(
+                        "UPDATE track SET unit_price = $2 WHERE track_id = $1 RETURNING track_id",
+                        track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            if changed is not None:
+                applied.append(track_id)
+    return applied
+
+
+@correct("q1")
+async def customers_in_with_unnest_subquery_and_empty_shortcut(conn, countries):
+    if not countries:
+        return []
+    return await conn.fetch(
+        f"SELECT {CUSTOMER_COLUMNS} FROM customer "
+        "WHERE country IN (SELECT DISTINCT unnest($1::text[])) ORDER BY country, last_name",
+        countries)
+
+
+@correct("q5")
+async def apply_price_changes_counting_status(conn, changes):
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    status = await conn.execute(SET_PRICE, track_id, price)
+            except (asyncpg.CheckViolationError, asyncpg.RaiseError, asyncpg.DataError):
+                continue  # the three ways the database refuses a change here
+            if int(status.split()[-1]) > 0:
+                applied.append(track_id)
     return applied

@@ -1,12 +1,14 @@
 """Wrong answers to exercises/05-asyncpg-bulk-and-types-workbook.ipynb."""
 
 import asyncio
+import csv
+import io
 import json
 
 import asyncpg
 
 from course import synthetic
-from tests.corpus import wrong
+from tests.corpus import correct, wrong
 
 COLUMNS = synthetic.INVOICE_LINE_COLUMNS
 
@@ -324,3 +326,159 @@ async def collect_notifications_listens_by_hand(conn, channel, n):
     finally:
         await conn.remove_listener(channel, on_notify)
         await conn.execute(f'LISTEN "{channel}"')  # "to be sure": the server goes on sending
+
+
+# --- added for issue 9 ------------------------------------------------------------------------
+
+@wrong("q1", expect="not one written into your code")
+async def load_lines_fixed_table(conn, table, rows):
+    status = await conn.copy_records_to_table("staging_lines", records=rows, columns=COLUMNS)
+    return int(status.split()[-1])
+
+
+@wrong("q1", expect="0 of the 2000 rows arrived through COPY")
+async def load_lines_insert_select_from_copy(conn, table, rows):
+    # COPY into a temporary table, then an INSERT ... SELECT: the rows reach the table by INSERT
+    async with conn.transaction():
+        await conn.execute("CREATE TEMP TABLE incoming (invoice_line_id integer, invoice_id integer, "
+                           "track_id integer, unit_price numeric(10, 2), quantity integer) "
+                           "ON COMMIT DROP")
+        status = await conn.copy_records_to_table("incoming", records=rows)
+        await conn.execute(f"INSERT INTO {table} ({', '.join(COLUMNS)}) "  # noqa: S608 -- the mistake
+                           f"SELECT {', '.join(COLUMNS)} FROM incoming")
+    return int(status.split()[-1])
+
+
+@correct("q1")
+async def load_lines_copy_to_table_from_csv(conn, table, rows):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    if count == 0:
+        return 0
+    source = io.BytesIO(buffer.getvalue().encode())
+    await conn.copy_to_table(table, source=source, columns=COLUMNS, format="csv")
+    return count
+
+
+@correct("q1")
+async def load_lines_counting_generator(conn, table, rows):
+    status = await conn.copy_records_to_table(table, records=(tuple(r) for r in rows),
+                                              columns=list(COLUMNS))
+    return int(status.rsplit(" ", 1)[1])
+
+
+_POOLS = {}
+
+
+@wrong("q2", expect="returned the very pool of the first call")
+async def make_pool_cached_per_dsn(dsn, size):
+    if dsn not in _POOLS:
+        async def init(conn):
+            await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                                      schema="pg_catalog")
+
+        _POOLS[dsn] = await asyncpg.create_pool(dsn, min_size=size, max_size=size, init=init)
+    return _POOLS[dsn]
+
+
+@wrong("q2", expect="your decoder raised JSONDecodeError")
+async def make_pool_binary_format(dsn, size):
+    async def init(conn):
+        await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads,
+                                  schema="pg_catalog", format="binary")
+
+    return await asyncpg.create_pool(dsn, min_size=size, max_size=size, init=init)
+
+
+@correct("q2")
+async def make_pool_with_jsonb_and_json(dsn, size):
+    async def init(conn):
+        for kind in ("json", "jsonb"):
+            await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads,
+                                      schema="pg_catalog")
+
+    pool = asyncpg.create_pool(dsn, min_size=size, max_size=size, init=init)
+    await pool  # a pool made, then started by awaiting it
+    return pool
+
+
+_STATEMENT = None
+
+
+@wrong("q3", expect="prepared 0 statement(s) there")
+async def prices_for_statement_in_a_global(conn, track_ids):
+    global _STATEMENT  # noqa: PLW0603 -- the mistake
+    if _STATEMENT is None:
+        _STATEMENT = await conn.prepare("SELECT unit_price FROM track WHERE track_id = $1")
+    return [await _STATEMENT.fetchval(track_id) async for track_id in track_ids]
+
+
+@wrong("q3", expect="collected the ids first")
+async def prices_for_collects_ids_first(conn, track_ids):
+    ids = [track_id async for track_id in track_ids]
+    stmt = await conn.prepare("SELECT unit_price FROM track WHERE track_id = $1")
+    return [await stmt.fetchval(track_id) for track_id in ids]
+
+
+@correct("q3")
+async def prices_for_with_fetchrow(conn, track_ids):
+    stmt = await conn.prepare("SELECT unit_price FROM track WHERE track_id = $1::int")
+    prices = []
+    async for track_id in track_ids:
+        row = await stmt.fetchrow(track_id)
+        prices.append(None if row is None else row["unit_price"])
+    return prices
+
+
+@wrong("q4", expect="instead of letting the CancelledError through")
+async def collect_notifications_swallows_cancellation(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    got = []
+    try:
+        while len(got) < n:
+            got.append(await queue.get())
+    except asyncio.CancelledError:
+        pass  # the mistake: returns what it has, as if all had arrived
+    finally:
+        await conn.remove_listener(channel, on_notify)
+    return got
+
+
+@wrong("q4", expect="remove_listener() was called but never awaited")
+async def collect_notifications_remove_not_awaited(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        return [await queue.get() for _ in range(n)]
+    finally:
+        conn.remove_listener(channel, on_notify)  # noqa: RUF006 -- the mistake
+
+
+@correct("q4")
+async def collect_notifications_with_wait_for_each(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        payloads = []
+        for _ in range(n):
+            payloads.append(await queue.get())
+        return payloads
+    finally:
+        await conn.remove_listener(channel, on_notify)

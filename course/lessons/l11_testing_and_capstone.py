@@ -1,0 +1,1073 @@
+"""Checks for exercises/11-testing-and-capstone-workbook.ipynb.
+
+q1 and q2 drive the learner's fixtures the way pytest does (call the async generator, take what
+it yields, let the test run, resume it for the teardown), then look at what is left in the
+database. q3 runs the learner's pytest module in a subprocess against the lesson-09 app and
+against five copies of it with a planted bug (mutation testing). q4 is the capstone: the course's
+own hidden suite, through httpx.ASGITransport with the app's lifespan run by LifespanManager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import HTTPException, Query
+from starlette.requests import Request
+
+from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackRow
+from course.checks import Exercise, LearnerError, Wrong, call
+from course.databases import fresh_engine_url
+from course.probes import HOSTILE_INPUTS, checked_out
+
+UNIQUE_NAMES = "CREATE UNIQUE INDEX IF NOT EXISTS artist_name_key ON artist (lower(name))"
+BASE = "http://store.test"
+
+
+# --- plumbing ------------------------------------------------------------------------------------
+
+def take_over_begin(engine: Any) -> Any:
+    """Make SAVEPOINTs real on SQLite (the lesson's recipe): SQLAlchemy, not the sqlite3 module,
+    emits BEGIN. Without it a "rolled back" test keeps what its session committed."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _no_driver_begin(dbapi_connection, connection_record) -> None:  # noqa: ANN001
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn) -> None:  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+async def _database(name: str, unique_names: bool = True) -> Any:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = await fresh_engine_url(name)
+    if unique_names:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(UNIQUE_NAMES))
+        finally:
+            await engine.dispose()
+    return url
+
+
+async def _count_artists(engine: Any, name: str) -> int:
+    from sqlalchemy import func, select
+
+    from course.models import Artist
+
+    async with engine.connect() as conn:
+        return await conn.scalar(select(func.count()).where(Artist.name == name))
+
+
+def _not_a_generator(what: str, got: Any) -> Wrong:
+    return Wrong(f"{what} returned {type(got).__name__}; a fixture with a teardown is an async "
+                 "generator: `yield` what the test uses, and put the clean-up after the yield "
+                 "(pytest resumes the generator when the test ends).")
+
+
+async def _first(agen: Any, what: str) -> Any:
+    try:
+        return await call(anext, agen)
+    except LearnerError as exc:
+        if isinstance(exc.__cause__, StopAsyncIteration):
+            raise Wrong(f"{what} ended without yielding anything: `yield` the object the test "
+                        "uses.") from None
+        raise
+
+
+async def _finish(agen: Any, what: str) -> None:
+    try:
+        await call(anext, agen)
+    except LearnerError as exc:
+        if isinstance(exc.__cause__, StopAsyncIteration):
+            return
+        raise
+    await agen.aclose()
+    raise Wrong(f"{what} yielded twice; a fixture yields once, then cleans up.")
+
+
+# --- q1: a session whose test is rolled back -------------------------------------------------------
+
+async def _check_rolled_back_session(rolled_back_session) -> str:
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
+
+    from course.models import Artist
+
+    url = await _database("check-11-q1")
+    engine = take_over_begin(create_async_engine(url))
+    what = "rolled_back_session(engine)"
+    try:
+        for run in (1, 2):  # two tests in a row, as pytest would run them
+            name = f"Check band {run} O'Hara \"live\""
+            agen = await call(rolled_back_session, engine)
+            if isinstance(agen, AsyncSession):
+                await agen.close()
+                raise _not_a_generator(what, agen)
+            if not inspect.isasyncgen(agen):
+                raise _not_a_generator(what, agen)
+            session = await _first(agen, what)
+            if not isinstance(session, AsyncSession):
+                await agen.aclose()
+                raise Wrong(f"{what} yielded {type(session).__name__}; yield the AsyncSession.")
+            bind = session.bind
+            if not isinstance(bind, AsyncConnection):
+                await agen.aclose()
+                raise Wrong(f"{what}: the session is bound to {type(bind).__name__}, so every "
+                            "commit of the test takes a connection of its own and really "
+                            "commits. Open a connection, begin a transaction on it, and bind "
+                            "the session to that connection: `AsyncSession(bind=conn, "
+                            "join_transaction_mode=\"create_savepoint\")`.")
+            if not bind.in_transaction():
+                await agen.aclose()
+                raise Wrong(f"{what}: the connection had no transaction when the test began, so "
+                            "the session's commit is a real one. Begin the outer transaction "
+                            "first, `await conn.begin()`, then bind the session to the "
+                            "connection; roll that transaction back after the yield.")
+            mode = session.sync_session.join_transaction_mode
+            if mode != "create_savepoint":
+                await agen.aclose()
+                why = {"control_fully": "lets the session's commit() commit the test's outer "
+                                        "transaction for real",
+                       "rollback_only": "makes a rollback inside the test (a 409 route) roll "
+                                        "back the whole outer transaction, and the test's "
+                                        "earlier rows with it"}.get(
+                    mode, "(the default, conditional_savepoint) makes a rollback inside the test "
+                          "(a 409 route) roll back the whole outer transaction, and the test's "
+                          "earlier rows with it")
+                raise Wrong(f"{what}: join_transaction_mode={mode!r} {why}. Pass "
+                            "`join_transaction_mode=\"create_savepoint\"`: each commit or "
+                            "rollback of the session then ends a SAVEPOINT, never the outer "
+                            "transaction.")
+            # the test: a commit, then a failure and a rollback, as a route with a 409 does
+            session.add(Artist(name=name))
+            await session.commit()
+            session.add(Artist(name="AC/DC"))
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+            seen = await session.scalar(select(func.count()).where(Artist.name == name))
+            if seen != 1:
+                await agen.aclose()
+                raise Wrong(f"{what}: after a failed commit and a rollback inside the test, the "
+                            "row the test had committed before was gone: the rollback ended the "
+                            "outer transaction instead of a SAVEPOINT.")
+            await _finish(agen, what)
+            left = checked_out(engine)
+            if left:
+                raise Wrong(f"{what}: after the teardown {left} connection(s) were still checked "
+                            "out of the pool: close the connection after the yield (`async "
+                            "with engine.connect() as conn:` does it).")
+            if await _count_artists(engine, name):
+                raise Wrong(f"{what}: after the teardown, the artist the test committed was "
+                            "still in the database: the outer transaction was committed, not "
+                            "rolled back. End it with `await transaction.rollback()` (an "
+                            "`async with engine.begin()` block commits when it ends).")
+    finally:
+        await engine.dispose()
+    return ("two tests in a row: each one's commits, and a rollback after a failed commit inside "
+            "it, stayed inside SAVEPOINTs; the outer transaction was rolled back and the "
+            "connection returned.")
+
+
+q1 = Exercise(
+    "11", "q1", "rolled_back_session", _check_rolled_back_session,
+    hints=["`async with engine.connect() as conn:` then `transaction = await conn.begin()`: the "
+           "outer transaction, which the test never sees.",
+           "Bind the session to that connection: `session = AsyncSession(bind=conn, "
+           "join_transaction_mode=\"create_savepoint\", expire_on_commit=False)`, then "
+           "`yield session`.",
+           "After the yield: `await session.close()` and `await transaction.rollback()` (in a "
+           "`finally:`), and the `async with` returns the connection."],
+    limit=20.0,
+    title="A session whose test is rolled back",
+)
+
+
+# --- q2: the app with the test's session, through dependency_overrides ------------------------------
+
+async def _check_client_with_session(client_with_session) -> str:
+    import httpx
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    from course.apps import music_store
+    from course.models import Artist
+
+    url = await _database("check-11-q2", unique_names=False)  # the app's lifespan adds the index
+    engine = take_over_begin(create_async_engine(url))
+    app = music_store.create_app(url)
+    what = "client_with_session(app, session)"
+    name = "The Check O'Haras \"Trio\""
+    try:
+        async with engine.connect() as conn:
+            transaction = await conn.begin()
+            session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint",
+                                   expire_on_commit=False)
+            agen = await call(client_with_session, app, session)
+            if not inspect.isasyncgen(agen):
+                if isinstance(agen, httpx.AsyncClient):
+                    await agen.aclose()
+                raise _not_a_generator(what, agen)
+            client = await _first(agen, what)
+            if not isinstance(client, httpx.AsyncClient):
+                await agen.aclose()
+                raise Wrong(f"{what} yielded {type(client).__name__}; yield the "
+                            "httpx.AsyncClient.")
+            overrides = dict(app.dependency_overrides)
+            if music_store.get_session not in overrides:
+                await agen.aclose()
+                keys = ", ".join(getattr(k, "__name__", repr(k)) for k in overrides) or "nothing"
+                raise Wrong(f"{what}: app.dependency_overrides holds {keys}, not the app's own "
+                            "get_session. FastAPI looks overrides up by the very function the "
+                            "routes depend on: `app.dependency_overrides[get_session] = ...`, "
+                            "with get_session imported from the app's module.")
+            try:
+                try:
+                    created = await call(client.post, "/artists",
+                                         json={"name": name, "albums": ["One"]})
+                except LearnerError as exc:
+                    if "unknown url type" in str(exc) or "missing an 'http" in str(exc):
+                        raise Wrong(f"{what}: the client could not send POST /artists, a path "
+                                    "without a host: give it one, `httpx.AsyncClient(transport="
+                                    "..., base_url=\"http://store\")`.") from None
+                    raise
+                if created.status_code != 201:
+                    raise Wrong(f"POST /artists answered {created.status_code} {created.text[:80]}; "
+                                "expected 201.")
+                seen = await session.scalar(select(Artist.artist_id).where(Artist.name == name))
+                if seen is None:
+                    raise Wrong(f"{what}: right after POST /artists answered 201, the test's "
+                                "session no longer saw the artist: the override closed (or "
+                                "rolled back) the test's session after the request. Just `yield "
+                                "session`, and leave closing it to the fixture that made it.")
+                again = await call(client.post, "/artists", json={"name": name.upper()})
+                if again.status_code == 201:
+                    raise Wrong(f"{what}: a second artist called {name.upper()!r} was accepted "
+                                "(201). The unique index on artist names is made by the app's "
+                                "lifespan, which did not run: wrap the client in `async with "
+                                "LifespanManager(app) as manager:` and give the transport "
+                                "`manager.app`.")
+                if again.status_code != 409:
+                    raise Wrong(f"the second POST of the same name answered {again.status_code}; "
+                                "expected 409.")
+                found = await call(client.get, f"/artists/{seen}")
+                if found.status_code != 200 or found.json().get("name") != name:
+                    raise Wrong(f"GET /artists/{seen} answered {found.status_code} "
+                                f"{found.text[:80]}, after the artist was created.")
+            except BaseException:
+                await agen.aclose()
+                raise
+            await _finish(agen, what)
+            if app.dependency_overrides:
+                app.dependency_overrides.clear()
+                raise Wrong(f"{what}: after the teardown, app.dependency_overrides still held "
+                            "the override, and the next test would use a closed session: "
+                            "`app.dependency_overrides.clear()` after the yield, in a "
+                            "`finally:`.")
+            await session.close()
+            await transaction.rollback()
+        if await _count_artists(engine, name):
+            raise Wrong(f"{what}: the artist created through the app was still in the database "
+                        "after the test's transaction was rolled back: the requests did not use "
+                        "the test's session but one of their own. The override must hand the "
+                        "routes the `session` given to client_with_session.")
+    finally:
+        app.dependency_overrides.clear()
+        await engine.dispose()
+    return ("the routes used the test's session (what POST /artists committed was seen by the "
+            "test, then rolled back with it), the lifespan ran (409 on a repeated name), and "
+            "the override was removed at the end.")
+
+
+q2 = Exercise(
+    "11", "q2", "client_with_session", _check_client_with_session,
+    hints=["Write an async generator that overrides the session dependency: `async def "
+           "test_session(): yield session`, then `app.dependency_overrides[get_session] = "
+           "test_session`.",
+           "Then the in-process client with the lifespan: `async with LifespanManager(app) as "
+           "manager:` and `httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), "
+           "base_url=...)`; `yield client` inside both.",
+           "Put the whole body in `try:` / `finally: app.dependency_overrides.clear()`, so the "
+           "next test gets the app's own dependency back."],
+    limit=20.0,
+    title="The app on the test's session: dependency_overrides",
+)
+
+
+# --- q3: tests scored by mutation ---------------------------------------------------------------
+
+CONFTEST = '''\
+"""Fixtures for the music-store tests (lesson 11). The q3 check writes this file beside yours."""
+
+import os
+import shutil
+import threading
+import time
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from course.lessons.l11_testing_and_capstone import store_variant
+
+STORES = os.environ.get("STORE_VARIANTS", "reference").split(",")
+
+
+@pytest.fixture(scope="session")
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(params=STORES)
+def create_app(request):
+    """The lesson-09 store's create_app, or a copy with a planted bug (what q3's check runs)."""
+    return store_variant(request.param)
+
+
+@pytest.fixture
+async def client(create_app, tmp_path):
+    """The app on its own fresh copy of Chinook, lifespan run, called in-process."""
+    database = tmp_path / "chinook.db"
+    shutil.copyfile(os.environ["STORE_TEMPLATE"], database)
+    app = create_app(f"sqlite+aiosqlite:///{database}")
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
+            yield client
+
+
+@pytest.fixture
+def statements():
+    """Every SQL statement any engine runs during the test, in order."""
+    seen = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def blocking_calls(monkeypatch):
+    """time.sleep calls made on the event loop's own thread during the test."""
+    loop_thread = threading.get_ident()  # anyio runs the tests' loop on this thread
+    calls = []
+    real_sleep = time.sleep
+
+    def watched_sleep(seconds):
+        if threading.get_ident() == loop_thread:
+            calls.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", watched_sleep)
+    return calls
+'''
+
+REPORTER = '''\
+import json
+import os
+
+results = {}
+
+
+def pytest_runtest_logreport(report):
+    entry = results.setdefault(report.nodeid, {"outcome": "passed", "message": ""})
+    if report.failed and entry["outcome"] == "passed":
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = crash.message if crash is not None else str(report.longrepr)
+        entry.update(outcome="failed" if report.when == "call" else "error",
+                     message=message.strip().splitlines()[0] if message.strip() else "")
+    if report.skipped:
+        entry["outcome"] = "skipped"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    with open(os.environ["STORE_REPORT"], "w") as out:
+        json.dump({"exitstatus": int(exitstatus), "tests": results}, out)
+'''
+
+
+def _variant_routes() -> dict[str, tuple[str, str, Any, str]]:
+    """The planted bugs: (method, path, route, what a test must notice), by name.
+
+    Each route is the lesson-09 route with one mistake, and answers like it otherwise."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.orm import selectinload
+
+    from course.apps.music_store import read_album
+    from course.models import Album, Artist, Track
+
+    async def create_artist_no_rollback(new: ArtistIn, session: SessionDep) -> ArtistOut:
+        artist = Artist(name=new.name)
+        artist.albums = [Album(title=title) for title in new.albums]
+        session.add(artist)
+        try:
+            await session.commit()
+        except IntegrityError:
+            # BUG: no `await session.rollback()` before using the session again
+            taken = await session.scalar(select(Artist.name).where(Artist.name.ilike(new.name)))
+            raise HTTPException(status_code=409, detail=f"an artist called {taken!r} exists") from None
+        return artist
+
+    async def list_tracks_off_by_one(session: SessionDep, q: str | None = None,
+                                     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                                     offset: Annotated[int, Query(ge=0)] = 0) -> list[TrackRow]:
+        stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+                .order_by(Track.track_id).limit(limit)
+                .offset(max(offset - 1, 0)))  # BUG: every page after the first starts one early
+        if q is not None:
+            stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+        return list((await session.scalars(stmt)).all())
+
+    async def read_artist_200(artist_id: int, session: SessionDep) -> ArtistOut | None:
+        return await session.get(Artist, artist_id)  # BUG: a missing artist answers 200 null
+
+    async def list_tracks_n_plus_one(session: SessionDep, q: str | None = None,
+                                     limit: Annotated[int, Query(ge=1, le=100)] = 20,
+                                     offset: Annotated[int, Query(ge=0)] = 0) -> list[TrackRow]:
+        stmt = select(Track).order_by(Track.track_id).limit(limit).offset(offset)
+        if q is not None:
+            stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+        tracks = list((await session.scalars(stmt)).all())
+        for track in tracks:  # BUG: one or two more queries per track
+            album = await track.awaitable_attrs.album
+            if album is not None:
+                await album.awaitable_attrs.artist
+        return tracks
+
+    async def read_album_blocking(album_id: int, session: SessionDep) -> AlbumOut:
+        time.sleep(0.01)  # BUG: a synchronous call on the event loop's thread  # noqa: ASYNC251
+        return await read_album(album_id, session)
+
+    return {
+        "missing_rollback": ("POST", "/artists", create_artist_no_rollback,
+                             "the missing rollback in POST /artists (a repeated name should "
+                             "answer 409)"),
+        "off_by_one_page": ("GET", "/tracks", list_tracks_off_by_one,
+                            "the off-by-one page in GET /tracks (the second page should start "
+                            "where the first ended)"),
+        "ok_instead_of_404": ("GET", "/artists/{artist_id}", read_artist_200,
+                              "the 200 for a missing artist in GET /artists/{artist_id} (it "
+                              "should be 404)"),
+        "n_plus_one": ("GET", "/tracks", list_tracks_n_plus_one,
+                       "the N+1 queries in GET /tracks (count the statements of a page)"),
+        "blocking": ("GET", "/albums/{album_id}", read_album_blocking,
+                     "the blocking call in GET /albums/{album_id} (look at blocking_calls)"),
+    }
+
+
+VARIANTS = ("missing_rollback", "off_by_one_page", "ok_instead_of_404", "n_plus_one", "blocking")
+
+
+def store_variant(name: str) -> Any:
+    """create_app for the lesson-09 store, or for a copy of it with the planted bug `name`."""
+    from fastapi.routing import APIRoute
+
+    from course.apps.music_store import create_app
+
+    if name == "reference":
+        return create_app
+    method, path, route, _ = _variant_routes()[name]
+
+    def create_variant(url: Any, **options: Any) -> Any:
+        app = create_app(url, **options)
+        app.router.routes[:] = [r for r in app.router.routes
+                                if not (isinstance(r, APIRoute) and r.path == path
+                                        and method in r.methods)]
+        app.add_api_route(path, route, methods=[method],
+                          status_code=201 if method == "POST" else None)
+        return app
+
+    return create_variant
+
+
+async def _run_pytest(folder: Path, stores: list[str], template: Path) -> dict:
+    """Run pytest on the folder's test_store.py, once per store, in one subprocess."""
+    report = folder / "report.json"
+    env = {**os.environ, "STORE_VARIANTS": ",".join(stores), "STORE_TEMPLATE": str(template),
+           "STORE_REPORT": str(report), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # only anyio's plugin: nbval's is slow to load
+           "PYTHONPATH": os.pathsep.join(p for p in (str(folder), os.environ.get("PYTHONPATH"))
+                                         if p)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "anyio.pytest_plugin",
+        "-p", "store_report",
+        "-c", os.devnull, "--rootdir", str(folder), "test_store.py", cwd=folder, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        output, _ = await process.communicate()
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
+    if not report.exists():
+        lines = [ln for ln in output.decode(errors="replace").splitlines() if ln.strip()]
+        error = next((ln for ln in lines if "Error" in ln), lines[-1] if lines else "no output")
+        raise Wrong(f"pytest could not run your tests: {error[:200]}")
+    return json.loads(report.read_text())
+
+
+def _by_store(tests: dict, stores: list[str]) -> dict[str, dict[str, dict]]:
+    """{store: {test name: result}}; a test that does not use `client` counts for every store."""
+    out: dict[str, dict[str, dict]] = {store: {} for store in stores}
+    for nodeid, result in tests.items():
+        name = nodeid.split("::")[-1]
+        base, _, rest = name.partition("[")
+        params = rest.rstrip("]").split("-") if rest else []
+        mine = [p for p in params if p in out]
+        for store in mine or stores:
+            out[store][base] = result
+    return out
+
+
+async def _check_store_tests(store_tests) -> str:
+    source = await call(store_tests)
+    if not isinstance(source, str):
+        raise Wrong(f"store_tests() returned {type(source).__name__}; return the text of your "
+                    "test module, a str.")
+    try:
+        compile(source, "test_store.py", "exec")
+    except SyntaxError as exc:
+        raise Wrong(f"your test module does not compile: line {exc.lineno}: {exc.msg}.") from None
+    import ast
+
+    async_tests = [node.name for node in ast.walk(ast.parse(source))
+                   if isinstance(node, ast.AsyncFunctionDef) and node.name.startswith("test")]
+    if async_tests and "anyio" not in source:
+        raise Wrong(f"{async_tests[0]} is an async test without `@pytest.mark.anyio`, so pytest "
+                    "cannot run it: add the mark (or `pytestmark = pytest.mark.anyio` at the top "
+                    "of the module).")
+    if "def test" not in source:
+        raise Wrong("your module has no test: pytest collects functions whose names start "
+                    "with `test`.")
+    template = Path((await fresh_engine_url("check-11-q3")).database)  # set-up, before any test
+    folder = Path(tempfile.mkdtemp(prefix="course-l11-q3-"))
+    try:
+        (folder / "conftest.py").write_text(CONFTEST)
+        (folder / "store_report.py").write_text(REPORTER)
+        (folder / "test_store.py").write_text(source)
+        stores = ["reference", *VARIANTS]
+        results = _by_store((await _run_pytest(folder, stores, template))["tests"], stores)
+        tests = results["reference"]
+        if not tests:
+            raise Wrong("pytest collected no test from your module: name them `test_...`, and "
+                        "mark async ones `@pytest.mark.anyio`.")
+        for name, result in sorted(tests.items()):
+            if result["outcome"] == "skipped":
+                raise Wrong(f"{name} was skipped against the correct app: an async test without "
+                            "`@pytest.mark.anyio` is not run (add the mark, or "
+                            "`pytestmark = pytest.mark.anyio` at the top of the module).")
+            if "not natively supported" in result["message"]:
+                raise Wrong(f"{name} is an async test without `@pytest.mark.anyio`, so pytest "
+                            "cannot run it: add the mark (or `pytestmark = pytest.mark.anyio` "
+                            "at the top of the module).")
+            if result["outcome"] != "passed":
+                raise Wrong(f"{name} fails against the correct app (the lesson-09 store), so it "
+                            f"cannot tell a bug from no bug: {result['message'][:160]}")
+        routes = _variant_routes()
+        missed = []
+        for variant in VARIANTS:
+            if not any(r["outcome"] in ("failed", "error") for r in results[variant].values()):
+                missed.append(routes[variant][3])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    caught = len(VARIANTS) - len(missed)
+    if missed:
+        raise Wrong(f"your tests caught {caught} of {len(VARIANTS)} planted bugs: they miss "
+                    + "; ".join(missed) + ".")
+    return (f"your {len(tests)} tests pass against the lesson-09 store and caught {caught} of "
+            f"{len(VARIANTS)} planted bugs (a missing rollback, an off-by-one page, a 200 for a "
+            "404, N+1 queries, a blocking call).")
+
+
+q3 = Exercise(
+    "11", "q3", "store_tests", _check_store_tests,
+    hints=["Start from one test per route, each with a precise expectation: the status code "
+           "and the JSON. A test that only checks `status_code == 200` catches few bugs.",
+           "Think like the bugs: a repeated artist name (409, then the store still works); two "
+           "consecutive pages (the second starts where the first ended); a missing artist "
+           "(404); the number of statements of a page (`statements`); `blocking_calls` after a "
+           "request.",
+           "For N+1: `statements.clear()`, one page of 50 tracks, then `assert len(statements) "
+           "<= 3`. For blocking: request an album, then `assert blocking_calls == []`."],
+    limit=240.0,
+    title="Tests that catch bugs: scored by mutation",
+)
+
+
+# --- q4: the capstone ----------------------------------------------------------------------------
+
+async def prepare_capstone(name: str) -> Any:
+    """A fresh Chinook with the store's tables (course.apps.store_orders) and its stock."""
+    from course.apps.store_orders import prepare_store
+
+    url = await fresh_engine_url(name)
+    await prepare_store(url)
+    return url
+
+
+class _Receipts:
+    """Stands in for the workbook's send_receipt: records the thread of every call."""
+
+    def __init__(self, loop_thread: int) -> None:
+        self.loop_thread = loop_thread
+        self.calls: list[int] = []
+        self.on_loop = 0
+
+    def __call__(self, order_id: int) -> None:
+        self.calls.append(order_id)
+        if threading.get_ident() == self.loop_thread:
+            self.on_loop += 1
+
+
+class _SleepWatch:
+    """time.sleep, watched: counts calls made on the event loop's own thread."""
+
+    def __init__(self, loop_thread: int) -> None:
+        self.loop_thread = loop_thread
+        self.on_loop = 0
+        self.real = time.sleep
+
+    def __call__(self, seconds: float) -> None:
+        if threading.get_ident() == self.loop_thread:
+            self.on_loop += 1
+        self.real(seconds)
+
+
+async def _store_state(engine: Any) -> tuple[dict[int, int], int, int]:
+    from sqlalchemy import func, select
+
+    from course.apps.store_orders import stock, store_order, store_order_line
+
+    async with engine.connect() as conn:
+        quantities = dict((await conn.execute(select(stock.c.track_id, stock.c.quantity))).all())
+        orders = await conn.scalar(select(func.count()).select_from(store_order))
+        lines = await conn.scalar(select(func.count()).select_from(store_order_line))
+    return quantities, orders, lines
+
+
+def _money(value: Any) -> str:
+    return str(Decimal(str(value)).quantize(Decimal("0.01")))
+
+
+def _short(response: Any) -> str:
+    text = response.text
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+class _Suite:
+    """The hidden suite: one app, one client, and the probes around them."""
+
+    def __init__(self, client: Any, engine: Any, receipts: _Receipts, check: Any) -> None:
+        self.client, self.engine, self.receipts, self.check = client, engine, receipts, check
+        self.keys = 0
+
+    def key(self) -> str:
+        self.keys += 1
+        return f"check-{self.keys}-O'Hara; DROP TABLE stock"
+
+    async def send(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await call(self.client.request, method, path, **kwargs)
+
+    async def order(self, lines: list[tuple[int, int]], key: str | None = None,
+                    customer: int = 7) -> Any:
+        return await self.send("POST", "/orders", headers={"Idempotency-Key": key or self.key()},
+                               json={"customer_id": customer,
+                                     "lines": [{"track_id": t, "quantity": q} for t, q in lines]})
+
+
+async def _prices(engine: Any) -> dict[int, Decimal]:
+    from sqlalchemy import select
+
+    from course.models import Track
+
+    async with engine.connect() as conn:
+        return {i: Decimal(str(p)) for i, p in (await conn.execute(
+            select(Track.track_id, Track.unit_price))).all()}
+
+
+def _expected_order(order_id: Any, customer: int, lines: list[tuple[int, int]],
+                    prices: dict[int, Decimal]) -> dict:
+    total = sum((prices[t] * q for t, q in lines), Decimal(0))
+    return {"order_id": order_id, "customer_id": customer, "total": _money(total),
+            "lines": [{"track_id": t, "quantity": q, "unit_price": _money(prices[t])}
+                      for t, q in lines]}
+
+
+def _normal(order: Any) -> Any:
+    """An order's JSON with its money written as 2-decimal strings, to compare."""
+    if not isinstance(order, dict):
+        return order
+    out = dict(order)
+    if "total" in out:
+        out["total"] = _money(out["total"]) if out["total"] is not None else None
+    if isinstance(out.get("lines"), list):
+        out["lines"] = [{**line, "unit_price": _money(line["unit_price"])}
+                        if isinstance(line, dict) and line.get("unit_price") is not None else line
+                        for line in out["lines"]]
+    return out
+
+
+async def _capstone_suite(suite: _Suite) -> list[str]:
+    """Run every hidden test; return what each one checked."""
+    from course.apps.store_orders import initial_stock
+
+    client_checks: list[str] = []
+    engine = suite.engine
+    prices = await _prices(engine)
+    stock0, orders0, _ = await _store_state(engine)
+    in_stock = sorted(t for t, q in stock0.items() if q >= 3)
+    sold_out = sorted(t for t, q in stock0.items() if q == 0)
+    rng = random.Random(11)
+    a, b, c = rng.sample(in_stock, 3)
+
+    # 1. an order, its stock taken, its receipt sent off the loop
+    lines = [(a, 2), (b, 1)]
+    response = await suite.order(lines, key="first-order")
+    if response.status_code != 201:
+        raise Wrong(f"POST /orders with 2 lines in stock answered {response.status_code} "
+                    f"{_short(response)}; expected 201.")
+    body = _normal(response.json())
+    order_id = body.get("order_id") if isinstance(body, dict) else None
+    want = _expected_order(order_id, 7, lines, prices)
+    if body != want:
+        raise Wrong(f"POST /orders returned {str(body)[:150]}; expected {str(want)[:150]} (prices "
+                    "from the track table, lines in the order given, total = sum of quantity x "
+                    "unit_price).")
+    after, orders, _ = await _store_state(engine)
+    if (after[a], after[b]) != (stock0[a] - 2, stock0[b] - 1):
+        raise Wrong(f"after an order of 2 x track {a} and 1 x track {b}, their stock went from "
+                    f"{stock0[a]}, {stock0[b]} to {after[a]}, {after[b]}: take the ordered "
+                    "quantities off `stock` in the same transaction as the order.")
+    if orders != orders0 + 1:
+        raise Wrong(f"one POST /orders stored {orders - orders0} orders.")
+    if suite.receipts.on_loop:
+        raise Wrong("send_receipt ran on the event loop's own thread: while it waits, every "
+                    "other request waits too. `await asyncio.to_thread(send_receipt, order_id)`.")
+    if suite.receipts.calls != [order_id]:
+        raise Wrong(f"after one order, send_receipt was called with {suite.receipts.calls}; "
+                    f"expected [{order_id}], once, after the commit.")
+    client_checks.append("an order stored with its lines and prices, stock taken")
+
+    # 2. the same key again: the same order, nothing taken twice, no second receipt
+    replay = await suite.order(lines, key="first-order")
+    if replay.status_code not in (200, 201) or _normal(replay.json()) != want:
+        raise Wrong(f"POST /orders again with the same Idempotency-Key answered "
+                    f"{replay.status_code} {_short(replay)}; expected the first order again "
+                    f"(order_id {order_id}), with 200.")
+    if replay.status_code != 200:
+        raise Wrong("a repeated Idempotency-Key returned the first order with 201 Created; "
+                    "nothing was created, so answer 200 (set `response.status_code = 200`).")
+    again, orders, _ = await _store_state(engine)
+    if again != after or orders != orders0 + 1:
+        raise Wrong("a repeated Idempotency-Key stored a second order or took stock again: look "
+                    "the key up first, and let the unique constraint on idempotency_key settle "
+                    "a race.")
+    if suite.receipts.calls != [order_id]:
+        raise Wrong("a repeated Idempotency-Key sent a second receipt.")
+    found = await suite.send("GET", f"/orders/{order_id}")
+    if found.status_code != 200 or _normal(found.json()) != want:
+        raise Wrong(f"GET /orders/{order_id} answered {found.status_code} {_short(found)}; "
+                    "expected the order as POST returned it.")
+    missing = await suite.send("GET", "/orders/999999")
+    if missing.status_code != 404:
+        raise Wrong(f"GET /orders/999999 answered {missing.status_code}; expected 404.")
+    client_checks.append("a retried key answered 200 with the same order")
+
+    # 3. five identical requests at once: one order
+    burst = [(c, 1)]
+    race = ("Two requests can both miss the key when they look it up: catch the IntegrityError "
+            "of the unique key, roll back, and return the order that won.")
+    try:
+        responses = await asyncio.gather(*(suite.order(burst, key="burst") for _ in range(5)))
+    except LearnerError as exc:
+        from sqlalchemy.exc import IntegrityError
+
+        if isinstance(exc.__cause__, IntegrityError):
+            raise Wrong("5 identical requests with one Idempotency-Key at once: one of them "
+                        f"failed with IntegrityError (a 500). {race}") from None
+        raise
+    codes = sorted(r.status_code for r in responses)
+    ids = {r.json().get("order_id") for r in responses if r.status_code in (200, 201)}
+    _, orders, _ = await _store_state(engine)
+    if codes != [200, 200, 200, 200, 201] or len(ids) != 1 or orders != orders0 + 2:
+        raise Wrong(f"5 identical requests with one Idempotency-Key at once answered {codes} "
+                    f"and stored {orders - orders0 - 1} order(s); expected one 201, four 200 "
+                    f"with the same order, one order. {race}")
+    client_checks.append("5 concurrent retries made one order")
+
+    # 4. a failure midway: the third line is sold out / unknown, nothing may remain
+    before, orders_before, lines_before = await _store_state(engine)
+    receipts_before = len(suite.receipts.calls)
+    d, e = rng.sample([t for t in in_stock if t not in (a, b, c)], 2)
+    for bad, expected, why in (
+            ((sold_out[0], 1), 409, f"track {sold_out[0]} is sold out"),
+            ((e, before[e] + 1), 409, f"track {e} has only {before[e]} in stock"),
+            ((999_999, 1), 404, "track 999999 does not exist")):
+        response = await suite.order([(d, 1), (e, 1), bad])
+        state = await _store_state(engine)
+        if response.status_code != expected:
+            raise Wrong(f"an order whose third line is impossible ({why}) answered "
+                        f"{response.status_code} {_short(response)}; expected {expected}.")
+        if state != (before, orders_before, lines_before):
+            raise Wrong(f"an order whose third line is impossible ({why}) answered "
+                        f"{response.status_code}, but left changes behind (stock taken by the "
+                        "first lines, or an order row): check and write in one transaction, "
+                        "and roll it back on the way out.")
+    if len(suite.receipts.calls) != receipts_before:
+        raise Wrong("a refused order sent a receipt.")
+    client_checks.append("a refused line left nothing behind (409/404)")
+
+    # 5. a request cancelled midway: nothing may remain, the connection comes back
+    from sqlalchemy import event
+
+    task: asyncio.Task | None = None
+    seen_insert = False
+
+    def cancel_on_insert(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        nonlocal seen_insert
+        if statement.lstrip().upper().startswith("INSERT") and task is not None and not seen_insert:
+            seen_insert = True
+            task.cancel()
+
+    engines = suite.check["engines"]
+    for learner_engine in engines:
+        event.listen(learner_engine.sync_engine, "before_cursor_execute", cancel_on_insert)
+    try:
+        task = asyncio.create_task(suite.order([(d, 1), (e, 1)]))
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+        except (Wrong, LearnerError):
+            pass
+    finally:
+        for learner_engine in engines:
+            event.remove(learner_engine.sync_engine, "before_cursor_execute", cancel_on_insert)
+    if seen_insert:
+        for _ in range(50):  # the cancelled request's clean-up may need a few loop turns
+            if not any(checked_out(x) for x in engines):
+                break
+            await asyncio.sleep(0.02)
+        if await _store_state(engine) != (before, orders_before, lines_before):
+            raise Wrong("a request cancelled at its first INSERT left changes behind: keep the "
+                        "writes in one transaction that is only committed at the end.")
+        left = sum(checked_out(x) for x in engines)
+        if left:
+            raise Wrong(f"after a request was cancelled midway, {left} connection(s) stayed "
+                        "checked out: use the session from the dependency (`async with "
+                        "sessionmaker() as session: yield session`), which gives it back.")
+        client_checks.append("a cancelled request left nothing behind")
+
+    # 6. pages of orders, with their lines, in a fixed number of statements
+    for n in range(12):
+        response = await suite.order([(in_stock[-1 - n], 1), (in_stock[-20 - n], 1)])
+        if response.status_code != 201:
+            raise Wrong(f"POST /orders answered {response.status_code} {_short(response)}; "
+                        "expected 201.")
+    everything: list[dict] = []
+    counts = []
+    offset = 0
+    while True:
+        with suite.check["counter"]() as counter:
+            response = await suite.send("GET", "/orders", params={"limit": 5, "offset": offset})
+        if response.status_code != 200:
+            raise Wrong(f"GET /orders?limit=5&offset={offset} answered {response.status_code} "
+                        f"{_short(response)}.")
+        page = response.json()
+        counts.append(counter.count)
+        if not isinstance(page, list) or len(page) > 5:
+            raise Wrong(f"GET /orders?limit=5&offset={offset} returned {str(page)[:100]}; "
+                        "expected a list of at most 5 orders.")
+        everything += page
+        if len(page) < 5:
+            break
+        offset += 5
+    order_ids = [o.get("order_id") for o in everything]
+    if order_ids != sorted(set(order_ids)) or len(order_ids) != orders_before + 12 - orders0:
+        raise Wrong(f"GET /orders page after page gave the ids {order_ids[:20]}; expected each "
+                    "order once, ordered by order_id (limit/offset).")
+    if not all(isinstance(o.get("lines"), list) and o["lines"] for o in everything):
+        raise Wrong("GET /orders returned orders without their lines.")
+    if max(counts) > 3:
+        raise Wrong(f"GET /orders?limit=5 ran up to {max(counts)} SQL statements for one page: "
+                    "one query per order is N+1. Load the page's lines in one query "
+                    "(`WHERE order_id IN (...)`, or selectinload).")
+    for params in ({"limit": 0}, {"limit": 101}, {"offset": -1}):
+        response = await suite.send("GET", "/orders", params=params)
+        if response.status_code != 422:
+            raise Wrong(f"GET /orders with {params} answered {response.status_code}; expected "
+                        "422 (limit between 1 and 100, offset from 0).")
+    client_checks.append(f"{len(order_ids)} orders paged, at most {max(counts)} statements a page")
+
+    # 7. search: hostile strings stay data, pages, no N+1
+    async with engine.connect() as conn:
+        from sqlalchemy import select
+
+        from course.apps.store_orders import stock
+        from course.models import Track
+
+        rows = (await conn.execute(select(Track.track_id, Track.name, stock.c.quantity)
+                                   .join(stock, stock.c.track_id == Track.track_id)
+                                   .order_by(Track.track_id))).all()
+    for q in ("love", "LOVE", *HOSTILE_INPUTS, "100%", "_"):
+        expected_ids = [r.track_id for r in rows if q.lower() in r.name.lower()][:100]
+        with suite.check["counter"]() as counter:
+            response = await suite.send("GET", "/tracks", params={"q": q, "limit": 100})
+        if response.status_code != 200:
+            raise Wrong(f"GET /tracks?q={q!r} answered {response.status_code} {_short(response)}.")
+        got = response.json()
+        got_ids = [t.get("track_id") for t in got] if isinstance(got, list) else got
+        if got_ids != expected_ids:
+            raise Wrong(f"GET /tracks?q={q!r} gave {len(got_ids) if isinstance(got_ids, list) else got_ids} "
+                        f"tracks; {len(expected_ids)} track names contain it (ignoring case, "
+                        "every character literal, ordered by track_id): bind q as data, "
+                        "`Track.name.icontains(q, autoescape=True)`.")
+        if counter.count > 2:
+            raise Wrong(f"GET /tracks?q={q!r} ran {counter.count} statements: join stock in the "
+                        "same query.")
+    stocks = {r.track_id: r.quantity for r in rows}
+    first = (await suite.send("GET", "/tracks", params={"q": "a", "limit": 7})).json()
+    second = (await suite.send("GET", "/tracks", params={"q": "a", "limit": 7, "offset": 7})).json()
+    want_ids = [r.track_id for r in rows if "a" in r.name.lower()][:14]
+    if [t.get("track_id") for t in first + second] != want_ids:
+        raise Wrong("GET /tracks?q=a&limit=7 and then &offset=7 did not give the first 14 "
+                    "matches in track_id order.")
+    for t in first + second:
+        if t.get("stock") != stocks[t["track_id"]]:
+            raise Wrong(f"GET /tracks: track {t['track_id']} shows stock {t.get('stock')}; the "
+                        f"stock table says {stocks[t['track_id']]}.")
+    if stock0.get(1) != initial_stock(1):
+        raise Wrong("the stock table did not start as prepare_store left it.")
+    client_checks.append(f"{len(HOSTILE_INPUTS) + 4} searches, hostile strings kept as data")
+    return client_checks
+
+
+async def _check_create_store_app(create_store_app) -> str:
+    import httpx
+    from asgi_lifespan import LifespanManager
+    from fastapi import FastAPI
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from course.probes import StatementCounter
+
+    url = await prepare_capstone("check-11-q4")  # set-up, before the learner's code runs
+    namespace = getattr(create_store_app, "__globals__", None)
+    if namespace is None:
+        raise Wrong("pass your function `create_store_app` itself.")
+    loop_thread = threading.get_ident()
+    receipts = _Receipts(loop_thread)
+    missing = object()
+    original = namespace.get("send_receipt", missing)
+    namespace["send_receipt"] = receipts
+    sleep = _SleepWatch(loop_thread)
+    engines: list[AsyncEngine] = []
+    try:
+        app = await call(create_store_app, url.render_as_string(hide_password=False))
+        if not isinstance(app, FastAPI):
+            raise Wrong(f"create_store_app(url) should return the FastAPI app; it returned "
+                        f"{type(app).__name__}.")
+        if app.router.on_startup:
+            raise Wrong("the app uses @app.on_event, which is deprecated: give it "
+                        "`FastAPI(lifespan=lifespan)`.")
+
+        async def _state(request: Request) -> dict:
+            engine = getattr(request.state, "engine", None)
+            if isinstance(engine, AsyncEngine) and engine not in engines:
+                engines.append(engine)
+            return {}
+
+        app.add_api_route("/_check/state", _state, methods=["GET"])
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+                await call(client.get, "/_check/state")
+                if not engines:
+                    raise Wrong("after start-up, request.state has no `engine`: the lifespan "
+                                "should create it and yield {'engine': engine, 'sessionmaker': "
+                                "async_sessionmaker(engine, expire_on_commit=False)}.")
+                engine = engines[0]
+
+                def counter() -> StatementCounter:
+                    return StatementCounter(engine)
+
+                suite = _Suite(client, engine, receipts, {"engines": engines, "counter": counter})
+                time.sleep = sleep  # type: ignore[assignment]
+                try:
+                    done = await _capstone_suite(suite)
+                finally:
+                    time.sleep = sleep.real  # type: ignore[assignment]
+                if sleep.on_loop:
+                    raise Wrong(f"time.sleep ran {sleep.on_loop} time(s) on the event loop's "
+                                "thread during the requests: it stops every request. Await "
+                                "`asyncio.sleep`, or run blocking code with asyncio.to_thread.")
+                left = checked_out(engine)
+                if left:
+                    raise Wrong(f"after the suite, {left} connection(s) were still checked out: "
+                                "every request must give its session back.")
+        idle = engine.pool.checkedin()
+        if idle:
+            raise Wrong(f"after shutdown the app's engine still held {idle} connection(s): "
+                        "`await engine.dispose()` after the lifespan's yield.")
+        async with LifespanManager(app) as manager:  # a second start-up of the same app
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+                await call(client.get, "/_check/state")
+        if len(engines) < 2:
+            raise Wrong("the app's second start-up used the engine of the first, which its "
+                        "shutdown had disposed: it was created outside the lifespan. Create it "
+                        "inside the lifespan, before `yield`.")
+    finally:
+        if original is missing:
+            namespace.pop("send_receipt", None)
+        else:
+            namespace["send_receipt"] = original
+        for engine in engines:
+            await engine.dispose()
+    return ("the hidden suite passed: " + "; ".join(done) + "; no blocking; each start-up made "
+            "its own engine and disposed it.")
+
+
+q4 = Exercise(
+    "11", "q4", "create_store_app", _check_create_store_app,
+    hints=["Start from lesson 09's create_app: a lifespan that creates the engine and yields "
+           "{'engine': engine, 'sessionmaker': ...}, and get_session. Then one route at a time, "
+           "checking as you go.",
+           "POST /orders: look the Idempotency-Key up first (200 with the old order). Then, per "
+           "line, `update(stock).where(stock.c.track_id == t, stock.c.quantity >= q)` and "
+           "check `rowcount == 1`, else roll back and 409. Insert the order and its lines, "
+           "commit, then `await asyncio.to_thread(send_receipt, order_id)`.",
+           "A race between two requests with the same key ends in IntegrityError at the "
+           "commit: roll back, read the order that won, return it with 200. Pages of orders: "
+           "one query for the page's ids, one for all their lines (`in_`)."],
+    limit=90.0,
+    title="The capstone: a music store that takes orders",
+)

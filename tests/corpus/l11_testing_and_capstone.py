@@ -1,0 +1,496 @@
+"""Wrong answers to exercises/11-testing-and-capstone-workbook.ipynb.
+
+q1 and q2's answers are fixtures with one mistake each. q3's answers are test modules (text);
+each misses one planted bug, or cannot run. q4's answers are the reference store with one
+mistake each, chosen by `bug`: the check swaps `send_receipt` in this module's globals, as it
+does in the workbook's.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Annotated, Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+from course.apps.music_store import get_session
+from course.apps.store_orders import stock, store_order, store_order_line
+from course.models import Track
+from tests.corpus import wrong
+
+
+def send_receipt(order_id: int) -> None:
+    """Stands for a blocking e-mail client: it holds its thread for a while."""
+    time.sleep(0.2)
+
+
+class LineIn(BaseModel):
+    track_id: int
+    quantity: int = Field(ge=1, le=10)
+
+
+class OrderIn(BaseModel):
+    customer_id: int
+    lines: list[LineIn] = Field(min_length=1, max_length=20)
+
+
+class LineOut(BaseModel):
+    track_id: int
+    quantity: int
+    unit_price: Decimal
+
+
+class OrderOut(BaseModel):
+    order_id: int
+    customer_id: int
+    total: Decimal
+    lines: list[LineOut]
+
+
+class TrackHit(BaseModel):
+    track_id: int
+    name: str
+    unit_price: Decimal
+    stock: int
+
+
+async def get_store_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.state.sessionmaker() as session:
+        yield session
+
+
+StoreSessionDep = Annotated[AsyncSession, Depends(get_store_session)]
+Page = Annotated[int, Query(ge=1, le=100)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+
+
+def _store(url: str, bug: str) -> FastAPI:
+    made_early = create_async_engine(url) if bug == "engine_outside_lifespan" else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        engine = made_early or create_async_engine(url)
+        try:
+            yield {"engine": engine,
+                   "sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+        finally:
+            if bug != "no_dispose":
+                await engine.dispose()
+
+    app = FastAPI(title="Music store orders", lifespan=lifespan)
+
+    async def load_orders(session: AsyncSession, order_ids: list[int]) -> list[OrderOut]:
+        """The orders with these ids and their lines, in two statements, in the ids' order."""
+        if not order_ids:
+            return []
+        heads = (await session.execute(
+            select(store_order.c.order_id, store_order.c.customer_id, store_order.c.total)
+            .where(store_order.c.order_id.in_(order_ids)))).all()
+        lines = (await session.execute(
+            select(store_order_line).where(store_order_line.c.order_id.in_(order_ids))
+            .order_by(store_order_line.c.order_id, store_order_line.c.line_no))).all()
+        by_order: dict[int, list[LineOut]] = {i: [] for i in order_ids}
+        for line in lines:
+            by_order[line.order_id].append(LineOut(track_id=line.track_id,
+                                                   quantity=line.quantity,
+                                                   unit_price=line.unit_price))
+        found = {h.order_id: h for h in heads}
+        return [OrderOut(order_id=i, customer_id=found[i].customer_id, total=found[i].total,
+                         lines=by_order[i]) for i in order_ids if i in found]
+
+    async def order_by_key(session: AsyncSession, key: str) -> OrderOut | None:
+        order_id = await session.scalar(
+            select(store_order.c.order_id).where(store_order.c.idempotency_key == key))
+        return None if order_id is None else (await load_orders(session, [order_id]))[0]
+
+    @app.post("/orders", status_code=201)
+    async def create_order(new: OrderIn, session: StoreSessionDep, response: Response,
+                           idempotency_key: Annotated[str, Header(min_length=1, max_length=100)]
+                           ) -> OrderOut:
+        replay = await order_by_key(session, idempotency_key)
+        if replay is not None:  # a retry: the order exists already
+            if bug != "replay_201":
+                response.status_code = 200
+            return replay
+        wanted = {line.track_id for line in new.lines}
+        prices = dict((await session.execute(
+            select(Track.track_id, Track.unit_price).where(Track.track_id.in_(wanted)))).all())
+        missing = sorted(wanted - prices.keys())
+        if missing:
+            raise HTTPException(status_code=404, detail=f"no track {missing[0]}")
+        try:
+            for line in new.lines:  # one UPDATE per line: it checks and takes the stock at once
+                taken = await session.execute(
+                    update(stock).where(stock.c.track_id == line.track_id,
+                                        stock.c.quantity >= line.quantity)
+                    .values(quantity=stock.c.quantity - line.quantity))
+                if bug == "commit_per_line":
+                    await session.commit()  # each line on its own: a later 409 cannot undo it
+                if taken.rowcount != 1:
+                    await session.rollback()
+                    raise HTTPException(status_code=409,
+                                        detail=f"not enough stock of track {line.track_id}")
+            total = sum((prices[line.track_id] * line.quantity for line in new.lines), Decimal(0))
+            order_id = await session.scalar(
+                insert(store_order).values(customer_id=new.customer_id,
+                                           idempotency_key=idempotency_key, total=total)
+                .returning(store_order.c.order_id))
+            await session.execute(insert(store_order_line), [
+                {"order_id": order_id, "line_no": n, "track_id": line.track_id,
+                 "quantity": line.quantity, "unit_price": prices[line.track_id]}
+                for n, line in enumerate(new.lines, start=1)])
+            await session.commit()
+        except IntegrityError:  # the same key, committed meanwhile by a concurrent request
+            if bug == "race_500":
+                raise
+            await session.rollback()
+            replay = await order_by_key(session, idempotency_key)
+            if replay is None:
+                raise
+            response.status_code = 200
+            return replay
+        if bug == "blocking_receipt":
+            send_receipt(order_id)  # on the loop's thread
+        else:
+            await asyncio.to_thread(send_receipt, order_id)
+        return (await load_orders(session, [order_id]))[0]
+
+    @app.get("/orders/{order_id}")
+    async def read_order(order_id: int, session: StoreSessionDep) -> OrderOut:
+        found = await load_orders(session, [order_id])
+        if not found:
+            raise HTTPException(status_code=404, detail=f"order {order_id} not found")
+        return found[0]
+
+    @app.get("/orders")
+    async def list_orders(session: StoreSessionDep, limit: Page = 20, offset: Offset = 0
+                          ) -> list[OrderOut]:
+        ids = (await session.scalars(select(store_order.c.order_id)
+                                     .order_by(store_order.c.order_id)
+                                     .limit(limit).offset(offset))).all()
+        if bug == "n_plus_one":
+            return [(await load_orders(session, [i]))[0] for i in ids]  # 2 queries per order
+        return await load_orders(session, list(ids))
+
+    @app.get("/tracks")
+    async def search_tracks(session: StoreSessionDep, q: str = "", limit: Page = 20,
+                            offset: Offset = 0) -> list[TrackHit]:
+        rows = (await session.execute(
+            select(Track.track_id, Track.name, Track.unit_price, stock.c.quantity.label("stock"))
+            .join(stock, stock.c.track_id == Track.track_id)
+            .where(Track.name.ilike(f"%{q}%") if bug == "like_unescaped"
+                   else Track.name.icontains(q, autoescape=True))
+            .order_by(Track.track_id).limit(limit).offset(offset))).all()
+        return [TrackHit(**row._mapping) for row in rows]
+
+    return app
+
+
+# --- q1: rolled_back_session -----------------------------------------------------------------------
+
+@wrong("q1", expect="is bound to AsyncEngine")
+async def session_on_the_engine(engine):
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@wrong("q1", expect="had no transaction when the test began")
+async def no_outer_transaction(engine):
+    async with engine.connect() as conn:
+        session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint")
+        yield session
+        await session.close()
+        await conn.rollback()
+
+
+@wrong("q1", expect="conditional_savepoint")
+async def default_join_mode(engine):
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        session = AsyncSession(bind=conn, expire_on_commit=False)
+        yield session
+        await session.close()
+        await transaction.rollback()
+
+
+@wrong("q1", expect="commit the test's outer transaction for real")
+async def control_fully(engine):
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        session = AsyncSession(bind=conn, join_transaction_mode="control_fully")
+        yield session
+        await session.close()
+        if transaction.is_active:
+            await transaction.rollback()
+
+
+@wrong("q1", expect="join_transaction_mode='rollback_only'")
+async def rollback_only(engine):
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        session = AsyncSession(bind=conn, join_transaction_mode="rollback_only")
+        yield session
+        await session.close()
+        if transaction.is_active:
+            await transaction.rollback()
+
+
+@wrong("q1", expect="was committed, not rolled back")
+async def engine_begin_commits(engine):
+    async with engine.begin() as conn:  # commits when the block ends
+        session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint")
+        yield session
+        await session.close()
+
+
+@wrong("q1", expect="still checked out")
+async def connection_never_closed(engine):
+    conn = await engine.connect()
+    transaction = await conn.begin()
+    session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint")
+    yield session
+    await session.close()
+    await transaction.rollback()
+    _KEPT.append(conn)  # kept, never closed
+
+
+_KEPT: list = []
+
+
+@wrong("q1", expect="async generator")
+async def returns_the_session(engine):
+    conn = await engine.connect()
+    _KEPT.append(conn)
+    await conn.begin()
+    return AsyncSession(bind=conn, join_transaction_mode="create_savepoint")
+
+
+# --- q2: client_with_session -----------------------------------------------------------------------
+
+@wrong("q2", expect="not the app's own get_session")
+async def overrides_a_lookalike(app, session):
+    async def get_session():  # a new function with the same name: FastAPI never asks for it
+        yield session
+
+    app.dependency_overrides[get_session] = get_session
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.clear()
+
+
+@wrong("q2", expect="still held the override")
+async def override_never_cleared(app, session):
+    async def the_test_session():
+        yield session
+
+    app.dependency_overrides[get_session] = the_test_session
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield client
+
+
+@wrong("q2", expect="base_url=")
+async def client_without_base_url(app, session):
+    async def the_test_session():
+        yield session
+
+    app.dependency_overrides[get_session] = the_test_session
+    try:
+        async with LifespanManager(app) as manager:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app)) as client:
+                yield client
+    finally:
+        app.dependency_overrides.clear()
+
+
+@wrong("q2", expect="lifespan, which did not run")
+async def no_lifespan(app, session):
+    async def the_test_session():
+        yield session
+
+    app.dependency_overrides[get_session] = the_test_session
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://t") as client:
+            yield client
+    finally:
+        app.dependency_overrides.clear()
+
+
+@wrong("q2", expect="async generator")
+async def returns_the_client(app, session):
+    async def the_test_session():
+        yield session
+
+    app.dependency_overrides[get_session] = the_test_session
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+@wrong("q2", expect="did not use the test's session")
+async def override_with_a_new_session(app, session):
+    async def a_new_session(request: Request):
+        async with request.state.sessionmaker() as own:
+            yield own
+
+    app.dependency_overrides[get_session] = a_new_session
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.clear()
+
+
+# --- q3: store_tests -------------------------------------------------------------------------------
+
+TESTS = '''
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_artist(client):
+    response = await client.get("/artists/1")
+    assert response.status_code == 200
+    assert response.json() == {"artist_id": 1, "name": "AC/DC"}
+
+
+async def test_missing_artist_is_404(client):
+    response = await client.get("/artists/999999")
+    assert response.status_code == 404
+
+
+async def test_repeated_name_is_409_and_the_store_still_works(client):
+    first = await client.post("/artists", json={"name": "The Testers", "albums": ["One"]})
+    assert first.status_code == 201
+    again = await client.post("/artists", json={"name": "THE TESTERS"})
+    assert again.status_code == 409
+    assert (await client.get(f"/artists/{first.json()['artist_id']}")).status_code == 200
+
+
+async def test_pages_follow_each_other(client):
+    first = (await client.get("/tracks", params={"limit": 10})).json()
+    second = (await client.get("/tracks", params={"limit": 10, "offset": 10})).json()
+    ids = [t["track_id"] for t in first + second]
+    assert ids == sorted(set(ids)) and len(ids) == 20
+    assert ids[:3] == [1, 2, 3]
+
+
+async def test_a_page_takes_few_statements(client, statements):
+    statements.clear()
+    response = await client.get("/tracks", params={"limit": 50})
+    assert response.status_code == 200 and len(response.json()) == 50
+    assert len(statements) <= 3, statements
+
+
+async def test_album_does_not_block_the_loop(client, blocking_calls):
+    response = await client.get("/albums/1")
+    assert response.status_code == 200
+    assert len(response.json()["tracks"]) == 10
+    assert blocking_calls == []
+'''
+
+
+def _without(test_name: str) -> str:
+    """The reference module without one of its tests."""
+    head, _, rest = TESTS.partition(f"async def {test_name}(")
+    _, _, tail = rest.partition("\n\n\nasync def ")
+    return head + ("async def " + tail if tail else "")
+
+
+@wrong("q3", expect="miss the N+1 queries")
+def tests_without_statement_count():
+    return _without("test_a_page_takes_few_statements")
+
+
+@wrong("q3", expect="miss the blocking call")
+def tests_without_blocking_check():
+    return _without("test_album_does_not_block_the_loop")
+
+
+@wrong("q3", expect="miss the off-by-one page")
+def tests_of_the_first_page_only():
+    return _without("test_pages_follow_each_other")
+
+
+@wrong("q3", expect="miss the 200 for a missing artist")
+def tests_without_404():
+    return _without("test_missing_artist_is_404")
+
+
+@wrong("q3", expect="miss the missing rollback")
+def tests_without_409():
+    return _without("test_repeated_name_is_409_and_the_store_still_works")
+
+
+@wrong("q3", expect="fails against the correct app")
+def test_with_a_wrong_expectation():
+    return TESTS.replace('"name": "AC/DC"', '"name": "ACDC"')
+
+
+@wrong("q3", expect="without `@pytest.mark.anyio`")
+def tests_without_the_mark():
+    return TESTS.replace("pytestmark = pytest.mark.anyio", "")
+
+
+@wrong("q3", expect="does not compile")
+def tests_with_a_syntax_error():
+    return TESTS.replace("async def test_artist(client):", "async def test_artist(client)")
+
+
+# --- q4: create_store_app --------------------------------------------------------------------------
+
+@wrong("q4", expect="send_receipt ran on the event loop's own thread")
+def store_blocking_receipt(url):
+    return _store(url, "blocking_receipt")
+
+
+@wrong("q4", expect="nothing was created, so answer 200")
+def store_replay_201(url):
+    return _store(url, "replay_201")
+
+
+@wrong("q4", expect="catch the IntegrityError of the unique key")
+def store_race_500(url):
+    return _store(url, "race_500")
+
+
+@wrong("q4", expect="left changes behind")
+def store_commit_per_line(url):
+    return _store(url, "commit_per_line")
+
+
+@wrong("q4", expect="one query per order is N+1")
+def store_n_plus_one(url):
+    return _store(url, "n_plus_one")
+
+
+@wrong("q4", expect="bind q as data")
+def store_like_unescaped(url):
+    return _store(url, "like_unescaped")
+
+
+@wrong("q4", expect="await engine.dispose()")
+def store_never_disposes(url):
+    return _store(url, "no_dispose")
+
+
+@wrong("q4", expect="created outside the lifespan")
+def store_engine_outside_lifespan(url):
+    return _store(url, "engine_outside_lifespan")
