@@ -261,7 +261,7 @@ async def run_learner(server: Server, home: Path, name: str, args: list[str], ki
     assert process.stderr is not None
     err = (await process.stderr.read()).decode(errors="replace").strip()
     if err and not kill:
-        events.append({"event": "stderr", "text": err[-600:]})
+        events.append({"event": "stderr", "text": err.splitlines()[-1][:300]})
     return events
 
 
@@ -368,8 +368,12 @@ async def drive(options: argparse.Namespace) -> int:
         print("check verdicts: " + ", ".join(f"{n} {s}" for s, n in sorted(verdicts.items())))
         for line in sorted(odd_lines)[:8]:
             print(f"    {line}")
-        for name, events in failed[:3]:
-            print(f"    {name} did not finish: {json.dumps(events[-2:])[:400]}")
+        endings: dict[str, int] = {}
+        for _, events in failed:
+            ending = next((e["text"] for e in events if e["event"] == "stderr"), json.dumps(events[-1:]))
+            endings[ending] = endings.get(ending, 0) + 1
+        for ending, n in sorted(endings.items(), key=lambda item: -item[1]):
+            print(f"    {n} learner(s) stopped with: {ending[:240]}")
         print(f"peak connections on the server: {poller.peak} (learners' databases of one learner at "
               f"once: {poller.peak_per_learner}); peak course databases at once: {poller.peak_databases}")
 
