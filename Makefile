@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TEST_HOME := $(CURDIR)/.course/test
 NB ?=
 
-.PHONY: lab test test-browser install doctor progress verify reset update build db-stop db-reset clean help
+.PHONY: lab test test-browser install doctor progress verify reset update build db-stop db-reset db-cleanup-shared clean help
 help:
 	@echo "make lab               start JupyterLab on the welcome notebook (installs on first run)"
 	@echo "make test              run the whole test suite (what CI runs)"
@@ -20,6 +20,7 @@ help:
 	@echo "make build             regenerate exercises/ from solutions/ (course authors)"
 	@echo "make db-stop           stop the course's PostgreSQL"
 	@echo "make db-reset          stop it and delete it; it is rebuilt when next needed"
+	@echo "make db-cleanup-shared instructors: drop every course database on the server in DATABASE_URL"
 	@echo "make install           reinstall the pinned packages into .venv"
 	@echo "make clean             delete .venv (your work and .course/ stay)"
 
@@ -90,6 +91,10 @@ db-stop: $(STAMP)
 
 db-reset: $(STAMP)
 	@$(BIN)/python -m course db reset
+
+# After a workshop (INSTRUCTORS.md): every learner's databases and the template, by their names.
+db-cleanup-shared: $(STAMP)
+	@$(BIN)/python -m course db cleanup-shared $(if $(DRY),--dry-run)
 
 clean:
 	rm -rf $(VENV)

@@ -64,21 +64,17 @@ def database_figures() -> list[tuple[str, float, str]]:
 
 
 def check_figures() -> list[tuple[str, float, str]]:
-    from course.build import read_notebook, solution_source
-    from course.paths import SOLUTIONS
+    from course.build import solution_source
     from course.workbooks import all_exercises
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from repeat_checks import reference  # the solution's function, with its notebook's definitions
 
     rows = []
     for ex in all_exercises():
-        source = solution_source(ex.lesson, ex.function)
-        if source.startswith("("):  # "(no solutions notebook ...)": a lesson being written
+        if solution_source(ex.lesson, ex.function).startswith("("):  # "(no solutions notebook ...)"
             continue
-        # The workbook's first code cell holds its imports; the solution cell needs them.
-        workbook = read_notebook(next(SOLUTIONS.glob(f"{ex.lesson}-*.ipynb")))
-        imports = next(cell.source for cell in workbook.cells if cell.cell_type == "code")
-        namespace: dict[str, object] = {"__name__": "solution"}
-        exec(imports + "\n" + source, namespace)  # noqa: S102 -- our own solution notebook
-        answer = namespace[ex.function]
+        answer = reference(ex.lesson, ex.function)
         seconds = timed(lambda ex=ex, answer=answer: asyncio.run(ex.evaluate(answer)), repeat=3)
         rows.append((f"check {ex.lesson}.{ex.name} ({ex.function}) on its solution", seconds, "< 1 s"))
     return rows

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import collections
 import sys
+import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,10 +33,26 @@ from typing import Any
 """
 
 
+def _definitions(lesson: str) -> str:
+    """The solution notebook's cells that only import or define (its imports, the schemas of
+    lesson 09): every code cell without a solution or a top-level await."""
+    from course.build import read_notebook
+    from course.paths import SOLUTIONS
+
+    found = sorted(SOLUTIONS.glob(f"{lesson}-*.ipynb"))
+    if not found:
+        return ""
+    cells = [c.source for c in read_notebook(found[0]).cells if c.cell_type == "code"]
+    return "\n\n".join(s for s in cells if "SOLUTION" not in s and "await " not in s)
+
+
 def reference(lesson: str, function: str):  # noqa: ANN201
     """The solution's function, defined from its cell in solutions/."""
-    namespace: dict = {}
+    module = types.ModuleType(f"solution_{lesson}_{function}")  # a real module: pydantic
+    sys.modules[module.__name__] = module  # resolves a schema's annotations through it
+    namespace = module.__dict__
     exec(PRELUDE, namespace)  # noqa: S102 -- the course's own solution code
+    exec(_definitions(lesson), namespace)  # noqa: S102
     exec(solution_source(lesson, function), namespace)  # noqa: S102
     return namespace[function]
 

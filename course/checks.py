@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import os
 import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Generator
@@ -22,7 +23,8 @@ from typing import Any
 
 from course import progress
 from course.deadline import limited
-from course.errors import explanation_for, remember
+from course.errors import CourseError, explanation_for, remember
+from course.postgres import is_too_many_connections, no_free_connection
 from course.probes import Heartbeat
 
 DEFAULT_LIMIT = 10.0  # seconds; generous, only there so a deadlock cannot hang the notebook
@@ -220,7 +222,12 @@ class Exercise:
             return Outcome(self.name, "wrong",
                            f"it did not finish within {self.limit:g} s. Is something waiting for "
                            "ever: a lock, a connection never released, an event never set?")
+        except CourseError as exc:  # the set-up failed (no free connection, say): not judged
+            return Outcome(self.name, "busy", f"{exc.problem} Fix: {exc.fix}")
         except Exception as exc:  # a bug in the check, not in the learner's code
+            if is_too_many_connections(exc):  # the check's own connection found the server full
+                error = no_free_connection(bool(os.environ.get("DATABASE_URL", "").strip()))
+                return Outcome(self.name, "busy", f"{error.problem} Fix: {error.fix}")
             return Outcome(self.name, "error", f"{_describe(exc)}. Please report it.")
         return Outcome(self.name, "correct", remark or "")
 

@@ -109,6 +109,11 @@ def cmd_db(args: argparse.Namespace) -> int:
         running = postgres.is_local_running()
         print("the course's PostgreSQL is running" if running else "the course's PostgreSQL is stopped")
         return 1 if running and args.expect_stopped else 0
+    elif args.action == "cleanup-shared":  # the instructor, after a workshop on DATABASE_URL
+        names = asyncio.run(postgres.cleanup_shared(drop=not args.dry_run))
+        verb = "would drop" if args.dry_run else "dropped"
+        print(f"{verb} {len(names)} course database(s) on the server in DATABASE_URL"
+              + "".join(f"\n  {name}" for name in names))
     elif args.action == "reset":
         postgres.stop_local()
         shutil.rmtree(postgres.pgdata(), ignore_errors=True)
@@ -141,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="execute notebooks in place (for authors)")
     p.add_argument("paths", nargs="+")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("db", help="the embedded PostgreSQL")
-    p.add_argument("action", choices=["start", "stop", "status", "reset"])
+    p = sub.add_parser("db", help="the embedded PostgreSQL; cleanup-shared: the server in DATABASE_URL")
+    p.add_argument("action", choices=["start", "stop", "status", "reset", "cleanup-shared"])
     p.add_argument("--expect-stopped", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="cleanup-shared: list, drop nothing")
     p.set_defaults(func=cmd_db)
     args = parser.parse_args(argv)
     try:

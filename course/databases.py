@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-import asyncpg
-
 from course import chinook
 from course.deadline import not_counted
 from course.errors import CourseError
-from course.postgres import CONNECT_TIMEOUT, fresh_postgres
+from course.postgres import connect, fresh_postgres
 from course.sqlite import fresh_sqlite
 
 if TYPE_CHECKING:
@@ -54,7 +52,7 @@ async def fresh_engine_url(name: str = "scratch", backend: Backend = "sqlite") -
                           "use backend='sqlite' or backend='postgresql'.")
     async with not_counted():  # a check's time limit never pays for the set-up
         db = await fresh_postgres(name)
-        conn = await asyncpg.connect(db.dsn, timeout=CONNECT_TIMEOUT)
+        conn = await connect(db.dsn)
         try:
             async with conn.transaction():
                 for statement in _identity_statements():

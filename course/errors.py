@@ -260,6 +260,16 @@ EXPLANATIONS = [
         "plugin comes with FastAPI), or put `pytestmark = pytest.mark.anyio` at the top of the "
         "module.",
     ),
+    # --- workshops on a shared server ---
+    Explanation(
+        r"too many clients already|remaining connection slots are reserved|too many connections for",
+        "the PostgreSQL server has no free connection (max_connections)",
+        "Every connection the server allows is in use: by your notebooks, or on a workshop "
+        "server by everyone's. Shut down the kernels of notebooks you are not using (Kernel > "
+        "Shut Down Kernel) and close pools you no longer need (`await pool.close()`, "
+        "`await engine.dispose()`). On a workshop server, tell your instructor \"the course "
+        "server has reached max_connections\".",
+    ),
 ]
 
 

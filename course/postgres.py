@@ -232,6 +232,8 @@ async def connect_admin() -> tuple[asyncpg.Connection, str, str]:
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        if is_too_many_connections(exc):
+            raise no_free_connection(shared is not None) from None
         if shared is None:
             raise CourseError(
                 f"The embedded PostgreSQL is not answering ({type(exc).__name__}).",
@@ -247,6 +249,45 @@ async def connect_admin() -> tuple[asyncpg.Connection, str, str]:
             "DATABASE_URL to use the course's embedded PostgreSQL.",
         ) from None
     return conn, dsn, where
+
+
+TOO_MANY_CONNECTIONS = "53300"  # SQLSTATE: max_connections, or a role's or database's CONNECTION LIMIT
+
+
+def is_too_many_connections(exc: BaseException | None) -> bool:
+    """Whether exc, or an error it wraps (SQLAlchemy wraps asyncpg's), is PostgreSQL's
+    'sorry, too many clients already' or one of its siblings."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if getattr(exc, "sqlstate", None) == TOO_MANY_CONNECTIONS:
+            return True
+        exc, seen = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def no_free_connection(shared: bool) -> CourseError:
+    """The one line a learner reads when the server has no connection left for them."""
+    if shared:
+        return CourseError(
+            "The PostgreSQL server in DATABASE_URL has no free connection: tell your instructor "
+            "\"the course server has reached max_connections\".",
+            "shut down the kernels of notebooks you are not using (Kernel > Shut Down Kernel), "
+            "wait a minute, then run the cell again.",
+        )
+    return CourseError(
+        "The course's embedded PostgreSQL has no free connection (it has reached max_connections).",
+        "shut down the kernels of notebooks you are not using (Kernel > Shut Down Kernel), then "
+        "run the cell again.",
+    )
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    """asyncpg.connect() for the course's own connections to a database it made: a server with
+    no connection left gives its one line instead of a traceback."""
+    try:
+        return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+    except asyncpg.TooManyConnectionsError:
+        raise no_free_connection(_shared_server_url() is not None) from None
 
 
 # --- template and clones ------------------------------------------------------------------
@@ -267,7 +308,7 @@ async def _ensure_template(admin: asyncpg.Connection, dsn: str) -> str:
         building = f"{name}_building"
         await admin.execute(f'DROP DATABASE IF EXISTS "{building}"')
         await admin.execute(f'CREATE DATABASE "{building}"')
-        loader = await asyncpg.connect(_with_database(dsn, building), timeout=CONNECT_TIMEOUT)
+        loader = await connect(_with_database(dsn, building))
         try:
             async with loader.transaction():
                 for statement in chinook.ddl("postgresql"):
@@ -306,6 +347,23 @@ def _database_name(label: str) -> str:
     return base[: 63 - len(suffix)] + suffix
 
 
+async def drop_database(admin: asyncpg.Connection, name: str) -> None:
+    """DROP DATABASE ... WITH (FORCE), which ends the sessions still connected to it.
+
+    A role that is not a superuser (a workshop server's) may end only sessions whose role it
+    shares, and a session still logging in has no role yet: measured in benchmarks/workshop.py,
+    a drop that meets one fails with "permission denied to terminate process". That session
+    has its role a moment later, so the drop is tried again."""
+    for attempt in range(20):
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except asyncpg.InsufficientPrivilegeError as exc:
+            if "terminate" not in str(exc) or attempt == 19:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+
+
 async def _drop_orphans(admin: asyncpg.Connection) -> None:
     """Drop databases this learner's processes on this machine made before they exited."""
     import psutil
@@ -316,7 +374,7 @@ async def _drop_orphans(admin: asyncpg.Connection) -> None:
     for (name,) in names:
         match = mine.search(name)
         if match and not psutil.pid_exists(int(match[1])):
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await drop_database(admin, name)
 
 
 async def fresh_postgres(name: str = "scratch") -> PgDatabase:
@@ -331,7 +389,7 @@ async def _fresh_postgres(name: str) -> PgDatabase:
         template = await _ensure_template(admin, dsn)
         await _drop_orphans(admin)
         database = _database_name(name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await drop_database(admin, database)
         try:
             # FILE_COPY copies files, fast on the tuned local cluster; a shared server keeps its
             # default (WAL_LOG), which spares its other users a checkpoint per clone.
@@ -352,6 +410,50 @@ async def drop_postgres(db: PgDatabase) -> None:
     async with not_counted():
         admin, _, _ = await connect_admin()
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{db.name}" WITH (FORCE)')
+            await drop_database(admin, db.name)
         finally:
             await admin.close()
+
+
+# --- after a workshop: the instructor's clean-up ---------------------------------------------
+
+# Every name the course gives a database on a shared server: learner_label_h<machine>_p<pid>,
+# and the Chinook template (with its half-built stage). The same patterns work in SQL (`~`).
+COURSE_DATABASE = r"^[a-z0-9_]+_h[0-9a-f]{6}_p[0-9]+$"
+COURSE_TEMPLATE = r"^chinook_template_[0-9a-f]+(_building)?$"
+
+CLEANUP_SQL = f"""\
+SELECT format('DROP DATABASE %I WITH (FORCE);', datname) FROM pg_database
+WHERE datname ~ '{COURSE_DATABASE}' OR datname ~ '{COURSE_TEMPLATE}'
+ORDER BY datname \\gexec"""  # noqa: S608 -- the course's own constant patterns, no input
+
+
+async def cleanup_shared(drop: bool = True) -> list[str]:
+    """Every course database on the server in DATABASE_URL, dropped (or only listed).
+
+    For the instructor, after the workshop: it drops every learner's databases and the
+    template, whoever made them, so run it when no learner is working any more."""
+    if _shared_server_url() is None:
+        raise CourseError(
+            "DATABASE_URL is not set, so there is no shared server to clean up.",
+            "set DATABASE_URL to the workshop server (as its owner or a superuser), or use "
+            "`make db-reset` for the course's embedded PostgreSQL.",
+        )
+    admin, _, _ = await connect_admin()
+    try:
+        names = [row[0] for row in await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname ~ $1 OR datname ~ $2 ORDER BY datname",
+            COURSE_DATABASE, COURSE_TEMPLATE)]
+        if drop:
+            for name in names:
+                try:
+                    await drop_database(admin, name)
+                except asyncpg.InsufficientPrivilegeError:
+                    raise CourseError(
+                        f"The user in DATABASE_URL may not drop {name}.",
+                        "connect as the role the learners use (it owns their databases) or as a "
+                        "superuser, and run the clean-up again.",
+                    ) from None
+    finally:
+        await admin.close()
+    return names

