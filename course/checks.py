@@ -25,7 +25,7 @@ from course import progress
 from course.deadline import limited
 from course.errors import CourseError, explanation_for, remember
 from course.postgres import is_too_many_connections, no_free_connection
-from course.probes import Heartbeat
+from course.probes import Heartbeat, sleeps_on_loop
 
 DEFAULT_LIMIT = 10.0  # seconds; generous, only there so a deadlock cannot hang the notebook
 
@@ -196,8 +196,9 @@ class Exercise:
             return Outcome(self.name, "wrong",
                            f"pass your function `{self.function}` itself; this is {kind}.")
         try:
-            async with Heartbeat(interval=0.05, limit=2.0) as beat, limited(self.limit):
-                remark = await self.checker(answer)
+            with sleeps_on_loop() as slept:  # seen, not timed: time.sleep() on the loop's thread
+                async with Heartbeat(interval=0.05, limit=2.0) as beat, limited(self.limit):
+                    remark = await self.checker(answer)
         except NotAttempted:
             return Outcome(self.name, "not attempted",
                            f"replace `raise NotImplementedError` in {self.function} with your code.")
@@ -214,11 +215,13 @@ class Exercise:
                 message += f" ({item.title}: `course.explain()` says what to do)"
             return Outcome(self.name, "wrong", message)
         except TimeoutError:
-            if beat.blocked:  # a gap of 2 s or more: far beyond what a busy machine causes
+            if slept or beat.blocked:  # a gap of 2 s or more: far beyond what a busy machine causes
                 return Outcome(self.name, "wrong",
                                f"it did not finish within {self.limit:g} s, and the event loop "
                                "stood still for seconds on the way: is there a time.sleep() or "
                                "another blocking call inside async code?")
+            if beat.lateness > 0.3 * self.limit:  # the loop lost a third of the time to a busy machine
+                return Outcome(self.name, "busy", TOO_BUSY)
             return Outcome(self.name, "wrong",
                            f"it did not finish within {self.limit:g} s. Is something waiting for "
                            "ever: a lock, a connection never released, an event never set?")

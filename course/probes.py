@@ -82,13 +82,16 @@ class Heartbeat:
         # lasts well over a second. Checks do not trust a gap alone: see LoopWitness.
         self.limit = limit
         self.longest_gap = 0.0
+        self.lateness = 0.0  # all the ticks' delays added up: how much time the loop lost
         self.ticks = 0
         self._last = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def _tick(self) -> None:
         now = time.perf_counter()
-        self.longest_gap = max(self.longest_gap, now - self._last - self.interval)
+        gap = now - self._last - self.interval
+        self.longest_gap = max(self.longest_gap, gap)
+        self.lateness += max(gap, 0.0)
         self._last = now
 
     async def _beat(self) -> None:

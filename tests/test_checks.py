@@ -8,7 +8,7 @@ import time
 import pytest
 
 from course import progress
-from course.checks import Exercise, TooBusy, Wrong, call
+from course.checks import TOO_BUSY, Exercise, TooBusy, Wrong, call
 from course.errors import explain
 from course.paths import SOLUTIONS
 
@@ -361,3 +361,18 @@ def test_set_up_time_is_not_the_learners(tmp_path) -> None:
 async def _never_finishes(x: int) -> int:
     await asyncio.Event().wait()
     return x
+
+
+def test_a_time_limit_eaten_by_a_starved_loop_is_not_judged() -> None:
+    """The loop got too few turns (a machine with load 80, say): the answer is not blamed."""
+    async def starved(fn) -> str:
+        await call(fn, 21)
+        while True:  # the machine, not the answer, holds the loop most of the time
+            end = time.perf_counter() + 0.2
+            while time.perf_counter() < end:
+                pass
+            await asyncio.sleep(0)
+
+    slow = Exercise("99", "q1", "double", starved, limit=1.0)
+    outcome = asyncio.run(slow.evaluate(lambda x: x * 2))
+    assert (outcome.status, outcome.message.split(" (")[0]) == ("busy", TOO_BUSY.split(" (")[0])
