@@ -671,7 +671,20 @@ async def _lookup_case(pool: asyncpg.Pool, seen: _Acquisitions, names: dict[int,
                     "let the pool hand out what it has (it never gives more than max_size).")
 
 
+def _lookups_still_running(before: set[asyncio.Task]) -> int:
+    """Tasks the answer started that are still running now, leaving out asyncpg's own (a
+    cancelled lookup's connection is handed back, and the pool refilled, in the background)."""
+    return sum(1 for task in asyncio.all_tasks() - before
+               if not task.done() and not _is_asyncpgs(task))
+
+
+def _is_asyncpgs(task: asyncio.Task) -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and "/asyncpg/" in code.co_filename.replace("\\", "/")  # the package
+
+
 async def _failing_case(pool: asyncpg.Pool, seen: _Acquisitions, lookup_many) -> None:
+    before = asyncio.all_tasks()
     try:
         got = await call(lookup_many, pool, list(FAILING_CASE))
     except LearnerError as exc:
@@ -686,15 +699,16 @@ async def _failing_case(pool: asyncpg.Pool, seen: _Acquisitions, lookup_many) ->
                     "let the error reach the caller.")
     running = seen.in_use
     acquired = seen.count
+    still_running = _lookups_still_running(before)
     if left := await _settled(pool):
         raise Wrong(f"when one lookup failed (track id {2**31} is too large for an integer), "
                     f"{left} connection(s) stayed checked out for good: the failing task never "
                     "gave its connection back. Use `async with pool.acquire() as conn:`, which "
                     "releases even on error (or put pool.release in a finally: block).")
-    # New acquisitions after the error are the proof: ids that were still waiting for a
-    # connection went on to run. (Connections merely in use at that instant are not: a
-    # TaskGroup's cancelled lookups may still be handing theirs back on a busy machine.)
-    if seen.count > acquired:
+    # The proof is in the tasks and the pool: lookups still running when the error reached the
+    # caller, or acquiring connections afterwards. (Connections merely in use at that instant are
+    # not: a TaskGroup's cancelled lookups may still be handing theirs back on a busy machine.)
+    if still_running or seen.count > acquired:
         raise Wrong(f"when one lookup failed, lookup_many raised while the other lookups were "
                     f"still running ({running} connection(s) in use, "
                     f"{seen.count - acquired} more acquired afterwards). Plain gather does that: "
