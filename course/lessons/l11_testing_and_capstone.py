@@ -677,6 +677,68 @@ def _money(value: Any) -> str:
     return str(Decimal(str(value)).quantize(Decimal("0.01")))
 
 
+def _exact(value: Any) -> Decimal | None:
+    """A JSON amount (a string or a number) as an exact Decimal; None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        return None
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
+
+
+def _line_tracks(order: Any) -> Any:
+    if isinstance(order, dict) and isinstance(order.get("lines"), list):
+        return [line.get("track_id") if isinstance(line, dict) else line
+                for line in order["lines"]]
+    return None
+
+
+class _StockRace:
+    """Makes the race between orders for the last copies of a track certain instead of likely:
+    each request's first write (INSERT, UPDATE or DELETE) waits, up to 3 s, until every request
+    has reached its own, so every read a request made before writing was made before any write.
+    An answer that checks the stock in a read and writes it later is then caught every time."""
+
+    def __init__(self, engines: list, requests: int) -> None:
+        self.engines = [e.sync_engine for e in engines]
+        self.requests = requests
+        self.arrived: set[int] = set()
+        self.all_arrived = asyncio.Event()
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        from sqlalchemy.util import await_
+
+        head = statement.lstrip().upper()
+        if not head.startswith(("INSERT", "UPDATE", "DELETE")) or id(conn) in self.arrived:
+            return
+        self.arrived.add(id(conn))
+        if len(self.arrived) >= self.requests:
+            self.all_arrived.set()
+        else:
+            await_(self._everyone_arrived())
+
+    async def _everyone_arrived(self) -> None:
+        try:
+            async with asyncio.timeout(3):
+                await self.all_arrived.wait()
+        except TimeoutError:
+            pass  # another request never writes (it was refused before): go on
+
+    def __enter__(self) -> _StockRace:
+        from sqlalchemy import event
+
+        for engine in self.engines:
+            event.listen(engine, "before_cursor_execute", self._before)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+
+        for engine in self.engines:
+            event.remove(engine, "before_cursor_execute", self._before)
+
+
 def _short(response: Any) -> str:
     text = response.text
     return text if len(text) <= 100 else text[:97] + "..."
@@ -735,6 +797,30 @@ def _normal(order: Any) -> Any:
     return out
 
 
+def _same_line_order(route: str, order: Any, lines: list[tuple[int, int]]) -> None:
+    got = _line_tracks(order)
+    sent = [t for t, _ in lines]
+    if isinstance(got, list) and sorted(got, key=str) == sorted(sent) and got != sent:
+        raise Wrong(f"an order sent with its lines for tracks {sent} (in that order) came back "
+                    f"from {route} with them in the order {got}: give the lines back in the "
+                    "order given. Store each line's position (`line_no`) and "
+                    "`ORDER BY order_id, line_no` when you read them.")
+
+
+def _exact_total(route: str, order: Any, lines: list[tuple[int, int]],
+                 prices: dict[int, Decimal]) -> None:
+    if not isinstance(order, dict) or "total" not in order:
+        return
+    total = sum((prices[t] * q for t, q in lines), Decimal(0))
+    got = _exact(order["total"])
+    if got is not None and got != total:
+        shown = " + ".join(f"{q} x {prices[t]}" for t, q in lines)
+        raise Wrong(f"{route} with {shown} answered total {order['total']!r}; the exact sum is "
+                    f"{total}. Floats cannot hold most cents exactly: add Decimal prices "
+                    "(`unit_price * quantity` with the Decimal the Numeric column gives), "
+                    "never float().")
+
+
 async def _capstone_suite(suite: _Suite) -> list[str]:
     """Run every hidden test; return what each one checked."""
     from course.apps.store_orders import initial_stock
@@ -747,6 +833,8 @@ async def _capstone_suite(suite: _Suite) -> list[str]:
     sold_out = sorted(t for t, q in stock0.items() if q == 0)
     rng = random.Random(11)
     a, b, c = rng.sample(in_stock, 3)
+    # the lines are sent in descending track order; enough stock is left to take them again
+    a, b = sorted(rng.sample([t for t in in_stock if stock0[t] >= 4 and t != c], 2), reverse=True)
 
     # 1. an order, its stock taken, its receipt sent off the loop
     lines = [(a, 2), (b, 1)]
@@ -754,7 +842,10 @@ async def _capstone_suite(suite: _Suite) -> list[str]:
     if response.status_code != 201:
         raise Wrong(f"POST /orders with 2 lines in stock answered {response.status_code} "
                     f"{_short(response)}; expected 201.")
-    body = _normal(response.json())
+    raw = response.json()
+    _same_line_order("POST /orders", raw, lines)
+    _exact_total("POST /orders", raw, lines, prices)
+    body = _normal(raw)
     order_id = body.get("order_id") if isinstance(body, dict) else None
     want = _expected_order(order_id, 7, lines, prices)
     if body != want:
@@ -793,6 +884,8 @@ async def _capstone_suite(suite: _Suite) -> list[str]:
     if suite.receipts.calls != [order_id]:
         raise Wrong("a repeated Idempotency-Key sent a second receipt.")
     found = await suite.send("GET", f"/orders/{order_id}")
+    if found.status_code == 200:
+        _same_line_order(f"GET /orders/{order_id}", found.json(), lines)
     if found.status_code != 200 or _normal(found.json()) != want:
         raise Wrong(f"GET /orders/{order_id} answered {found.status_code} {_short(found)}; "
                     "expected the order as POST returned it.")
@@ -844,6 +937,81 @@ async def _capstone_suite(suite: _Suite) -> list[str]:
     if len(suite.receipts.calls) != receipts_before:
         raise Wrong("a refused order sent a receipt.")
     client_checks.append("a refused line left nothing behind (409/404)")
+
+    # 4b. the last copies of a track, five orders (five keys) at once
+    used = {a, b, c, d, e, *in_stock[-12:], *in_stock[-31:-19]}
+    state, _, _ = await _store_state(engine)
+    last = next(t for t in sorted(state) if state[t] == 2 and t not in used)
+    with _StockRace(suite.check["engines"], 5):
+        outcomes = await asyncio.gather(*(suite.order([(last, 1)]) for _ in range(5)),
+                                        return_exceptions=True)
+    from sqlalchemy.exc import IntegrityError
+
+    for outcome in outcomes:
+        if isinstance(outcome, LearnerError) and isinstance(outcome.__cause__, IntegrityError):
+            raise Wrong(f"five orders at once (five Idempotency-Keys) for 1 copy each of track "
+                        f"{last}, which had 2 in stock: one failed with IntegrityError (the "
+                        "stock_not_negative constraint, a 500). Every request read the stock before any of them took it, so all saw 2: a "
+                        "check made apart from the write is stale by the time you write. Let "
+                        "the write check: `update(stock).where(stock.c.track_id == t, "
+                        "stock.c.quantity >= q)`, `rowcount == 1` or 409, in the order's "
+                        "transaction.")
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    codes = sorted(r.status_code for r in outcomes)
+    state, _, _ = await _store_state(engine)
+    if codes != [201, 201, 409, 409, 409] or state[last] != 0:
+        raise Wrong(f"five orders at once (five Idempotency-Keys) for 1 copy each of track "
+                    f"{last}, which had 2 in stock, were answered {codes} and left a stock of "
+                    f"{state[last]}; expected two 201, three 409 and a stock of 0: let the "
+                    "write check the stock (`... WHERE quantity >= q`, `rowcount == 1`).")
+    used.add(last)
+    state0, orders_before, lines_before = await _store_state(engine)
+    state = state0
+
+    # 4c. the same track on two lines: together they must be in stock
+    twice = next(t for t in in_stock if state[t] == 4 and t not in used)
+    used.add(twice)
+    try:
+        response = await suite.order([(twice, 3), (twice, 3)])
+    except LearnerError as exc:
+        if isinstance(exc.__cause__, IntegrityError):
+            raise Wrong(f"an order with track {twice} on two lines, 3 + 3 copies, with 4 in "
+                        "stock, failed with IntegrityError (a 500): each line was checked "
+                        "against the stock as it was before the order, and the second one "
+                        "overdrew it. Check each line against the stock left by the lines "
+                        "before it: `update(stock).where(stock.c.track_id == t, "
+                        "stock.c.quantity >= q)` and `rowcount == 1`, line by line.") from None
+        raise
+    if response.status_code != 409 or await _store_state(engine) != (state0, orders_before,
+                                                                      lines_before):
+        raise Wrong(f"an order with track {twice} on two lines, 3 + 3 copies, with 4 in stock, "
+                    f"answered {response.status_code} {_short(response)}; expected 409 and "
+                    "nothing changed: the lines of one order take the same stock together.")
+    response = await suite.order([(twice, 2), (twice, 2)])
+    state, _, _ = await _store_state(engine)
+    if response.status_code != 201 or state[twice] != 0:
+        raise Wrong(f"an order with track {twice} on two lines, 2 + 2 copies, with 4 in stock, "
+                    f"answered {response.status_code} {_short(response)} and left a stock of "
+                    f"{state[twice]}; expected 201 and a stock of 0.")
+
+    # 4d. exact money: 3 x 0.99 + 3 x 1.99 is 8.94, which floats cannot add up to
+    video = next(t for t in in_stock if prices[t] == Decimal("1.99") and state[t] >= 3
+                 and t not in used)
+    audio = next(t for t in in_stock if prices[t] == Decimal("0.99") and state[t] >= 3
+                 and t not in used and t < video)
+    used |= {video, audio}
+    money = [(video, 3), (audio, 3)]
+    response = await suite.order(money)
+    if response.status_code != 201:
+        raise Wrong(f"POST /orders with {money} answered {response.status_code} "
+                    f"{_short(response)}; expected 201.")
+    _exact_total("POST /orders", response.json(), money, prices)
+
+    before, orders_before, lines_before = await _store_state(engine)
+    client_checks.append("5 orders at once for the last 2 copies: two 201, three 409; the same "
+                         "track on two lines counted together; exact totals")
 
     # 5. a request cancelled midway: nothing may remain, the connection comes back
     from sqlalchemy import event
@@ -941,7 +1109,18 @@ async def _capstone_suite(suite: _Suite) -> list[str]:
     for q in ("love", "LOVE", *HOSTILE_INPUTS, "100%", "_"):
         expected_ids = [r.track_id for r in rows if q.lower() in r.name.lower()][:100]
         with suite.check["counter"]() as counter:
-            response = await suite.send("GET", "/tracks", params={"q": q, "limit": 100})
+            try:
+                response = await suite.send("GET", "/tracks", params={"q": q, "limit": 100})
+            except LearnerError as exc:
+                from sqlalchemy.exc import DBAPIError
+
+                if not isinstance(exc.__cause__, DBAPIError):
+                    raise
+                raise Wrong(f"GET /tracks?q={q!r} failed in the database with "
+                            f"{type(exc.__cause__).__name__} (a 500): the search text became "
+                            "part of the SQL, so its quote or wildcard changed the statement. "
+                            "Bind q as a parameter, never an f-string: "
+                            "`Track.name.icontains(q, autoescape=True)`.") from None
         if response.status_code != 200:
             raise Wrong(f"GET /tracks?q={q!r} answered {response.status_code} {_short(response)}.")
         got = response.json()

@@ -17,7 +17,7 @@ import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
@@ -494,3 +494,405 @@ def store_never_disposes(url):
 @wrong("q4", expect="created outside the lifespan")
 def store_engine_outside_lifespan(url):
     return _store(url, "engine_outside_lifespan")
+
+
+# --- q4: five answers from the independent audit (answers3/a11.py), copied with their helpers ---
+# Each is the audit's correct store with one mistake, chosen by `mode`; the rest is as written.
+
+def _lifespan_for(url):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine = create_async_engine(url)
+        try:
+            yield {"engine": engine, "sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+        finally:
+            await engine.dispose()
+    return lifespan
+
+
+async def _orders(session: AsyncSession, where, limit=None, offset=0) -> list[OrderOut]:
+    """Orders and their lines in two statements."""
+    stmt = select(store_order).where(where).order_by(store_order.c.order_id)
+    if limit is not None:
+        stmt = stmt.limit(limit).offset(offset)
+    heads = (await session.execute(stmt)).all()
+    if not heads:
+        return []
+    ids = [h.order_id for h in heads]
+    lines = (await session.execute(
+        select(store_order_line).where(store_order_line.c.order_id.in_(ids))
+        .order_by(store_order_line.c.order_id, store_order_line.c.line_no))).all()
+    by_order: dict[int, list[LineOut]] = {i: [] for i in ids}
+    for ln in lines:
+        by_order[ln.order_id].append(LineOut(track_id=ln.track_id, quantity=ln.quantity,
+                                             unit_price=ln.unit_price))
+    return [OrderOut(order_id=h.order_id, customer_id=h.customer_id, total=h.total,
+                     lines=by_order[h.order_id]) for h in heads]
+
+
+async def _place_lines(session: AsyncSession, order_id: int, lines: list[LineIn]) -> Decimal:
+    """Prices, stock taken atomically, lines written; raises 404/409 (caller rolls back)."""
+    ids = sorted({ln.track_id for ln in lines})
+    prices = dict((await session.execute(
+        select(Track.track_id, Track.unit_price).where(Track.track_id.in_(ids)))).all())
+    missing = [i for i in ids if i not in prices]
+    if missing:
+        raise HTTPException(404, f"track {missing[0]} not found")
+    total = Decimal("0")
+    for n, ln in enumerate(lines, 1):
+        taken = await session.execute(
+            update(stock).where(stock.c.track_id == ln.track_id, stock.c.quantity >= ln.quantity)
+            .values(quantity=stock.c.quantity - ln.quantity))
+        if taken.rowcount != 1:
+            raise HTTPException(409, f"track {ln.track_id} out of stock")
+        await session.execute(insert(store_order_line).values(
+            order_id=order_id, line_no=n, track_id=ln.track_id, quantity=ln.quantity,
+            unit_price=prices[ln.track_id]))
+        total += prices[ln.track_id] * ln.quantity
+    return total
+
+
+def _add_reads(app: FastAPI, *, n_plus_one=False, fstring_search=False):
+    @app.get("/orders/{order_id}")
+    async def read_order(order_id: int, session: StoreSessionDep) -> OrderOut:
+        found = await _orders(session, store_order.c.order_id == order_id)
+        if not found:
+            raise HTTPException(404, f"order {order_id} not found")
+        return found[0]
+
+    @app.get("/orders")
+    async def list_orders(session: StoreSessionDep, limit: Page = 20, offset: Offset = 0) -> list[OrderOut]:
+        if not n_plus_one:
+            return await _orders(session, store_order.c.order_id.is_not(None), limit, offset)
+        heads = (await session.execute(select(store_order).order_by(store_order.c.order_id)
+                                       .limit(limit).offset(offset))).all()
+        out = []
+        for h in heads:  # one query per order: N+1
+            lines = (await session.execute(select(store_order_line)
+                     .where(store_order_line.c.order_id == h.order_id)
+                     .order_by(store_order_line.c.line_no))).all()
+            out.append(OrderOut(order_id=h.order_id, customer_id=h.customer_id, total=h.total,
+                                lines=[LineOut(track_id=x.track_id, quantity=x.quantity,
+                                               unit_price=x.unit_price) for x in lines]))
+        return out
+
+    @app.get("/tracks")
+    async def search_tracks(session: StoreSessionDep, q: str = "", limit: Page = 20,
+                            offset: Offset = 0) -> list[TrackHit]:
+        if fstring_search:
+            rows = (await session.execute(text(
+                "SELECT track.track_id, track.name, track.unit_price, stock.quantity AS stock "
+                "FROM track JOIN stock ON stock.track_id = track.track_id "
+                f"WHERE lower(track.name) LIKE lower('%{q}%') ORDER BY track.track_id "
+                f"LIMIT {limit} OFFSET {offset}"))).all()
+        else:
+            rows = (await session.execute(
+                select(Track.track_id, Track.name, Track.unit_price, stock.c.quantity.label("stock"))
+                .join(stock, stock.c.track_id == Track.track_id)
+                .where(Track.name.icontains(q, autoescape=True))
+                .order_by(Track.track_id).limit(limit).offset(offset))).all()
+        return [TrackHit(track_id=r.track_id, name=r.name, unit_price=r.unit_price, stock=r.stock)
+                for r in rows]
+
+
+def _make_app(url, *, receipt="thread", idem="insert_first", n_plus_one=False,
+              fstring_search=False, per_line_commit=False, engine_at_import=False):
+    if engine_at_import:
+        engine = create_async_engine(url)  # made when the app is made, outside the lifespan
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI):
+            yield {"engine": engine, "sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+    else:
+        lifespan = _lifespan_for(url)
+    app = FastAPI(lifespan=lifespan)
+
+    async def existing(session, key):
+        found = await _orders(session, store_order.c.idempotency_key == key)
+        return found[0] if found else None
+
+    @app.post("/orders", status_code=201)
+    async def create_order(order: OrderIn, response: Response, session: StoreSessionDep,
+                           idempotency_key: Annotated[str, Header(min_length=1, max_length=100)]) -> OrderOut:
+        if idem == "select_first" or idem == "check_then_insert":
+            first = await existing(session, idempotency_key)
+            if first is not None:
+                response.status_code = 200
+                return first
+        try:
+            order_id = (await session.execute(
+                insert(store_order).values(customer_id=order.customer_id,
+                                           idempotency_key=idempotency_key, total=0)
+                .returning(store_order.c.order_id))).scalar_one()
+        except IntegrityError:
+            if idem == "check_then_insert":
+                raise
+            await session.rollback()
+            response.status_code = 200
+            return await existing(session, idempotency_key)
+        if per_line_commit:
+            await session.commit()
+        try:
+            if per_line_commit:
+                total = Decimal("0")
+                for n, ln in enumerate(order.lines, 1):
+                    total += await _place_lines_one(session, order_id, n, ln)
+                    await session.commit()
+            else:
+                total = await _place_lines(session, order_id, order.lines)
+        except HTTPException:
+            await session.rollback()
+            raise
+        await session.execute(update(store_order).where(store_order.c.order_id == order_id)
+                              .values(total=total))
+        await session.commit()
+        if receipt == "thread":
+            await asyncio.to_thread(send_receipt, order_id)
+        elif receipt == "executor":
+            await asyncio.get_running_loop().run_in_executor(None, send_receipt, order_id)
+        else:
+            send_receipt(order_id)  # blocks the loop
+        return (await _orders(session, store_order.c.order_id == order_id))[0]
+
+    _add_reads(app, n_plus_one=n_plus_one, fstring_search=fstring_search)
+    return app
+
+
+async def _place_lines_one(session, order_id, n, ln) -> Decimal:
+    price = await session.scalar(select(Track.unit_price).where(Track.track_id == ln.track_id))
+    if price is None:
+        raise HTTPException(404, f"track {ln.track_id} not found")
+    taken = await session.execute(
+        update(stock).where(stock.c.track_id == ln.track_id, stock.c.quantity >= ln.quantity)
+        .values(quantity=stock.c.quantity - ln.quantity))
+    if taken.rowcount != 1:
+        raise HTTPException(409, f"track {ln.track_id} out of stock")
+    await session.execute(insert(store_order_line).values(
+        order_id=order_id, line_no=n, track_id=ln.track_id, quantity=ln.quantity, unit_price=price))
+    return price * ln.quantity
+
+
+def _make_app2(url, *, mode):
+    """Variants of the POST /orders and /tracks routes; the rest as in c_q4_insert_first."""
+    app = FastAPI(lifespan=_lifespan_for(url))
+
+    async def existing(session, key):
+        found = await _orders(session, store_order.c.idempotency_key == key)
+        return found[0] if found else None
+
+    @app.post("/orders", status_code=201)
+    async def create_order(order: OrderIn, response: Response, session: StoreSessionDep,
+                           idempotency_key: Annotated[str, Header()]) -> OrderOut:
+        if mode == "stock_outside":
+            # stock checked in its own, committed transaction before the order's transaction
+            for ln in order.lines:
+                have = await session.scalar(select(stock.c.quantity).where(stock.c.track_id == ln.track_id))
+                if have is None:
+                    raise HTTPException(404, "no such track")
+                if have < ln.quantity:
+                    raise HTTPException(409, "out of stock")
+            await session.commit()
+        try:
+            order_id = (await session.execute(
+                insert(store_order).values(customer_id=order.customer_id,
+                                           idempotency_key=idempotency_key, total=0)
+                .returning(store_order.c.order_id))).scalar_one()
+        except IntegrityError:
+            await session.rollback()
+            response.status_code = 201 if mode == "retry_201" else 200
+            return await existing(session, idempotency_key)
+        total = Decimal("0") if mode != "float_total" else 0.0
+        try:
+            for n, ln in enumerate(order.lines, 1):
+                price = await session.scalar(select(Track.unit_price).where(Track.track_id == ln.track_id))
+                if price is None:
+                    raise HTTPException(404, "no such track")
+                if mode == "stock_outside":
+                    await session.execute(update(stock).where(stock.c.track_id == ln.track_id)
+                                          .values(quantity=stock.c.quantity - ln.quantity))
+                elif mode == "python_check_locked":
+                    have = await session.scalar(select(stock.c.quantity)
+                                                .where(stock.c.track_id == ln.track_id)
+                                                .with_for_update())
+                    if have < ln.quantity:
+                        raise HTTPException(409, "out of stock")
+                    await session.execute(update(stock).where(stock.c.track_id == ln.track_id)
+                                          .values(quantity=have - ln.quantity))
+                else:
+                    taken = await session.execute(
+                        update(stock).where(stock.c.track_id == ln.track_id,
+                                            stock.c.quantity >= ln.quantity)
+                        .values(quantity=stock.c.quantity - ln.quantity))
+                    if taken.rowcount != 1:
+                        raise HTTPException(409, "out of stock")
+                await session.execute(insert(store_order_line).values(
+                    order_id=order_id, line_no=n, track_id=ln.track_id, quantity=ln.quantity,
+                    unit_price=price))
+                if mode == "float_total":
+                    total += float(price) * ln.quantity
+                else:
+                    total += price * ln.quantity
+        except HTTPException:
+            await session.rollback()
+            raise
+        await session.execute(update(store_order).where(store_order.c.order_id == order_id)
+                              .values(total=total))
+        await session.commit()
+        await asyncio.to_thread(send_receipt, order_id)
+        if mode == "float_total":
+            got = (await _orders(session, store_order.c.order_id == order_id))[0]
+            return OrderOut(order_id=order_id, customer_id=order.customer_id, total=total,
+                            lines=got.lines)
+        return (await _orders(session, store_order.c.order_id == order_id))[0]
+
+    @app.get("/orders/{order_id}")
+    async def read_order(order_id: int, session: StoreSessionDep) -> OrderOut:
+        found = await _orders(session, store_order.c.order_id == order_id)
+        if not found:
+            raise HTTPException(404, f"order {order_id} not found")
+        return found[0]
+
+    @app.get("/orders")
+    async def list_orders(session: StoreSessionDep,
+                          limit: Annotated[int, Query(ge=1)] = 20 if mode == "unbounded_limit" else 20,
+                          offset: Offset = 0) -> list[OrderOut]:
+        if mode != "unbounded_limit" and limit > 100:
+            raise HTTPException(422, "limit")
+        return await _orders(session, store_order.c.order_id.is_not(None), limit, offset)
+
+    @app.get("/tracks")
+    async def search_tracks(session: StoreSessionDep, q: str = "", limit: Page = 20,
+                            offset: Offset = 0) -> list[TrackHit]:
+        if mode == "search_no_autoescape":
+            cond = Track.name.icontains(q)
+        else:
+            cond = Track.name.icontains(q, autoescape=True)
+        if mode == "search_stock_per_row":
+            tracks = (await session.execute(select(Track.track_id, Track.name, Track.unit_price)
+                      .where(cond).order_by(Track.track_id).limit(limit).offset(offset))).all()
+            return [TrackHit(track_id=t.track_id, name=t.name, unit_price=t.unit_price,
+                             stock=await session.scalar(select(stock.c.quantity)
+                                                        .where(stock.c.track_id == t.track_id)))
+                    for t in tracks]
+        rows = (await session.execute(
+            select(Track.track_id, Track.name, Track.unit_price, stock.c.quantity.label("stock"))
+            .join(stock, stock.c.track_id == Track.track_id)
+            .where(cond).order_by(Track.track_id).limit(limit).offset(offset))).all()
+        return [TrackHit(track_id=r.track_id, name=r.name, unit_price=r.unit_price, stock=r.stock)
+                for r in rows]
+
+    return app
+
+
+def _make_app3(url, *, mode):
+    app = _make_app2(url, mode="python_check_locked" if mode == "lines_by_track" else "plain")
+    # replace POST /orders and (for lines_by_track) the readers
+    app.router.routes = [r for r in app.router.routes
+                         if not (getattr(r, "path", "") == "/orders" and "POST" in getattr(r, "methods", ()))
+                         and not (mode == "lines_by_track" and getattr(r, "path", "").startswith("/orders"))]
+
+    async def orders(session, where, limit=None, offset=0):
+        got = await _orders(session, where, limit, offset)
+        if mode == "lines_by_track":  # forgets line_no: lines by track id
+            for o in got:
+                o.lines.sort(key=lambda ln: ln.track_id)
+        return got
+
+    @app.post("/orders", status_code=201)
+    async def create_order(order: OrderIn, response: Response, session: StoreSessionDep,
+                           idempotency_key: Annotated[str, Header()]) -> OrderOut:
+        try:
+            try:
+                order_id = (await session.execute(
+                    insert(store_order).values(customer_id=order.customer_id,
+                                               idempotency_key=idempotency_key, total=0)
+                    .returning(store_order.c.order_id))).scalar_one()
+            except IntegrityError:
+                await session.rollback()
+                response.status_code = 200
+                return (await orders(session, store_order.c.idempotency_key == idempotency_key))[0]
+            ids = sorted({ln.track_id for ln in order.lines})
+            rows = (await session.execute(
+                select(Track.track_id, Track.unit_price, stock.c.quantity)
+                .join(stock, stock.c.track_id == Track.track_id)
+                .where(Track.track_id.in_(ids)))).all()
+            info = {r.track_id: r for r in rows}
+            total = Decimal("0")
+            for n, ln in enumerate(order.lines, 1):
+                if ln.track_id not in info:
+                    raise HTTPException(404, "no such track")
+                if mode == "stock_prefetch":
+                    # compares each line with the stock read once: two lines of one track
+                    # are each checked against the whole stock
+                    if info[ln.track_id].quantity < ln.quantity:
+                        raise HTTPException(409, "out of stock")
+                    await session.execute(update(stock).where(stock.c.track_id == ln.track_id)
+                                          .values(quantity=stock.c.quantity - ln.quantity))
+                else:
+                    taken = await session.execute(
+                        update(stock).where(stock.c.track_id == ln.track_id,
+                                            stock.c.quantity >= ln.quantity)
+                        .values(quantity=stock.c.quantity - ln.quantity))
+                    if taken.rowcount != 1:
+                        raise HTTPException(409, "out of stock")
+                price = info[ln.track_id].unit_price
+                await session.execute(insert(store_order_line).values(
+                    order_id=order_id, line_no=n, track_id=ln.track_id, quantity=ln.quantity,
+                    unit_price=price))
+                total += price * ln.quantity
+            await session.execute(update(store_order).where(store_order.c.order_id == order_id)
+                                  .values(total=total))
+        except HTTPException:
+            await session.rollback()
+            raise
+        finally:
+            if mode == "commit_in_finally":
+                await session.commit()  # 'always commit': also on cancellation
+        await session.commit()
+        await asyncio.to_thread(send_receipt, order_id)
+        return (await orders(session, store_order.c.order_id == order_id))[0]
+
+    if mode == "lines_by_track":
+        @app.get("/orders/{order_id}")
+        async def read_order(order_id: int, session: StoreSessionDep) -> OrderOut:
+            found = await orders(session, store_order.c.order_id == order_id)
+            if not found:
+                raise HTTPException(404, f"order {order_id} not found")
+            return found[0]
+
+        @app.get("/orders")
+        async def list_orders(session: StoreSessionDep, limit: Page = 20, offset: Offset = 0) -> list[OrderOut]:
+            return await orders(session, store_order.c.order_id.is_not(None), limit, offset)
+    return app
+
+
+@wrong("q4", expect="the stock_not_negative constraint")
+def w_q4_stock_checked_outside_transaction(url):
+    """The stock checked in its own committed transaction, then taken unconditionally: five
+    orders at once for the last copies all pass the check, and the CHECK constraint fails."""
+    return _make_app2(url, mode="stock_outside")
+
+
+@wrong("q4", expect="Floats cannot hold most cents exactly")
+def w_q4_float_total(url):
+    """The total added up with float(): 2 x 0.99 + 1 x 0.99 -> 2.9699999999999998."""
+    return _make_app2(url, mode="float_total")
+
+
+@wrong("q4", expect="give the lines back in the order given")
+def w_q4_lines_by_track(url):
+    """The lines read back sorted by track_id, not by line_no."""
+    return _make_app3(url, mode="lines_by_track")
+
+
+@wrong("q4", expect="the second one overdrew it")
+def w_q4_stock_prefetch(url):
+    """Each line compared with the stock read once: 3 + 3 copies of one track on a stock of 4
+    pass both checks, and the CHECK constraint fails (a 500)."""
+    return _make_app3(url, mode="stock_prefetch")
+
+
+@wrong("q4", expect="Bind q as a parameter, never an f-string")
+def w_q4_fstring_search(url):
+    """The search SQL built with an f-string: the quote in "O'Brien" breaks the statement."""
+    return _make_app(url, fstring_search=True)
