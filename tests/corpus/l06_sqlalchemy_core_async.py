@@ -9,10 +9,10 @@ import sqlite3
 
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from course.models import Base
-from tests.corpus import wrong
+from course.models import Album, Artist, Base
+from tests.corpus import correct, wrong
 
 track, genre = Base.metadata.tables["track"], Base.metadata.tables["genre"]
 album, artist = Base.metadata.tables["album"], Base.metadata.tables["artist"]
@@ -455,5 +455,119 @@ async def count_albums_plain_postgresql_url(url, name):
     try:
         async with engine.connect() as conn:
             return (await conn.execute(_albums_of(name))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+# --- differently-correct answers, from the independent audit (answers2/a06.py) ---
+
+@correct("q1")
+async def longest_tracks_text(conn, name, n):
+    """text() with :g and :n bound, subquery IN for the genre."""
+    rows = await conn.execute(text(
+        "SELECT name, milliseconds FROM track WHERE genre_id IN "
+        "(SELECT genre_id FROM genre WHERE name = :g) "
+        "ORDER BY milliseconds DESC, name, track_id LIMIT :n"), {"g": name, "n": n})
+    return [(r.name, r.milliseconds) for r in rows]
+
+
+@correct("q2")
+async def create_playlist_except_exception(engine, name, track_ids):
+    """`except Exception` misses a CancelledError, yet a cancellation inside execute() makes
+    SQLAlchemy invalidate the connection and check it back in: nothing is committed or leaked."""
+    conn = await engine.connect()
+    try:
+        pid = (await conn.execute(insert(playlist).values(name=name).returning(playlist.c.playlist_id))).scalar_one()
+        for t in track_ids:
+            await conn.execute(insert(playlist_track).values(playlist_id=pid, track_id=t))
+        await conn.commit()
+    except Exception:
+        await conn.rollback()
+        await conn.close()
+        raise
+    await conn.close()
+    return pid
+
+
+@correct("q2")
+async def create_playlist_begin(engine, name, track_ids):
+    """engine.begin() commits, or rolls back on anything (cancellation included)."""
+    async with engine.begin() as conn:
+        pid = (await conn.execute(insert(playlist).values(name=name).returning(playlist.c.playlist_id))).scalar_one()
+        rows = [{"playlist_id": pid, "track_id": t} for t in track_ids]
+        if rows:
+            await conn.execute(insert(playlist_track), rows)
+    return pid
+
+
+@correct("q2")
+async def create_playlist_explicit(engine, name, track_ids):
+    """connect(), explicit commit, rollback on BaseException."""
+    async with engine.connect() as conn:
+        try:
+            pid = (await conn.execute(insert(playlist).values(name=name).returning(playlist.c.playlist_id))).scalar_one()
+            for t in track_ids:
+                await conn.execute(insert(playlist_track).values(playlist_id=pid, track_id=t))
+            await conn.commit()
+        except BaseException:
+            await conn.rollback()
+            raise
+    return pid
+
+
+@correct("q3")
+async def export_lines_partitions(conn, table, out):
+    """yield_per + partitions, writerows per partition."""
+    w = csv.writer(out)
+    n = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id).execution_options(yield_per=1000))
+    async for part in result.partitions():
+        w.writerows(part)
+        n += len(part)
+    return n
+
+
+@correct("q4")
+async def load_lines_plain(engine, table, lines):
+    """executemany in one execute() inside begin()."""
+    if not lines:
+        return 0
+    async with engine.begin() as conn:
+        await conn.execute(insert(table), _dicts(table, lines))
+    return len(lines)
+
+
+@correct("q4")
+async def load_lines_connect(engine, table, lines):
+    """table.insert(), connect() and explicit commit."""
+    rows = _dicts(table, lines)
+    if not rows:
+        return 0
+    async with engine.connect() as conn:
+        await conn.execute(table.insert(), rows)
+        await conn.commit()
+    return len(rows)
+
+
+@correct("q5")
+async def count_albums_plain(url, name):
+    """try/finally dispose around async with connect()."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(_albums_of(name))).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@correct("q5")
+async def count_albums_orm(url, name):
+    """ORM AsyncSession and a scalar subquery."""
+    engine = create_async_engine(url)
+    try:
+        async with AsyncSession(engine) as session:
+            stmt = select(func.count(Album.album_id)).where(
+                Album.artist_id.in_(select(Artist.artist_id).where(Artist.name == name)))
+            return await session.scalar(stmt)
     finally:
         await engine.dispose()

@@ -6,10 +6,11 @@ from decimal import Decimal
 
 from sqlalchemy import create_engine, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session as SyncSession
 
 from course.models import Artist, Invoice, InvoiceLine, Track
-from tests.corpus import wrong
+from tests.corpus import correct, wrong
 
 
 def _sync_url(session):
@@ -437,3 +438,152 @@ async def save_artists_plain_insert(session, artists):
     if artists:
         await session.execute(insert(Artist).values([{"artist_id": i, "name": n} for i, n in artists]))
         await session.commit()
+
+
+# --- differently-correct answers, from the independent audit (answers2/a07.py) ---
+
+def _upsert_renaming(session, artists):
+    dialect = session.bind.dialect.name
+    ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = ins(Artist).values([{"artist_id": i, "name": n} for i, n in artists])
+    return stmt.on_conflict_do_update(index_elements=[Artist.artist_id], set_={"name": stmt.excluded.name})
+
+
+@correct("q1")
+async def track_or_none_get(session, track_id):
+    """session.get()."""
+    return await session.get(Track, track_id)
+
+
+@correct("q1")
+async def track_or_none_get_one(session, track_id):
+    """get_one() and NoResultFound -> None."""
+    try:
+        return await session.get_one(Track, track_id)
+    except NoResultFound:
+        return None
+
+
+@correct("q2")
+async def create_invoice_begin(session, customer_id, lines):
+    """session.begin() commits or rolls back on any exit."""
+    async with session.begin():
+        inv = await _build(session, customer_id, lines)
+        session.add(inv)
+    return inv.invoice_id
+
+
+@correct("q2")
+async def create_invoice_one_query(session, customer_id, lines):
+    """prices in one IN query, try/except BaseException rollback."""
+    try:
+        pairs = list(lines)
+        ids = {t for t, _ in pairs}
+        prices = dict((await session.execute(
+            select(Track.track_id, Track.unit_price).where(Track.track_id.in_(ids)))).all()) if ids else {}
+        missing = ids - prices.keys()
+        if missing:
+            raise ValueError(f"no such track(s): {sorted(missing)}")
+        inv = Invoice(customer_id=customer_id, invoice_date=datetime.now(),
+                      total=sum((prices[t] * q for t, q in pairs), Decimal("0")),
+                      lines=[InvoiceLine(track_id=t, unit_price=prices[t], quantity=q) for t, q in pairs])
+        session.add(inv)
+        await session.commit()
+        return inv.invoice_id
+    except BaseException:
+        await session.rollback()
+        raise
+
+
+@correct("q3")
+async def add_to_total_atomic(Session, invoice_id, amount):
+    """UPDATE ... SET total = total + :a RETURNING total."""
+    async with Session() as s:
+        new = await s.scalar(update(Invoice).where(Invoice.invoice_id == invoice_id)
+                             .values(total=Invoice.total + amount).returning(Invoice.total))
+        await s.commit()
+        return new
+
+
+@correct("q3")
+async def add_to_total_for_update(Session, invoice_id, amount):
+    """SELECT ... FOR UPDATE then write, in one transaction."""
+    async with Session() as s, s.begin():
+        inv = (await s.execute(select(Invoice).where(Invoice.invoice_id == invoice_id).with_for_update())).scalar_one()
+        inv.total = inv.total + amount
+        new = inv.total
+    return new
+
+
+@correct("q4")
+async def track_names_gather(Session, track_ids):
+    """gather, one session per task."""
+    async def one(i):
+        async with Session() as s:
+            t = await s.get(Track, i)
+            return t.name if t else None
+    return list(await asyncio.gather(*(one(i) for i in track_ids)))
+
+
+@correct("q4")
+async def track_names_taskgroup(Session, track_ids):
+    """TaskGroup, scalar select per task."""
+    async def one(i):
+        async with Session() as s:
+            return await s.scalar(select(Track.name).where(Track.track_id == i))
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(one(i)) for i in track_ids]
+    return [t.result() for t in tasks]
+
+
+@correct("q5")
+async def save_artists_pg_only(session, artists):
+    """postgresql.insert() on both backends: its ON CONFLICT DO UPDATE compiles and runs on SQLite too."""
+    if not artists:
+        return
+    stmt = postgresql.insert(Artist).values([{"artist_id": i, "name": n} for i, n in artists])
+    await session.execute(stmt.on_conflict_do_update(index_elements=[Artist.artist_id],
+                                                     set_={"name": stmt.excluded.name}))
+    await session.commit()
+
+
+@correct("q5")
+async def save_artists_plain(session, artists):
+    """dialect's insert, one multi-VALUES statement, commit."""
+    if artists:
+        await session.execute(_upsert_renaming(session, artists))
+        await session.commit()
+
+
+@correct("q5")
+async def save_artists_executemany(session, artists):
+    """one execute() with a parameter list (executemany)."""
+    if not artists:
+        return
+    ins = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = ins(Artist)
+    stmt = stmt.on_conflict_do_update(index_elements=["artist_id"], set_={"name": stmt.excluded.name})
+    await session.execute(stmt, [{"artist_id": i, "name": n} for i, n in artists])
+    await session.commit()
+
+
+@correct("q3")
+async def add_to_total_get_for_update(Session, invoice_id, amount):
+    """session.get(..., with_for_update=True) inside Session.begin()."""
+    async with Session.begin() as s:
+        inv = await s.get(Invoice, invoice_id, with_for_update=True)
+        inv.total += amount
+        new = inv.total
+    return new
+
+
+@correct("q4")
+async def track_names_session_begin(Session, track_ids):
+    """Session.begin() per task, create_task list."""
+    async def one(i):
+        async with Session.begin() as s:
+            t = await s.get(Track, i)
+            return None if t is None else t.name
+    tasks = [asyncio.create_task(one(i)) for i in track_ids]
+    return [await t for t in tasks]
+

@@ -1,11 +1,13 @@
 """Wrong answers to exercises/08-relationships-and-loading-workbook.ipynb."""
 
-from sqlalchemy import func, select, text, tuple_
+from collections import defaultdict
+
+from sqlalchemy import and_, func, inspect, or_, select, text, tuple_
 from sqlalchemy.ext.asyncio import async_object_session
 from sqlalchemy.orm import joinedload, selectinload
 
 from course.models import Album, Customer, Genre, Invoice, InvoiceLine, Track
-from tests.corpus import wrong
+from tests.corpus import correct, wrong
 
 # --- q1: artist_albums ------------------------------------------------------------------------
 
@@ -426,3 +428,123 @@ async def track_labels_lazy_genre(track):
     album = await track.awaitable_attrs.album
     genre = track.genre
     return track.name, album.title if album else None, genre.name if genre else None
+
+
+# --- differently-correct answers, from the independent audit (answers2/a08.py) ---
+
+def _name(c):
+    return f"{c.first_name} {c.last_name}"
+
+
+@correct("q1")
+async def artist_albums_selectin(session, artist_id):
+    """selectinload, 2 statements."""
+    albums = (await session.scalars(select(Album).options(selectinload(Album.tracks))
+                                    .where(Album.artist_id == artist_id).order_by(Album.album_id))).all()
+    return [(a.title, [t.name for t in a.tracks]) for a in albums]
+
+
+@correct("q1")
+async def artist_albums_joined_unique(session, artist_id):
+    """joinedload + unique(), 1 statement."""
+    albums = (await session.scalars(select(Album).options(joinedload(Album.tracks))
+                                    .where(Album.artist_id == artist_id).order_by(Album.album_id))).unique().all()
+    return [(a.title, [t.name for t in a.tracks]) for a in albums]
+
+
+@correct("q1")
+async def artist_albums_outer_rows(session, artist_id):
+    """one OUTER JOIN of columns, grouped in Python."""
+    rows = await session.execute(select(Album.album_id, Album.title, Track.name)
+                                 .outerjoin(Track, Track.album_id == Album.album_id)
+                                 .where(Album.artist_id == artist_id).order_by(Album.album_id, Track.track_id))
+    out, titles = defaultdict(list), {}
+    for aid, title, tname in rows:
+        titles[aid] = title
+        if tname is not None:
+            out[aid].append(tname)
+    return [(titles[a], out[a]) for a in titles]
+
+
+@correct("q2")
+async def genre_revenue_plain(session, country):
+    """one GROUP BY over the price paid."""
+    rev = func.sum(InvoiceLine.unit_price * InvoiceLine.quantity)
+    stmt = (select(Genre.name, rev).select_from(InvoiceLine)
+            .join(Invoice, Invoice.invoice_id == InvoiceLine.invoice_id)
+            .join(Track, Track.track_id == InvoiceLine.track_id).join(Genre, Genre.genre_id == Track.genre_id)
+            .where(Invoice.billing_country == country).group_by(Genre.genre_id, Genre.name)
+            .order_by(rev.desc(), Genre.name))
+    return [tuple(r) for r in await session.execute(stmt)]
+
+
+@correct("q2")
+async def genre_revenue_relationships(session, country):
+    """joins along relationships, GROUP BY name, label ordering."""
+    rev = func.sum(InvoiceLine.unit_price * InvoiceLine.quantity).label("revenue")
+    stmt = (select(Genre.name, rev).join_from(Invoice, Invoice.lines).join(InvoiceLine.track).join(Track.genre)
+            .where(Invoice.billing_country == country).group_by(Genre.name).order_by(rev.desc(), Genre.name))
+    return [(g, r) for g, r in (await session.execute(stmt)).all()]
+
+
+@correct("q3")
+async def invoice_detail_loaders(session, invoice_id):
+    """every relationship named in loader options."""
+    inv = await session.scalar(select(Invoice).where(Invoice.invoice_id == invoice_id).options(
+        joinedload(Invoice.customer),
+        selectinload(Invoice.lines).joinedload(InvoiceLine.track).joinedload(Track.album)))
+    if inv is None:
+        return None
+    return _name(inv.customer), [(ln.track.name, ln.track.album.title if ln.track.album else None, ln.quantity)
+                                 for ln in sorted(inv.lines, key=lambda x: x.invoice_line_id)]
+
+
+@correct("q3")
+async def invoice_detail_columns(session, invoice_id):
+    """columns only, outer joins, no relationship loaded."""
+    rows = (await session.execute(
+        select(Customer.first_name, Customer.last_name, Track.name, Album.title, InvoiceLine.quantity)
+        .select_from(Invoice).join(Customer, Customer.customer_id == Invoice.customer_id)
+        .outerjoin(InvoiceLine, InvoiceLine.invoice_id == Invoice.invoice_id)
+        .outerjoin(Track, Track.track_id == InvoiceLine.track_id).outerjoin(Album, Album.album_id == Track.album_id)
+        .where(Invoice.invoice_id == invoice_id).order_by(InvoiceLine.invoice_line_id))).all()
+    if not rows:
+        return None
+    return f"{rows[0][0]} {rows[0][1]}", [(r[2], r[3], r[4]) for r in rows if r[2] is not None]
+
+
+@correct("q4")
+async def tracks_page_tuple(session, after, size):
+    """row-value comparison."""
+    stmt = select(Track.name, Track.track_id).order_by(Track.name, Track.track_id).limit(size)
+    if after is not None:
+        stmt = stmt.where(tuple_(Track.name, Track.track_id) > tuple_(after[0], after[1]))
+    return [tuple(r) for r in await session.execute(stmt)]
+
+
+@correct("q4")
+async def tracks_page_or_and(session, after, size):
+    """name > n OR (name = n AND id > i)."""
+    stmt = select(Track.name, Track.track_id).order_by(Track.name, Track.track_id).limit(size)
+    if after is not None:
+        n, i = after
+        stmt = stmt.where(or_(Track.name > n, and_(Track.name == n, Track.track_id > i)))
+    return [(r.name, r.track_id) for r in await session.execute(stmt)]
+
+
+@correct("q5")
+async def track_labels_plain(track):
+    """awaitable_attrs with None checks."""
+    a = await track.awaitable_attrs.album
+    g = await track.awaitable_attrs.genre
+    return track.name, a.title if a is not None else None, g.name if g is not None else None
+
+
+@correct("q5")
+async def track_labels_inspect(track):
+    """Not the suggested API: load only what is unloaded, via run_sync."""
+    state = inspect(track)
+    if {"album", "genre"} & state.unloaded:
+        await async_object_session(track).run_sync(lambda _s: (track.album, track.genre))
+    return track.name, track.album.title if track.album else None, track.genre.name if track.genre else None
+

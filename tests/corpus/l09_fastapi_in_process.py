@@ -14,12 +14,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
-from sqlalchemy import func, select, text
+from pydantic import BaseModel
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import joinedload, selectinload
+from starlette.concurrency import run_in_threadpool
 
-from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackRow
+from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackOut, TrackRow
 from course.models import Album, Artist, Track
 from tests.corpus import correct, wrong
 
@@ -553,3 +555,144 @@ async def track_lyrics_no_404(track_id: int, session: SessionDep) -> dict:
         return {"track_id": track_id, "name": "", "lyrics": ""}
     lyrics = await asyncio.to_thread(fetch_lyrics, track.name)
     return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
+
+
+# --- differently-correct answers, from the independent audit (answers2/a09.py) ---
+# (its schemas are the reference ones, imported from course.apps.music_store)
+
+def _tracks(q):
+    stmt = select(Track).order_by(Track.track_id)
+    if q is not None:
+        stmt = stmt.where(Track.name.icontains(q, autoescape=True))
+    return stmt
+
+
+class Lyrics(BaseModel):
+    track_id: int
+    name: str
+    lyrics: str
+
+
+async def _track(session, track_id):
+    t = await session.get(Track, track_id)
+    if t is None:
+        raise HTTPException(404, f"track {track_id} not found")
+    return t
+
+
+@correct("q1")
+def create_app_plain(url):
+    """engine made in the lifespan, disposed in finally."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict]:
+        engine = create_async_engine(url)
+        try:
+            yield {"sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+        finally:
+            await engine.dispose()
+    return FastAPI(lifespan=lifespan)
+
+
+@correct("q1")
+def create_app_plain_generator(url):
+    """lifespan as a bare async generator function (FastAPI wraps it)."""
+    async def lifespan(app):
+        engine = create_async_engine(url, pool_pre_ping=True)
+        yield {"sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+        await engine.dispose()
+    return FastAPI(lifespan=asynccontextmanager(lifespan))
+
+
+@correct("q2")
+async def read_album_joined_no_unique(album_id: int, session: SessionDep) -> AlbumOut:
+    """joinedload of a collection without unique(): first() needs no unique(), and the ORM
+    buffers every row, so the album's tracks are all there."""
+    album = (await session.scalars(select(Album).where(Album.album_id == album_id)
+                                   .options(joinedload(Album.artist), joinedload(Album.tracks)))).first()
+    if album is None:
+        raise HTTPException(404, "album not found")
+    return album
+
+
+@correct("q2")
+async def read_album_plain(album_id: int, session: SessionDep) -> AlbumOut:
+    """joinedload artist, selectinload tracks, 404."""
+    album = await session.scalar(select(Album).where(Album.album_id == album_id)
+                                 .options(joinedload(Album.artist), selectinload(Album.tracks)))
+    if album is None:
+        raise HTTPException(status_code=404, detail=f"album {album_id} not found")
+    return album
+
+
+@correct("q2")
+async def read_album_get_options(album_id: int, session: SessionDep) -> AlbumOut:
+    """session.get with options, selectinload both."""
+    album = await session.get(Album, album_id, options=[selectinload(Album.artist), selectinload(Album.tracks)])
+    if album is None:
+        raise HTTPException(404)
+    return AlbumOut.model_validate(album)
+
+
+@correct("q3")
+async def create_artist_plain(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    """one transaction, IntegrityError -> rollback + 409."""
+    artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])
+    session.add(artist)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise HTTPException(status_code=409, detail=f"artist {new.name!r} exists") from None
+    return artist
+
+
+@correct("q3")
+async def create_artist_core(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    """Core insert ... returning, executemany for albums, begin()."""
+    try:
+        async with session.begin():
+            aid = (await session.execute(insert(Artist).values(name=new.name).returning(Artist.artist_id))).scalar_one()
+            if new.albums:
+                await session.execute(insert(Album), [{"title": t, "artist_id": aid} for t in new.albums])
+    except IntegrityError:
+        raise HTTPException(409, "name taken") from None
+    return ArtistOut(artist_id=aid, name=new.name)
+
+
+@correct("q4")
+async def list_tracks_plain(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                            offset: Offset = 0) -> list[TrackRow]:
+    """selectinload chain, icontains(autoescape=True)."""
+    stmt = _tracks(q).options(selectinload(Track.album).selectinload(Album.artist))
+    return list(await session.scalars(stmt.limit(limit).offset(offset)))
+
+
+@correct("q5")
+async def track_lyrics_plain(track_id: int, session: SessionDep) -> Lyrics:
+    """asyncio.to_thread."""
+    t = await _track(session, track_id)
+    return Lyrics(track_id=t.track_id, name=t.name, lyrics=await asyncio.to_thread(fetch_lyrics, t.name))
+
+
+@correct("q5")
+async def track_lyrics_threadpool(track_id: int, session: SessionDep) -> Lyrics:
+    """starlette's run_in_threadpool; session closed before the wait is not needed."""
+    name = await session.scalar(select(Track.name).where(Track.track_id == track_id))
+    if name is None:
+        raise HTTPException(404, "no such track")
+    return Lyrics(track_id=track_id, name=name, lyrics=await run_in_threadpool(fetch_lyrics, name))
+
+
+@correct("q2")
+async def read_album_two_queries(album_id: int, session: SessionDep) -> AlbumOut:
+    """one row query album+artist, one for tracks, built by hand."""
+    row = (await session.execute(select(Album, Artist).join(Artist, Artist.artist_id == Album.artist_id)
+                                 .where(Album.album_id == album_id))).first()
+    if row is None:
+        raise HTTPException(404, f"album {album_id} not found")
+    album, art = row
+    tracks = (await session.scalars(select(Track).where(Track.album_id == album_id).order_by(Track.track_id))).all()
+    return AlbumOut(album_id=album.album_id, title=album.title,
+                    artist=ArtistOut(artist_id=art.artist_id, name=art.name),
+                    tracks=[TrackOut.model_validate(t) for t in tracks])
+

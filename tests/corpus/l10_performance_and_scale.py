@@ -4,16 +4,18 @@ import asyncio
 import concurrent.futures
 import math
 import threading
+from collections import defaultdict
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import joinedload, selectinload
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+from starlette.concurrency import run_in_threadpool
 
-from course.models import Album, Artist
-from tests.corpus import wrong
+from course.models import Album, Artist, Track
+from tests.corpus import correct, wrong
 
 # --- q1: sized_engine ---------------------------------------------------------------------
 
@@ -406,3 +408,129 @@ def catalogue_null_for_unknown(app, get_session):
                 .options(joinedload(Artist.albums).joinedload(Album.tracks)))
         artist = (await session.scalars(stmt)).unique().one_or_none()
         return None if artist is None else _catalogue(artist)
+
+
+# --- differently-correct answers, from the independent audit (answers2/a10.py) ---
+
+@correct("q1")
+def sized_engine_plain(url, rate, latency_ms):
+    """ceil(rate x latency / 1000), no overflow."""
+    return create_async_engine(url, pool_size=math.ceil(rate * latency_ms / 1000), max_overflow=0)
+
+
+@correct("q1")
+def sized_engine_intceil(url, rate, latency_ms):
+    """integer ceiling, explicit pool class and timeout."""
+    n = -(-rate * latency_ms // 1000)
+    return create_async_engine(url, poolclass=AsyncAdaptedQueuePool, pool_size=n, max_overflow=0, pool_timeout=30)
+
+
+@correct("q2")
+def add_name_route_plain(app, lookup):
+    """asyncio.to_thread."""
+    @app.get("/tracks/{track_id}/name")
+    async def name(track_id: int):
+        n = await asyncio.to_thread(lookup, track_id)
+        if n is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": n}
+
+
+@correct("q2")
+def add_name_route_def_route(app, lookup):
+    """a plain def route, which FastAPI runs in its thread pool."""
+    def name(track_id: int):
+        n = lookup(track_id)
+        if n is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": n}
+    app.add_api_route("/tracks/{track_id}/name", name, methods=["GET"])
+
+
+@correct("q3")
+def add_previews_route_plain(app, fetch_preview, limit):
+    """one semaphore per app, gather."""
+    sem = asyncio.Semaphore(limit)
+
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        async def one(i):
+            async with sem:
+                return await fetch_preview(i)
+        return list(await asyncio.gather(*(one(i) for i in ids)))
+
+
+@correct("q3")
+def add_previews_route_taskgroup(app, fetch_preview, limit):
+    """BoundedSemaphore on app.state, TaskGroup."""
+    app.state.preview_slots = asyncio.BoundedSemaphore(limit)
+
+    async def previews(ids: Annotated[list[int], Query()]):
+        async def one(i):
+            async with app.state.preview_slots:
+                return await fetch_preview(i)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(one(i)) for i in ids]
+        return [t.result() for t in tasks]
+    app.add_api_route("/previews", previews, methods=["GET"])
+
+
+@correct("q4")
+def add_catalogue_route_joined_no_unique(app, get_session):
+    """joinedload of collections without unique(): first() needs no unique(), and the ORM
+    buffers every row, so every album and track is there."""
+    @app.get("/artists/{artist_id}/catalogue")
+    async def cat(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        artist = (await session.scalars(select(Artist).where(Artist.artist_id == artist_id)
+                                        .options(joinedload(Artist.albums).joinedload(Album.tracks)))).first()
+        if artist is None:
+            raise HTTPException(404, f"artist {artist_id} not found")
+        return _catalogue(artist)
+
+
+@correct("q4")
+def add_catalogue_route_joined_unique(app, get_session):
+    """joinedload chain + unique(), one statement."""
+    @app.get("/artists/{artist_id}/catalogue")
+    async def cat(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]):
+        artist = (await session.scalars(select(Artist).where(Artist.artist_id == artist_id)
+                                        .options(joinedload(Artist.albums).joinedload(Album.tracks)))).unique().first()
+        if artist is None:
+            raise HTTPException(status_code=404, detail=f"artist {artist_id} not found")
+        return _catalogue(artist)
+
+
+@correct("q4")
+def add_catalogue_route_columns(app, get_session):
+    """one outer-join SELECT of columns, assembled in Python."""
+    SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+    async def cat(artist_id: int, session: SessionDep):
+        rows = (await session.execute(select(Artist.name, Album.album_id, Album.title, Track.name)
+                                      .outerjoin(Album, Album.artist_id == Artist.artist_id)
+                                      .outerjoin(Track, Track.album_id == Album.album_id)
+                                      .where(Artist.artist_id == artist_id)
+                                      .order_by(Album.album_id, Track.track_id))).all()
+        if not rows:
+            raise HTTPException(404, f"artist {artist_id} not found")
+        titles, tracks = {}, defaultdict(list)
+        for _, aid, title, tname in rows:
+            if aid is None:
+                continue
+            titles[aid] = title
+            if tname is not None:
+                tracks[aid].append(tname)
+        return {"artist": rows[0][0], "albums": [{"title": titles[a], "tracks": tracks[a]} for a in titles]}
+    app.add_api_route("/artists/{artist_id}/catalogue", cat, methods=["GET"])
+
+
+@correct("q2")
+def add_name_route_threadpool(app, lookup):
+    """starlette's run_in_threadpool."""
+    @app.get("/tracks/{track_id}/name")
+    async def name(track_id: int):
+        n = await run_in_threadpool(lookup, track_id)
+        if n is None:
+            raise HTTPException(status_code=404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": n}
+
