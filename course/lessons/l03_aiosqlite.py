@@ -84,6 +84,17 @@ def _closed_given_connection() -> Wrong:
                  "db.commit()` and leave it open.")
 
 
+async def _rolled_back_if_open(db: aiosqlite.Connection) -> bool:
+    """Whether the learner's code left a transaction open on the connection it was given. If it
+    did, roll that back, so the check's next step starts clean. A closed connection is wrong."""
+    if _is_closed(db):
+        raise _closed_given_connection()
+    if not db.in_transaction:
+        return False
+    await db.rollback()
+    return True
+
+
 def _rows(got: Any, what: str) -> list[tuple]:
     """The learner's rows as plain tuples, or a Wrong that says what came back instead."""
     if not isinstance(got, list):
@@ -556,10 +567,7 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
     before = await _counts(observer, "invoice", "invoice_line")
     last_id = (await (await observer.execute("SELECT max(invoice_id) FROM invoice")).fetchone())[0]
     invoice_id = await _run(create_invoice, db, 7, list(GOOD_LINES))
-    if _is_closed(db):
-        raise _closed_given_connection()
-    if db.in_transaction:
-        await db.rollback()
+    if await _rolled_back_if_open(db):
         raise Wrong("create_invoice left its transaction open, so nothing is saved: the inserts "
                     "began a transaction, and only `await db.commit()` ends it.")
     if not isinstance(invoice_id, int) or isinstance(invoice_id, bool):
@@ -676,11 +684,7 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
     await must_raise(InjectedFailure, _run(create_invoice, db, 7, lines),
                      lambda got: f"{why}, and create_invoice returned {got!r}. Let every error "
                                  "reach the caller: roll back, then `raise`.")
-    if _is_closed(db):
-        raise _closed_given_connection()
-    in_transaction = db.in_transaction
-    if in_transaction:
-        await db.rollback()
+    in_transaction = await _rolled_back_if_open(db)
     now = await _counts(observer, "invoice", "invoice_line")
     if now != after_good:
         raise Wrong(f"when {why}, {now[0] - after_good[0]} invoice(s) and "
@@ -695,11 +699,7 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
     # Cancelled midway, as a timeout would: while the database inserts track 15's line.
     what = f"create_invoice(db, 7, {PAUSED_LINES})"
     outcome = await pause.cancel_midway(db, create_invoice, 7, list(PAUSED_LINES))
-    if _is_closed(db):
-        raise _closed_given_connection()
-    in_transaction = db.in_transaction
-    if in_transaction:
-        await db.rollback()
+    in_transaction = await _rolled_back_if_open(db)
     _after_cancel(outcome, pause, what)
     if in_transaction:
         raise Wrong(f"cancelled midway (as a timeout would), {what} left its transaction open, "
@@ -763,10 +763,7 @@ async def _check_add_playlist(add_playlist) -> str:
                 if db.in_transaction:
                     await db.rollback()
                 raise _pasted_into_sql(what, name, BIND_NAME)
-            if _is_closed(db):
-                raise _closed_given_connection()
-            if db.in_transaction:
-                await db.rollback()
+            if await _rolled_back_if_open(db):
                 raise Wrong(f"{what} left its transaction open, so the playlist is not saved: "
                             "finish with `await db.commit()`.")
             if not isinstance(playlist_id, int) or isinstance(playlist_id, bool):
@@ -808,10 +805,7 @@ async def _check_add_playlist(add_playlist) -> str:
             raise Wrong(f"add_playlist(db, 'Broken', [1, 2, 1]) returned {got!r}, but track 1 "
                         "twice breaks the primary key of playlist_track. Let that error "
                         "propagate after rolling back.")
-        if _is_closed(db):
-            raise _closed_given_connection()
-        if db.in_transaction:
-            await db.rollback()
+        if await _rolled_back_if_open(db):
             raise Wrong("when a track could not be added (track 1 twice), the transaction stayed "
                         "open with the playlist row pending in it. Roll back on error: `except "
                         "BaseException: await db.rollback(); raise`.")
@@ -824,11 +818,7 @@ async def _check_add_playlist(add_playlist) -> str:
         # Cancelled while the database inserts the tracks, as a timeout would.
         what = f"add_playlist(db, 'Interrupted', [2, {PAUSED_TRACK}, 4])"
         outcome = await pause.cancel_midway(db, add_playlist, "Interrupted", [2, PAUSED_TRACK, 4])
-        if _is_closed(db):
-            raise _closed_given_connection()
-        in_transaction = db.in_transaction
-        if in_transaction:
-            await db.rollback()
+        in_transaction = await _rolled_back_if_open(db)
         _after_cancel(outcome, pause, what)
         if in_transaction:
             raise Wrong(f"cancelled midway (as a timeout would), {what} left its transaction "
