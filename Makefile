@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The test suite keeps its databases and progress apart from yours.
-TEST_HOME := $(CURDIR)/.course/test
 NB ?=
 
 .PHONY: lab test test-browser install doctor progress verify reset update build db-stop db-reset db-cleanup-shared clean help
@@ -24,46 +22,28 @@ help:
 	@echo "make install           reinstall the pinned packages into .venv"
 	@echo "make clean             delete .venv (your work and .course/ stay)"
 
-# (Re)install when the pins change. Nothing is downloaded outside PyPI.
+# tasks.py does the work, so that `python tasks.py lab` and `python tasks.py test` run the very same
+# steps on a machine without make. It (re)installs when the pins change: with uv (from PATH, or
+# put into .venv from PyPI), or with pip when uv cannot be had. Nothing comes from outside PyPI.
+export VENV
+TASKS := $(PYTHON) tasks.py
+
 $(STAMP): pyproject.toml constraints.txt
-	@$(PYTHON) -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 13)))' || \
-	  { echo "The course needs Python 3.11, 3.12 or 3.13; '$(PYTHON)' is another. Try: make $(MAKECMDGOALS) PYTHON=python3.12"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e .
-	@# jsonschema's optional IRI format check builds a parser on every import, which cost JupyterLab
-	@# 3-5 s of each start here; nothing in the course validates IRIs, and jsonschema runs without it.
-	@$(BIN)/python -m pip uninstall --quiet --yes rfc3987-syntax lark 2>/dev/null || true
-	@touch $(STAMP)
+	@$(TASKS) install
 
 # Reinstall even though the pins have not changed (a package removed or broken by hand).
 install:
-	@rm -f $(STAMP)
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(TASKS) install --force
 
-# Jupyter refuses to run as root unless told; containers often run as root.
-LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
-# .jupyter/ holds the course's JupyterLab settings: no news pop-up, no update check, the build
-# metadata (*.egg-info) hidden, no language-server scan, and kernels on local sockets (IPC) rather
-# than TCP ports. Settings you change in JupyterLab still win.
-LAB_ENV := env JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))"
-# root_dir: without it, Jupyter serves only the folder of the file it opens (notebooks/), and
-# the workbooks in exercises/ and solutions/ could not be reached from the file browser.
-lab: $(STAMP)
-	$(LAB_ENV) $(BIN)/jupyter-lab $(LAB_ARGS) --ServerApp.root_dir="$(CURDIR)" notebooks/00-welcome.ipynb
+lab:
+	@$(TASKS) lab
 
-test: $(STAMP)
-	@rm -rf $(TEST_HOME)
-	COURSE_HOME=$(TEST_HOME) $(BIN)/python -m pytest -n 2 --dist loadscope -q
-	COURSE_HOME=$(TEST_HOME) $(BIN)/python tests/after_suite.py
+test:
+	@$(TASKS) test
 
 # The browser test: Debian's Chromium (installed with apt-get when missing) driven by Playwright.
-BROWSER_STAMP := $(VENV)/.installed-browser-test
-$(BROWSER_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
-	@$(BIN)/python -m pip uninstall --quiet --yes rfc3987-syntax lark 2>/dev/null || true
-	@touch $(BROWSER_STAMP)
-
-test-browser: $(BROWSER_STAMP)
+test-browser:
+	@$(TASKS) install --extra test
 	@$(BIN)/python tests/browser/run.py
 
 doctor: $(STAMP)
