@@ -125,7 +125,7 @@ def install(extras: list[str] | None = None, force: bool = False) -> Path:
         _run([*pip, "install", "--quiet", "--disable-pip-version-check", "-c", "constraints.txt",
               "-e", target], check=True)
         _run([*pip, "uninstall", "--quiet", "--yes", *UNWANTED], capture_output=True)
-        used = "pip " + _run([*pip, "--version"], capture_output=True, text=True).stdout.split()[1]
+        used = " ".join(_run([*pip, "--version"], capture_output=True, text=True).stdout.split()[:2])
     stamp.write_text(f"installed with {used}\n")
     if stamp.name != ".installed":
         (venv / ".installed").write_text(f"installed with {used}\n")

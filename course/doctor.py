@@ -7,6 +7,7 @@ import sqlite3
 import sys
 import tomllib
 from importlib import metadata
+from pathlib import Path
 
 from course import chinook
 from course.errors import CourseError
@@ -27,9 +28,19 @@ def pins(optional: bool = False) -> dict[str, str]:
 
 
 def _python() -> str:
-    if (3, 11) <= sys.version_info[:2] <= (3, 13):
+    version = sys.version_info[:2]
+    if (3, 11) <= version <= (3, 13):
         return "✅ Python: a supported version (3.11 to 3.13)"
-    return f"❌ Python {sys.version.split()[0]}: the course supports 3.11 to 3.13"
+    if version == (3, 14):
+        return "✅ Python 3.14: supported, though the course was tested on 3.11 to 3.13"
+    return f"❌ Python {sys.version.split()[0]}: the course supports 3.11 to 3.14"
+
+
+def _installer() -> str:
+    """" (with uv)" or " (with pip)", from the stamp tasks.py leaves in the venv; else ""."""
+    stamp = Path(sys.prefix) / ".installed"
+    words = stamp.read_text().split() if stamp.exists() else []
+    return f" (with {words[2]})" if words[:2] == ["installed", "with"] and len(words) > 2 else ""
 
 
 def _packages() -> str:
@@ -43,7 +54,7 @@ def _packages() -> str:
             wrong.append(f"{name} {installed} (wants {version})")
     if wrong:
         return "❌ packages: " + ", ".join(wrong) + ". Fix: run `make install`, which reinstalls the pins."
-    return f"✅ packages: all {len(pins())} pinned versions installed"
+    return f"✅ packages: all {len(pins())} pinned versions installed{_installer()}"
 
 
 def _data() -> str:

@@ -151,21 +151,20 @@ def _free_port() -> int:
 
 
 def test_make_lab_serves_the_whole_course(tmp_path) -> None:
-    """`make lab`'s own command, started on loopback: every folder is reachable, 00 opens, and the
-    course's settings apply (no news pop-up, no build metadata in the file browser)."""
+    """`make lab`'s own command (from tasks.py), started on loopback: every folder is reachable,
+    00 opens, and the course's settings apply (no news pop-up, no build metadata in the file browser)."""
     import json
-    import os
     import secrets
-    import shlex
     import time
     import urllib.request
 
-    dry = subprocess.run(["make", "-s", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True)
-    command = next(line for line in dry.stdout.splitlines() if "jupyter-lab" in line)
+    import tasks
+
+    command = tasks.lab_command(Path(sys.executable))
     token, port = secrets.token_hex(16), _free_port()
-    args = shlex.split(command) + ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-                                   "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path)}
+    args = command + ["--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+                      "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}"]
+    env = {**tasks.lab_env(), "JUPYTER_RUNTIME_DIR": str(tmp_path)}
     server = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def get(path: str, api: str = "api/contents") -> dict:
