@@ -66,6 +66,8 @@ class Artist(Base):
     artist_id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str | None]
 
+    # back_populates names the attribute on the other class that is the same link seen from the other
+    # end (Album.artist): set one side in Python and SQLAlchemy fills the other.
     albums: Mapped[list[Album]] = relationship(back_populates="artist", order_by="Album.album_id")
 
     def __repr__(self) -> str:
@@ -86,6 +88,8 @@ class Album(Base):
         return f"Album({self.album_id}, {self.title!r})"
 
 
+# The link table of a many-to-many relationship: pairs of keys, no class of its own. Track.playlists
+# and Playlist.tracks name it with secondary=, and SQLAlchemy joins through it for them.
 playlist_track = Table(
     "playlist_track",
     Base.metadata,

@@ -305,3 +305,40 @@ def test_testing_rows_of_lesson_11() -> None:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_concurrent_change_and_keyset_rows() -> None:
+    """Lessons 07-08 rows: an atomic add, a locked read, a conditional UPDATE, a keyset page."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, tuple_, update
+
+    from course.models import Invoice
+
+    async def main() -> None:
+        engine = create_async_engine(await course.fresh_engine_url("test-cheatsheet-rows", "postgresql"))
+        Session = async_sessionmaker(engine, expire_on_commit=False)
+        async with Session.begin() as session:
+            before = await session.scalar(select(Invoice.total).where(Invoice.invoice_id == 1))
+            await session.execute(update(Invoice).where(Invoice.invoice_id == 1)
+                                  .values(total=Invoice.total + Decimal("1.00")))
+            locked = (await session.scalars(select(Invoice).where(Invoice.invoice_id == 1)
+                                            .with_for_update())).one()
+            assert locked.total == before + Decimal("1.00")
+        stock = Table("stock", MetaData(), Column("item", String(40), primary_key=True),
+                      Column("quantity", Integer, nullable=False))
+        async with engine.begin() as conn:
+            await conn.run_sync(stock.metadata.create_all)
+            await conn.execute(stock.insert().values(item="poster", quantity=1))
+            taken = [(await conn.execute(update(stock).where(stock.c.item == "poster", stock.c.quantity >= 1)
+                                         .values(quantity=stock.c.quantity - 1))).rowcount for _ in range(2)]
+            assert taken == [1, 0]
+        async with Session() as session:
+            key = (Track.name, Track.track_id)
+            first = (await session.execute(select(*key).order_by(*key).limit(3))).all()
+            last = tuple(first[-1])
+            page = (await session.execute(select(*key).where(tuple_(*key) > tuple_(*last))
+                                          .order_by(*key).limit(3))).all()
+            everything = (await session.execute(select(*key).order_by(*key).limit(6))).all()
+            assert first + page == everything
+        await engine.dispose()
+
+    asyncio.run(main())
