@@ -393,10 +393,19 @@ import json
 import os
 
 results = {}
+stores = {}
+
+
+def pytest_collection_modifyitems(items):
+    """Note which store (the create_app parameter) each test instance ran against, if any."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        stores[item.nodeid] = params.get("create_app")
 
 
 def pytest_runtest_logreport(report):
-    entry = results.setdefault(report.nodeid, {"outcome": "passed", "message": ""})
+    entry = results.setdefault(report.nodeid, {"outcome": "passed", "message": "",
+                                               "store": stores.get(report.nodeid)})
     if report.failed and entry["outcome"] == "passed":
         crash = getattr(report.longrepr, "reprcrash", None)
         message = crash.message if crash is not None else str(report.longrepr)
@@ -534,16 +543,28 @@ async def _run_pytest(folder: Path, stores: list[str], template: Path) -> dict:
     return json.loads(report.read_text())
 
 
+def _test_key(nodeid: str, store: str | None) -> str:
+    """A test instance's name without its store: `TestX::test_y[1-reference]` -> `TestX::test_y[1]`.
+
+    Each instance of a parametrized test (and each method of a class) keeps its own key."""
+    name = nodeid.split("::", 1)[-1]
+    base, bracket, rest = name.partition("[")
+    if not bracket or store is None:
+        return name
+    params = rest[:-1].split("-") if rest.endswith("]") else rest.split("-")
+    if store in params:
+        params.remove(store)
+    return f"{base}[{'-'.join(params)}]" if params else base
+
+
 def _by_store(tests: dict, stores: list[str]) -> dict[str, dict[str, dict]]:
-    """{store: {test name: result}}; a test that does not use `client` counts for every store."""
+    """{store: {test instance: result}}; a test that does not use `client` counts for every store."""
     out: dict[str, dict[str, dict]] = {store: {} for store in stores}
     for nodeid, result in tests.items():
-        name = nodeid.split("::")[-1]
-        base, _, rest = name.partition("[")
-        params = rest.rstrip("]").split("-") if rest else []
-        mine = [p for p in params if p in out]
-        for store in mine or stores:
-            out[store][base] = result
+        store = result.get("store")
+        key = _test_key(nodeid, store)
+        for each in [store] if store in out else stores:
+            out[each][key] = result
     return out
 
 

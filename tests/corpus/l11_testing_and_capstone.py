@@ -457,6 +457,75 @@ def tests_with_a_syntax_error():
     return TESTS.replace("async def test_artist(client):", "async def test_artist(client)")
 
 
+# q3's differently-correct modules: parametrized tests (whose instances must each count),
+# a test class and fixtures of the learner's own. One module covers several forms, because each
+# answer costs a pytest run.
+
+PARAMETRIZED = '''
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def testers(client):
+    """An artist of the test's own, made through the app."""
+    response = await client.post("/artists", json={"name": "The Testers", "albums": ["One"]})
+    assert response.status_code == 201
+    return response.json()
+
+
+@pytest.mark.parametrize(("artist_id", "status"), [ORDER])
+async def test_artist_status(client, artist_id, status):
+    assert (await client.get(f"/artists/{artist_id}")).status_code == status
+
+
+class TestArtists:
+    async def test_repeated_name_is_409(self, client, testers):
+        assert (await client.post("/artists", json={"name": "THE TESTERS"})).status_code == 409
+
+    async def test_the_store_still_works_after_a_409(self, client, testers):
+        await client.post("/artists", json={"name": "the testers"})
+        response = await client.get(f"/artists/{testers['artist_id']}")
+        assert response.status_code == 200 and response.json()["name"] == "The Testers"
+
+
+@pytest.mark.parametrize("size", [5, 10])
+async def test_pages_follow_each_other(client, size):
+    first = (await client.get("/tracks", params={"limit": size})).json()
+    second = (await client.get("/tracks", params={"limit": size, "offset": size})).json()
+    ids = [t["track_id"] for t in first + second]
+    assert ids == list(range(1, 2 * size + 1))
+
+
+@pytest.mark.parametrize("limit", [1, 50])
+async def test_a_page_takes_few_statements(client, statements, limit):
+    statements.clear()
+    response = await client.get("/tracks", params={"limit": limit})
+    assert len(response.json()) == limit
+    assert len(statements) <= 3
+
+
+@pytest.mark.parametrize("album_id", [1, 2])
+async def test_album_does_not_block_the_loop(client, blocking_calls, album_id):
+    assert (await client.get(f"/albums/{album_id}")).status_code == 200
+    assert blocking_calls == []
+'''
+
+
+@correct("q3")
+def tests_parametrized_with_a_class_and_fixtures():
+    """Parametrized tests whose last instance passes on the bug (a 200 for artist 1 after the
+    404 for 999999): each instance must count on its own, not the last one run."""
+    return PARAMETRIZED.replace("[ORDER]", "[(999999, 404), (1, 200)]")
+
+
+@correct("q3")
+def tests_parametrized_in_the_other_order():
+    """The same module with the parameters swapped: the verdict must not change."""
+    return PARAMETRIZED.replace("[ORDER]", "[(1, 200), (999999, 404)]")
+
+
 # --- q4: create_store_app --------------------------------------------------------------------------
 
 @wrong("q4", expect="send_receipt ran on the event loop's own thread")
