@@ -120,48 +120,44 @@ def _store(url: str, bug: str) -> FastAPI:
     async def create_order(new: OrderIn, session: StoreSessionDep, response: Response,
                            idempotency_key: Annotated[str, Header(min_length=1, max_length=100)]
                            ) -> OrderOut:
-        replay = await order_by_key(session, idempotency_key)
-        if replay is not None:  # a retry: the order exists already
-            if bug != "replay_201":
-                response.status_code = 200
-            return replay
         wanted = {line.track_id for line in new.lines}
         prices = dict((await session.execute(
             select(Track.track_id, Track.unit_price).where(Track.track_id.in_(wanted)))).all())
         missing = sorted(wanted - prices.keys())
         if missing:
             raise HTTPException(status_code=404, detail=f"no track {missing[0]}")
-        try:
-            for line in new.lines:  # one UPDATE per line: it checks and takes the stock at once
-                taken = await session.execute(
-                    update(stock).where(stock.c.track_id == line.track_id,
-                                        stock.c.quantity >= line.quantity)
-                    .values(quantity=stock.c.quantity - line.quantity))
-                if bug == "commit_per_line":
-                    await session.commit()  # each line on its own: a later 409 cannot undo it
-                if taken.rowcount != 1:
-                    await session.rollback()
-                    raise HTTPException(status_code=409,
-                                        detail=f"not enough stock of track {line.track_id}")
-            total = sum((prices[line.track_id] * line.quantity for line in new.lines), Decimal(0))
+        total = sum((prices[line.track_id] * line.quantity for line in new.lines), Decimal(0))
+        try:  # claim the key first: a retry waits here for the first request, then fails
             order_id = await session.scalar(
                 insert(store_order).values(customer_id=new.customer_id,
                                            idempotency_key=idempotency_key, total=total)
                 .returning(store_order.c.order_id))
-            await session.execute(insert(store_order_line), [
-                {"order_id": order_id, "line_no": n, "track_id": line.track_id,
-                 "quantity": line.quantity, "unit_price": prices[line.track_id]}
-                for n, line in enumerate(new.lines, start=1)])
-            await session.commit()
-        except IntegrityError:  # the same key, committed meanwhile by a concurrent request
+        except IntegrityError:  # the key was used: answer with the stored order
             if bug == "race_500":
                 raise
             await session.rollback()
             replay = await order_by_key(session, idempotency_key)
             if replay is None:
                 raise
-            response.status_code = 200
+            if bug != "replay_201":
+                response.status_code = 200
             return replay
+        for line in new.lines:  # one UPDATE per line: it checks and takes the stock at once
+            taken = await session.execute(
+                update(stock).where(stock.c.track_id == line.track_id,
+                                    stock.c.quantity >= line.quantity)
+                .values(quantity=stock.c.quantity - line.quantity))
+            if bug == "commit_per_line":
+                await session.commit()  # each line on its own: a later 409 cannot undo it
+            if taken.rowcount != 1:
+                await session.rollback()
+                raise HTTPException(status_code=409,
+                                    detail=f"not enough stock of track {line.track_id}")
+        await session.execute(insert(store_order_line), [
+            {"order_id": order_id, "line_no": n, "track_id": line.track_id,
+             "quantity": line.quantity, "unit_price": prices[line.track_id]}
+            for n, line in enumerate(new.lines, start=1)])
+        await session.commit()
         if bug == "blocking_receipt":
             send_receipt(order_id)  # on the loop's thread
         else:
@@ -1146,3 +1142,9 @@ def store_search_q_required(url: str) -> FastAPI:
     app.get("/tracks")(search_required)
     return app
 
+
+
+@correct("q4")
+def store_reference(url: str) -> FastAPI:
+    """The solution's design: the key claimed by the order's INSERT before any stock is taken."""
+    return _store(url, "none")
