@@ -77,12 +77,24 @@ Page = Annotated[int, Query(ge=1, le=100)]
 Offset = Annotated[int, Query(ge=0)]
 
 
+_CACHED: dict[str, AsyncEngine] = {}
+
+
 def _store(url: str, bug: str) -> FastAPI:
+    """The reference store, or a copy of it with the mistake `bug`."""
     made_early = create_async_engine(url) if bug == "engine_outside_lifespan" else None
+    orders_lock = asyncio.Lock()  # bug "asyncio_lock": serialises the orders of this app only
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine = made_early or create_async_engine(url)
+        if bug == "cached_engine":  # made in the lifespan, but kept for the next start-up
+            engine = _CACHED.get(url) or _CACHED.setdefault(url, create_async_engine(url))
+        elif bug == "nullpool":  # correct: any pool class will do
+            from sqlalchemy.pool import NullPool
+
+            engine = create_async_engine(url, poolclass=NullPool)
+        else:
+            engine = made_early or create_async_engine(url)
         try:
             yield {"engine": engine,
                    "sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
@@ -107,6 +119,9 @@ def _store(url: str, bug: str) -> FastAPI:
             by_order[line.order_id].append(LineOut(track_id=line.track_id,
                                                    quantity=line.quantity,
                                                    unit_price=line.unit_price))
+        if bug == "lines_keyed_by_track":  # a track on two lines comes back once
+            by_order = {i: list({ln.track_id: ln for ln in got}.values())
+                        for i, got in by_order.items()}
         found = {h.order_id: h for h in heads}
         return [OrderOut(order_id=i, customer_id=found[i].customer_id, total=found[i].total,
                          lines=by_order[i]) for i in order_ids if i in found]
@@ -120,48 +135,66 @@ def _store(url: str, bug: str) -> FastAPI:
     async def create_order(new: OrderIn, session: StoreSessionDep, response: Response,
                            idempotency_key: Annotated[str, Header(min_length=1, max_length=100)]
                            ) -> OrderOut:
-        replay = await order_by_key(session, idempotency_key)
-        if replay is not None:  # a retry: the order exists already
-            if bug != "replay_201":
-                response.status_code = 200
-            return replay
         wanted = {line.track_id for line in new.lines}
         prices = dict((await session.execute(
             select(Track.track_id, Track.unit_price).where(Track.track_id.in_(wanted)))).all())
         missing = sorted(wanted - prices.keys())
         if missing:
             raise HTTPException(status_code=404, detail=f"no track {missing[0]}")
-        try:
-            for line in new.lines:  # one UPDATE per line: it checks and takes the stock at once
-                taken = await session.execute(
-                    update(stock).where(stock.c.track_id == line.track_id,
-                                        stock.c.quantity >= line.quantity)
-                    .values(quantity=stock.c.quantity - line.quantity))
-                if bug == "commit_per_line":
-                    await session.commit()  # each line on its own: a later 409 cannot undo it
-                if taken.rowcount != 1:
-                    await session.rollback()
-                    raise HTTPException(status_code=409,
-                                        detail=f"not enough stock of track {line.track_id}")
-            total = sum((prices[line.track_id] * line.quantity for line in new.lines), Decimal(0))
+        total = sum((prices[line.track_id] * line.quantity for line in new.lines), Decimal(0))
+        if bug == "float_rounded":  # a float, rounded to the cent: still a float
+            total = round(sum(float(prices[ln.track_id]) * ln.quantity for ln in new.lines), 2)
+        if bug == "lookup_first":  # the old hint 2: look the key up, then take stock
+            return await _lookup_first(session, response, new, idempotency_key, prices, total,
+                                       order_by_key, load_orders)
+        if bug == "asyncio_lock":
+            async with orders_lock:
+                return await _python_check(session, response, new, idempotency_key, prices,
+                                           total, order_by_key, load_orders)
+        if bug == "python_check":
+            return await _python_check(session, response, new, idempotency_key, prices, total,
+                                       order_by_key, load_orders)
+        try:  # claim the key first: a retry waits here for the first request, then fails
             order_id = await session.scalar(
                 insert(store_order).values(customer_id=new.customer_id,
                                            idempotency_key=idempotency_key, total=total)
                 .returning(store_order.c.order_id))
-            await session.execute(insert(store_order_line), [
-                {"order_id": order_id, "line_no": n, "track_id": line.track_id,
-                 "quantity": line.quantity, "unit_price": prices[line.track_id]}
-                for n, line in enumerate(new.lines, start=1)])
-            await session.commit()
-        except IntegrityError:  # the same key, committed meanwhile by a concurrent request
+        except IntegrityError:  # the key was used: answer with the stored order
             if bug == "race_500":
                 raise
             await session.rollback()
             replay = await order_by_key(session, idempotency_key)
             if replay is None:
                 raise
-            response.status_code = 200
+            if bug != "replay_201":
+                response.status_code = 200
             return replay
+        for line in new.lines:  # one UPDATE per line: it checks and takes the stock at once
+            taken = await session.execute(
+                update(stock).where(stock.c.track_id == line.track_id,
+                                    stock.c.quantity >= line.quantity)
+                .values(quantity=stock.c.quantity - line.quantity))
+            if bug == "commit_per_line":
+                await session.commit()  # each line on its own: a later 409 cannot undo it
+            if taken.rowcount != 1:
+                await session.rollback()
+                raise HTTPException(status_code=409,
+                                    detail=f"not enough stock of track {line.track_id}")
+        lines = [(line.track_id, line.quantity) for line in new.lines]
+        if bug == "merged_lines":  # one line per track, the quantities added up
+            merged: dict[int, int] = {}
+            for track_id, quantity in lines:
+                merged[track_id] = merged.get(track_id, 0) + quantity
+            lines = list(merged.items())
+        await session.execute(insert(store_order_line), [
+            {"order_id": order_id, "line_no": n, "track_id": track_id,
+             "quantity": quantity, "unit_price": prices[track_id]}
+            for n, (track_id, quantity) in enumerate(lines, start=1)])
+        if bug == "receipt_before_commit":
+            await asyncio.to_thread(send_receipt, order_id)
+            await session.commit()
+            return (await load_orders(session, [order_id]))[0]
+        await session.commit()
         if bug == "blocking_receipt":
             send_receipt(order_id)  # on the loop's thread
         else:
@@ -178,9 +211,10 @@ def _store(url: str, bug: str) -> FastAPI:
     @app.get("/orders")
     async def list_orders(session: StoreSessionDep, limit: Page = 20, offset: Offset = 0
                           ) -> list[OrderOut]:
-        ids = (await session.scalars(select(store_order.c.order_id)
-                                     .order_by(store_order.c.order_id)
-                                     .limit(limit).offset(offset))).all()
+        page = select(store_order.c.order_id).limit(limit).offset(offset)
+        if bug != "unordered_page":  # without ORDER BY, rows come in the table's own order
+            page = page.order_by(store_order.c.order_id)
+        ids = (await session.scalars(page)).all()
         if bug == "n_plus_one":
             return [(await load_orders(session, [i]))[0] for i in ids]  # 2 queries per order
         return await load_orders(session, list(ids))
@@ -197,6 +231,65 @@ def _store(url: str, bug: str) -> FastAPI:
         return [TrackHit(**row._mapping) for row in rows]
 
     return app
+
+
+async def _lookup_first(session, response, new, key, prices, total, order_by_key, load_orders):
+    """The key looked up, then the stock taken, then the order inserted: a retry racing its
+    first request for the last copy loses the copy (409) instead of answering 200."""
+    replay = await order_by_key(session, key)
+    if replay is not None:
+        response.status_code = 200
+        return replay
+    try:
+        for line in new.lines:
+            taken = await session.execute(
+                update(stock).where(stock.c.track_id == line.track_id,
+                                    stock.c.quantity >= line.quantity)
+                .values(quantity=stock.c.quantity - line.quantity))
+            if taken.rowcount != 1:
+                await session.rollback()
+                raise HTTPException(status_code=409, detail="not enough stock")
+        order_id = await session.scalar(
+            insert(store_order).values(customer_id=new.customer_id, idempotency_key=key,
+                                       total=total).returning(store_order.c.order_id))
+        await session.execute(insert(store_order_line), [
+            {"order_id": order_id, "line_no": n, "track_id": line.track_id,
+             "quantity": line.quantity, "unit_price": prices[line.track_id]}
+            for n, line in enumerate(new.lines, start=1)])
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        response.status_code = 200
+        return await order_by_key(session, key)
+    await asyncio.to_thread(send_receipt, order_id)
+    return (await load_orders(session, [order_id]))[0]
+
+
+async def _python_check(session, response, new, key, prices, total, order_by_key, load_orders):
+    """The order inserted first, then each stock read and compared in Python, and the new
+    quantity written: on SQLite the INSERT took the single write lock, so it holds there."""
+    try:
+        order_id = await session.scalar(
+            insert(store_order).values(customer_id=new.customer_id, idempotency_key=key,
+                                       total=total).returning(store_order.c.order_id))
+    except IntegrityError:
+        await session.rollback()
+        response.status_code = 200
+        return await order_by_key(session, key)
+    for n, line in enumerate(new.lines, start=1):
+        have = await session.scalar(select(stock.c.quantity)
+                                    .where(stock.c.track_id == line.track_id))
+        if have < line.quantity:
+            await session.rollback()
+            raise HTTPException(status_code=409, detail="not enough stock")
+        await session.execute(update(stock).where(stock.c.track_id == line.track_id)
+                              .values(quantity=have - line.quantity))
+        await session.execute(insert(store_order_line).values(
+            order_id=order_id, line_no=n, track_id=line.track_id, quantity=line.quantity,
+            unit_price=prices[line.track_id]))
+    await session.commit()
+    await asyncio.to_thread(send_receipt, order_id)
+    return (await load_orders(session, [order_id]))[0]
 
 
 # --- q1: rolled_back_session -----------------------------------------------------------------------
@@ -457,6 +550,75 @@ def tests_with_a_syntax_error():
     return TESTS.replace("async def test_artist(client):", "async def test_artist(client)")
 
 
+# q3's differently-correct modules: parametrized tests (whose instances must each count),
+# a test class and fixtures of the learner's own. One module covers several forms, because each
+# answer costs a pytest run.
+
+PARAMETRIZED = '''
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def testers(client):
+    """An artist of the test's own, made through the app."""
+    response = await client.post("/artists", json={"name": "The Testers", "albums": ["One"]})
+    assert response.status_code == 201
+    return response.json()
+
+
+@pytest.mark.parametrize(("artist_id", "status"), [ORDER])
+async def test_artist_status(client, artist_id, status):
+    assert (await client.get(f"/artists/{artist_id}")).status_code == status
+
+
+class TestArtists:
+    async def test_repeated_name_is_409(self, client, testers):
+        assert (await client.post("/artists", json={"name": "THE TESTERS"})).status_code == 409
+
+    async def test_the_store_still_works_after_a_409(self, client, testers):
+        await client.post("/artists", json={"name": "the testers"})
+        response = await client.get(f"/artists/{testers['artist_id']}")
+        assert response.status_code == 200 and response.json()["name"] == "The Testers"
+
+
+@pytest.mark.parametrize("size", [5, 10])
+async def test_pages_follow_each_other(client, size):
+    first = (await client.get("/tracks", params={"limit": size})).json()
+    second = (await client.get("/tracks", params={"limit": size, "offset": size})).json()
+    ids = [t["track_id"] for t in first + second]
+    assert ids == list(range(1, 2 * size + 1))
+
+
+@pytest.mark.parametrize("limit", [1, 50])
+async def test_a_page_takes_few_statements(client, statements, limit):
+    statements.clear()
+    response = await client.get("/tracks", params={"limit": limit})
+    assert len(response.json()) == limit
+    assert len(statements) <= 3
+
+
+@pytest.mark.parametrize("album_id", [1, 2])
+async def test_album_does_not_block_the_loop(client, blocking_calls, album_id):
+    assert (await client.get(f"/albums/{album_id}")).status_code == 200
+    assert blocking_calls == []
+'''
+
+
+@correct("q3")
+def tests_parametrized_with_a_class_and_fixtures():
+    """Parametrized tests whose last instance passes on the bug (a 200 for artist 1 after the
+    404 for 999999): each instance must count on its own, not the last one run."""
+    return PARAMETRIZED.replace("[ORDER]", "[(999999, 404), (1, 200)]")
+
+
+@correct("q3")
+def tests_parametrized_in_the_other_order():
+    """The same module with the parameters swapped: the verdict must not change."""
+    return PARAMETRIZED.replace("[ORDER]", "[(1, 200), (999999, 404)]")
+
+
 # --- q4: create_store_app --------------------------------------------------------------------------
 
 @wrong("q4", expect="send_receipt ran on the event loop's own thread")
@@ -494,9 +656,69 @@ def store_never_disposes(url):
     return _store(url, "no_dispose")
 
 
-@wrong("q4", expect="created outside the lifespan")
+@wrong("q4", expect="second start-up gave request.state the same engine")
 def store_engine_outside_lifespan(url):
     return _store(url, "engine_outside_lifespan")
+
+
+@wrong("q4", expect="were given the same engine in request.state")
+def store_engine_cached_in_a_global(url):
+    """The engine made in the lifespan, but cached in a global and reused by the next
+    start-up: the message says what was seen, not that it was made outside the lifespan."""
+    return _store(url, "cached_engine")
+
+
+@wrong("q4", expect="[201, 409, 409, 409, 409]")
+def store_key_looked_up_before_the_stock(url):
+    """The old hint 2: the key looked up, then stock taken, then the order inserted."""
+    return _store(url, "lookup_first")
+
+
+@wrong("q4", expect="[201, 201, 201, 201, 201] and left a stock of 1")
+def store_stock_read_apart_from_its_write(url):
+    """The order inserted first, then the stock read and written back as have - q: SQLite's
+    single writer hides it; on PostgreSQL all five read 2 and write 1."""
+    return _store(url, "python_check")
+
+
+@wrong("q4", expect="asyncio.Lock reaches neither a second instance")
+def store_orders_behind_an_asyncio_lock(url):
+    """The same stale read, serialised by an asyncio.Lock of the app: one instance holds,
+    two instances on one database do not."""
+    return _store(url, "asyncio_lock")
+
+
+@wrong("q4", expect="was not committed")
+def store_receipt_before_the_commit(url):
+    return _store(url, "receipt_before_commit")
+
+
+@wrong("q4", expect="with 1 line(s) instead of 2")
+def store_lines_of_one_track_merged(url):
+    return _store(url, "merged_lines")
+
+
+@wrong("q4", expect="never merged or keyed by track")
+def store_lines_read_back_by_track(url):
+    return _store(url, "lines_keyed_by_track")
+
+
+@wrong("q4", expect="store_order.total as the float")
+def store_total_float_rounded(url):
+    """round(float total, 2): the JSON reads 8.94, but a float was bound for the money."""
+    return _store(url, "float_rounded")
+
+
+@wrong("q4", expect="without ORDER BY a database returns rows in whatever order")
+def store_page_without_order_by(url):
+    """The page's ids selected without ORDER BY: on SQLite they come by order_id anyway."""
+    return _store(url, "unordered_page")
+
+
+@correct("q4")
+def store_on_a_null_pool(url):
+    """An engine on NullPool: the check counts connections by pool events, not pool counters."""
+    return _store(url, "nullpool")
 
 
 # --- q4: five answers from the independent audit (answers3/a11.py), copied with their helpers ---
@@ -1077,3 +1299,9 @@ def store_search_q_required(url: str) -> FastAPI:
     app.get("/tracks")(search_required)
     return app
 
+
+
+@correct("q4")
+def store_reference(url: str) -> FastAPI:
+    """The solution's design: the key claimed by the order's INSERT before any stock is taken."""
+    return _store(url, "none")
