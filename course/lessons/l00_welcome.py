@@ -169,7 +169,10 @@ async def _check_top_genres(top_genres_sql) -> str:
                 if sorted(got, key=lambda r: r[1], reverse=True) == TOP_GENRES:
                     raise Wrong("the right genres, in the wrong order: most tracks first "
                                 "(ORDER BY ... DESC).")
-                raise Wrong(f"the first row should be {TOP_GENRES[0]}; yours is {got[0]}.")
+                pairs = enumerate(zip(got, TOP_GENRES, strict=True))
+                i = next(i for i, (mine, want) in pairs if mine != want)
+                count_hint = " Count every track of the genre: COUNT(*)." if got[i][0] == TOP_GENRES[i][0] else ""
+                raise Wrong(f"row {i + 1} should be {TOP_GENRES[i]}; yours is {got[i]}.{count_hint}")
             _add_ties(conn)
             got = _rows(conn, sql)
     finally:

@@ -153,6 +153,15 @@ def top_genres_bad_column() -> str:
     return "SELECT genre, COUNT(*) FROM track GROUP BY genre LIMIT 5"
 
 
+@wrong("q3", expect="row 1 should be ('Rock', 1297); yours is ('Rock', 1213). Count every")
+def genres_counting_distinct_names() -> str:
+    return """
+        SELECT g.name, COUNT(DISTINCT t.name) AS tracks
+        FROM track AS t JOIN genre AS g ON g.genre_id = t.genre_id
+        GROUP BY g.genre_id ORDER BY tracks DESC, g.name LIMIT 5
+    """
+
+
 @wrong("q3", expect="another order than by name")
 def genres_no_tiebreak() -> str:
     return """
