@@ -155,9 +155,9 @@ def _status(response: Any, expected: int, what: str, why: str = "") -> None:
 def _leaks(engine: Any, what: str) -> None:
     out = checked_out(engine)
     if out:
-        raise Wrong(f"after {what}, {out} connection(s) were still checked out of the pool: a "
-                    "session opened by hand, or kept from one request to the next, was never "
-                    "closed. Use the session the dependency "
+        raise Wrong(f"after {what}, {out} connection(s) were still checked out of the pool: "
+                    "most likely a session opened by hand, or kept from one request to the next, "
+                    "was never closed. Use the session the dependency "
                     "gives you (`session: SessionDep`), which is closed after every request.")
 
 
@@ -540,11 +540,11 @@ async def _race(client: Any, engine: Any, name: str) -> None:
     for outcome in outcomes:
         if isinstance(outcome, Wrong) and "IntegrityError" in str(outcome):
             raise Wrong(f"two requests for the same name at once ({name!r} and "
-                        f"{name.upper()!r}): both looked and found the name free, both "
-                        "inserted, and the database refused the second: your route let "
-                        "IntegrityError out, a 500. A lookup before the insert cannot prevent "
-                        "this; the unique index decides. Insert, commit inside `try:`, and "
-                        "answer 409 on IntegrityError.")
+                        f"{name.upper()!r}): the database refused the second insert and your "
+                        "route let IntegrityError out, a 500. If the route looks the name up "
+                        "first, both lookups found it free: a lookup before the insert cannot "
+                        "prevent this; the unique index decides. Insert, commit inside `try:`, "
+                        "and answer 409 on IntegrityError.")
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

@@ -509,8 +509,11 @@ async def _catalogue_case(client: httpx.AsyncClient, engine: AsyncEngine, artist
         elif counter.count >= albums + 1 and albums > 2:
             how = f"that is one more per album ({albums} albums): the N+1 pattern"
         else:
-            how = ("one per level (artist, albums, tracks), as selectinload or separate queries "
-                   "do: not N+1, but not the one round trip asked for")
+            reads = [", ".join(_tables(s)) or "?" for s in counter.statements]
+            how = f"they read {'; '.join(reads)}"
+            if reads == ["artist", "album", "track"]:
+                how += (": one per level (artist, albums, tracks), as selectinload or separate "
+                        "queries do; not N+1, but not the one round trip asked for")
         raise Wrong(f"GET {path} ran {counter.count} SQL statements; {how}. Load everything in "
                     "one statement: joinedload (with .unique()), or one select() with outer joins.")
 
