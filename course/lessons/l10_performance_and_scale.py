@@ -476,7 +476,16 @@ async def _catalogue_on(add_catalogue_route, backend: str, cases: list[int]) -> 
         await call(add_catalogue_route, app, get_session)
         async with _client(app) as client:
             for artist_id in cases:
-                await _catalogue_case(client, engine, artist_id, expected[artist_id], backend)
+                try:
+                    await _catalogue_case(client, engine, artist_id, expected[artist_id], backend)
+                except LearnerError as exc:
+                    if backend == "postgresql" and "does not exist" in str(exc):
+                        raise Wrong(f"GET /artists/{artist_id}/catalogue failed on PostgreSQL, "
+                                    f"where the check runs it too: {exc}. Write the query with "
+                                    "select(), joins and joinedload, which SQLAlchemy turns into "
+                                    "each database's SQL, not with functions only SQLite "
+                                    "knows.") from None
+                    raise
     finally:
         await engine.dispose()
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
@@ -697,3 +697,21 @@ def add_previews_route_sorted_ids(app, fetch_preview, limit):
     @app.get("/previews")
     async def previews(ids: Annotated[list[int], Query()]) -> list[str]:
         return list(await asyncio.gather(*(one(i) for i in sorted(ids))))
+
+
+@wrong("q4", expect="failed on PostgreSQL")
+def add_catalogue_route_group_concat(app, get_session):
+    # one statement, but with SQLite's group_concat, which PostgreSQL does not have
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]) -> dict:
+        rows = (await session.execute(
+            select(Artist.name, Album.title, func.group_concat(Track.name, "\x1f").label("names"))
+            .select_from(Artist).outerjoin(Album, Album.artist_id == Artist.artist_id)
+            .outerjoin(Track, Track.album_id == Album.album_id)
+            .where(Artist.artist_id == artist_id)
+            .group_by(Artist.name, Album.album_id, Album.title).order_by(Album.album_id))).all()
+        if not rows:
+            raise HTTPException(404, detail=f"artist {artist_id} not found")
+        return {"artist": rows[0].name,
+                "albums": [{"title": r.title, "tracks": r.names.split("\x1f") if r.names else []}
+                           for r in rows if r.title is not None]}
