@@ -483,7 +483,7 @@ async def _catalogue_on(add_catalogue_route, backend: str, cases: list[int]) -> 
                         raise Wrong(f"GET /artists/{artist_id}/catalogue failed on PostgreSQL, "
                                     f"where the check runs it too: {exc}. Write the query with "
                                     "select(), joins and joinedload, which SQLAlchemy turns into "
-                                    "each database's SQL, not with functions only SQLite "
+                                    "each database's SQL, not with SQL that only SQLite "
                                     "knows.") from None
                     raise
     finally:
