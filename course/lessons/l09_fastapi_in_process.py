@@ -866,9 +866,15 @@ class _LyricsProbe:
         return f"lyrics of {name}"
 
 
-def _blocked_loop() -> Wrong:
+def _blocked_loop(error: BaseException | None = None) -> Wrong:
+    passed_a_value = ""
+    if isinstance(error, TypeError) and "callable" in str(error):
+        passed_a_value = (f" Then your route raised TypeError ({str(error).splitlines()[0]}): "
+                          "`to_thread(fetch_lyrics(name))` calls fetch_lyrics right away, on the "
+                          "loop, and hands to_thread its result instead of the function.")
     return Wrong("fetch_lyrics ran on the event loop's own thread: while it waits, every other "
-                 "request of the app waits too. Run it in a worker thread: "
+                 f"request of the app waits too.{passed_a_value} Run it in a worker thread, "
+                 "passing the function and its argument separately: "
                  "`lyrics = await asyncio.to_thread(fetch_lyrics, track.name)`.")
 
 
@@ -896,9 +902,9 @@ async def _check_track_lyrics(track_lyrics) -> str:
 
             try:
                 response = await _send(client, "GET", "/tracks/1/lyrics")
-            except LearnerError:
+            except LearnerError as exc:
                 if probe.on_loop:
-                    raise _blocked_loop() from None
+                    raise _blocked_loop(exc.__cause__) from None
                 raise
             if probe.on_loop:
                 raise _blocked_loop()

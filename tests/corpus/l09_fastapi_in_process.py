@@ -500,7 +500,7 @@ async def track_lyrics_blocking(track_id: int, session: SessionDep) -> dict:
     return {"track_id": track.track_id, "name": track.name, "lyrics": fetch_lyrics(track.name)}
 
 
-@wrong("q5", expect="on the event loop's own thread")
+@wrong("q5", expect="hands to_thread its result instead of the function")
 async def track_lyrics_called_before_to_thread(track_id: int, session: SessionDep) -> dict:
     track = await session.get(Track, track_id)
     if track is None:
