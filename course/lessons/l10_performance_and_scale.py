@@ -571,10 +571,13 @@ q4 = Exercise(
     "10", "q4", "add_catalogue_route", _check_add_catalogue_route, limit=60,
     hints=["Count the statements: one for the artist, one per album for its tracks. Ask for "
            "the artist, its albums and their tracks in a single SELECT instead.",
-           "`select(Artist).where(Artist.artist_id == artist_id).options(joinedload(Artist.albums)"
-           ".joinedload(Album.tracks))` is one statement with outer joins; a joined collection "
-           "needs `.unique()` on the result.",
-           "`artist = (await session.scalars(stmt)).unique().one_or_none()`; 404 if None; then "
+           "joinedload loads a relationship in the same statement, with an outer join (so an "
+           "artist without albums still comes back); chain it from the artist's albums to each "
+           "album's tracks. A joined collection repeats the artist's row once per track: call "
+           "`.unique()` on the result.",
+           "`stmt = select(Artist).where(Artist.artist_id == artist_id).options(joinedload("
+           "Artist.albums).joinedload(Album.tracks))`; `artist = (await "
+           "session.scalars(stmt)).unique().one_or_none()`; 404 if None; then "
            "`{\"artist\": artist.name, \"albums\": [{\"title\": a.title, \"tracks\": [t.name for t "
            "in a.tracks]} for a in artist.albums]}` (the models order albums and tracks by id)."],
     title="One query instead of N+1",
