@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 from starlette.concurrency import run_in_threadpool
 
@@ -715,3 +715,55 @@ def add_catalogue_route_group_concat(app, get_session):
         return {"artist": rows[0].name,
                 "albums": [{"title": r.title, "tracks": r.names.split("\x1f") if r.names else []}
                            for r in rows if r.title is not None]}
+
+
+@correct("q4")
+def add_catalogue_route_contains_eager(app, get_session):
+    # explicit outer joins filled into the relationships: the order is the query's own
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]) -> dict:
+        stmt = (select(Artist).outerjoin(Artist.albums).outerjoin(Album.tracks)
+                .options(contains_eager(Artist.albums).contains_eager(Album.tracks))
+                .where(Artist.artist_id == artist_id).order_by(Album.album_id, Track.track_id))
+        artist = (await session.scalars(stmt)).unique().one_or_none()
+        if artist is None:
+            raise HTTPException(404, detail=f"artist {artist_id} not found")
+        return {"artist": artist.name,
+                "albums": [{"title": a.title, "tracks": [t.name for t in a.tracks]} for a in artist.albums]}
+
+
+@correct("q4")
+def add_catalogue_route_text_sql(app, get_session):
+    # one hand-written statement, bound and ordered, read row by row
+    sql = text("SELECT ar.name, al.album_id, al.title, t.name AS track FROM artist ar "
+               "LEFT JOIN album al ON al.artist_id = ar.artist_id "
+               "LEFT JOIN track t ON t.album_id = al.album_id "
+               "WHERE ar.artist_id = :artist_id ORDER BY al.album_id, t.track_id")
+
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]) -> dict:
+        rows = (await session.execute(sql, {"artist_id": artist_id})).all()
+        if not rows:
+            raise HTTPException(404, detail=f"artist {artist_id} not found")
+        albums: dict[int, dict] = {}
+        for name, album_id, title, track in rows:
+            if album_id is not None:
+                tracks = albums.setdefault(album_id, {"title": title, "tracks": []})["tracks"]
+                if track is not None:
+                    tracks.append(track)
+        return {"artist": rows[0][0], "albums": list(albums.values())}
+
+
+@wrong("q4", expect="in another order than album_id")
+def add_catalogue_route_contains_eager_unordered(app, get_session):
+    # explicit joins without ORDER BY: the rows come back as PostgreSQL stored them
+    @app.get("/artists/{artist_id}/catalogue")
+    async def catalogue(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]) -> dict:
+        stmt = (select(Artist).outerjoin(Artist.albums).outerjoin(Album.tracks)
+                .options(contains_eager(Artist.albums).contains_eager(Album.tracks))
+                .where(Artist.artist_id == artist_id))
+        artist = (await session.scalars(stmt)).unique().one_or_none()
+        if artist is None:
+            raise HTTPException(404, detail=f"artist {artist_id} not found")
+        return {"artist": artist.name,
+                "albums": [{"title": a.title, "tracks": [t.name for t in a.tracks]} for a in artist.albums]}
