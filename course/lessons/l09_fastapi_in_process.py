@@ -155,9 +155,9 @@ def _status(response: Any, expected: int, what: str, why: str = "") -> None:
 def _leaks(engine: Any, what: str) -> None:
     out = checked_out(engine)
     if out:
-        raise Wrong(f"after {what}, {out} connection(s) were still checked out of the pool: a "
-                    "session opened by hand, or kept from one request to the next, was never "
-                    "closed. Use the session the dependency "
+        raise Wrong(f"after {what}, {out} connection(s) were still checked out of the pool: "
+                    "most likely a session opened by hand, or kept from one request to the next, "
+                    "was never closed. Use the session the dependency "
                     "gives you (`session: SessionDep`), which is closed after every request.")
 
 
@@ -301,13 +301,16 @@ async def _check_create_app(create_app) -> str:
 
 q1 = Exercise(
     "09", "q1", "create_app", _check_create_app,
-    hints=["Inside create_app, define `@asynccontextmanager async def lifespan(app: FastAPI):` "
-           "and return `FastAPI(lifespan=lifespan)`. The lifespan uses `url` from the enclosing "
-           "function.",
-           "Before `yield`: `engine = create_async_engine(url)`. The yield hands Starlette the "
-           "state: `yield {'sessionmaker': async_sessionmaker(engine, expire_on_commit=False)}`.",
-           "After `yield`: `await engine.dispose()`, in a `finally:` so that it runs even when "
-           "start-up or shutdown fails."],
+    hints=["A lifespan is one function for the app's whole life: what runs before its `yield` "
+           "runs at start-up, what runs after it at shutdown, and what it yields becomes every "
+           "request's `request.state`. Define it inside create_app, so that it sees `url`.",
+           "Start-up makes the engine from `url` and an async_sessionmaker on it with "
+           "expire_on_commit=False, and yields the dict {'sessionmaker': ...}; shutdown disposes "
+           "of the engine, in a `finally:`. create_app returns `FastAPI(lifespan=...)`.",
+           "`@asynccontextmanager async def lifespan(app: FastAPI):` / `engine = "
+           "create_async_engine(url)` / `try: yield {'sessionmaker': async_sessionmaker(engine, "
+           "expire_on_commit=False)}` / `finally: await engine.dispose()`; then `return "
+           "FastAPI(lifespan=lifespan)`."],
     title="A lifespan that owns the engine",
 )
 
@@ -318,11 +321,15 @@ Q2_SETUP = [
     ("INSERT INTO artist (artist_id, name) VALUES (:i, :n)", {"i": 9001, "n": "O'Brien & the \"Keys\""}),
     ("INSERT INTO album (album_id, title, artist_id) VALUES (:i, :t, :a)", {"i": 9001, "t": "Gaps", "a": 9001}),
     ("INSERT INTO album (album_id, title, artist_id) VALUES (:i, :t, :a)", {"i": 9007, "t": "Silence", "a": 9001}),
-    ("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
-     "VALUES (:i, :n, :a, 1, 1000, :p)", {"i": 90005, "n": "Second", "a": 9001, "p": 1.29}),
-    ("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
-     "VALUES (:i, :n, :a, 1, 2000, :p)", {"i": 90002, "n": "First", "a": 9001, "p": 0.99}),
+    # inserted out of track_id order, with names and lengths that sort in two other orders: on
+    # PostgreSQL a query without ORDER BY returns them as inserted (SQLite: rowid = track_id)
+    *[("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
+       "VALUES (:i, :n, :a, 1, :ms, :p)", {"i": i, "n": n, "a": 9001, "ms": ms, "p": p})
+      for i, n, ms, p in ((90005, "A second thought", 3000, 1.29), (90002, "Zero hour", 2000, 0.99),
+                          (90003, "Middle", 1000, 0.99))],
 ]
+# On PostgreSQL, rewriting rows of album 1 moves them to the end of the table's heap.
+Q2_SHUFFLE = [("UPDATE track SET name = name WHERE track_id IN (1, 6)", {})]
 
 
 async def _album_json(engine: Any, album_id: int) -> dict:
@@ -356,17 +363,34 @@ def _compare_album(got: Any, expected: dict, what: str) -> None:
     if isinstance(tracks, list) and len(tracks) != len(want):
         raise Wrong(f"{what} listed {len(tracks)} tracks; the album has {len(want)}.")
     if isinstance(tracks, list) and sorted(map(str, tracks)) == sorted(map(str, want)):
-        raise Wrong(f"{what} has the right tracks in the wrong order: order them by track_id.")
+        raise Wrong(f"{what} has the right tracks in the wrong order, "
+                    f"{[t.get('track_id') if isinstance(t, dict) else t for t in tracks]}: order "
+                    "them by track_id (`selectinload(Album.tracks)` follows the relationship's "
+                    "order_by, which is track_id; a select() of your own needs "
+                    "`.order_by(Track.track_id)`).")
     raise Wrong(f"{what} returned {str(got)[:150]}; expected {str(expected)[:150]}.")
 
 
 async def _check_read_album(read_album) -> str:
     await _mountable(read_album, "read_album")
-    url = await _database("check-09-q2", "sqlite", *Q2_SETUP)
     ids = [1, 9001, 9007, *random.Random(9).sample(range(2, 348), 4)]
+    for backend in ("sqlite", "postgresql"):
+        await _check_read_album_on(read_album, backend, ids)
+    return (f"on SQLite and PostgreSQL: {len(ids)} albums (ids with gaps, one with no tracks, "
+            "tracks stored out of order) with their artist and tracks in track order, in at most "
+            "3 statements each; 404 for a missing album; 422 for a path that is not an integer; "
+            "every connection returned.")
+
+
+async def _check_read_album_on(read_album: Any, backend: str, ids: list[int]) -> None:
+    if backend == "sqlite":
+        url = await _database("check-09-q2", backend, *Q2_SETUP)
+    else:
+        url = await _database("check_09_q2", backend, *Q2_SETUP, *Q2_SHUFFLE)
+    on = "SQLite" if backend == "sqlite" else "PostgreSQL"
     async with _served(url, [("/albums/{album_id}", "GET", read_album, None)]) as (client, engine):
         for album_id in ids:
-            what = f"GET /albums/{album_id}"
+            what = f"GET /albums/{album_id} (on {on})"
             with StatementCounter(engine) as counter:
                 response = await _send(client, "GET", f"/albums/{album_id}")
             _status(response, 200, what)
@@ -391,20 +415,20 @@ async def _check_read_album(read_album) -> str:
             _status(response, 422, f"GET /albums/{bad}", "declare `album_id: int`, and FastAPI "
                     "refuses what is not an integer before your code runs.")
         _leaks(engine, "the requests")
-    return (f"{len(ids)} albums (ids with gaps, one with no tracks) with their artist and tracks "
-            "in at most 3 statements each; 404 for a missing album; 422 for a path that is not "
-            "an integer; every connection returned.")
 
 
 q2 = Exercise(
     "09", "q2", "read_album", _check_read_album,
-    hints=["`album = await session.get(Album, album_id, options=[...])`; if it is None, "
-           "`raise HTTPException(status_code=404, detail=f'album {album_id} not found')`.",
-           "AlbumOut reads album.artist and album.tracks. Lazy loading cannot run under "
-           "asyncio, so load both with the album: `options=[selectinload(Album.artist), "
-           "selectinload(Album.tracks)]`.",
-           "Return the ORM object itself: FastAPI validates it against the return annotation "
-           "(AlbumOut, from_attributes) and turns it into JSON."],
+    hints=["Two things can go wrong: an album that does not exist must become a 404 before "
+           "FastAPI tries to describe nothing as an AlbumOut; and AlbumOut reads the album's "
+           "artist and tracks, which lazy loading cannot fetch under asyncio, so they must come "
+           "with the album.",
+           "Read the album by its primary key with `session.get`, asking it to load both "
+           "relationships as well (one `selectinload` each); if nothing comes back, raise an "
+           "HTTPException with status 404.",
+           "`album = await session.get(Album, album_id, options=[selectinload(Album.artist), "
+           "selectinload(Album.tracks)])`; `if album is None: raise HTTPException(status_code=404, "
+           "detail=...)`; `return album` (FastAPI validates it against AlbumOut)."],
     title="GET /albums/{album_id}, with 404",
 )
 
@@ -423,9 +447,8 @@ async def _stored(engine: Any, name: str) -> list[tuple[int, str, list[str]]]:
                                       .order_by(Artist.artist_id))).all()
         out = []
         for artist_id, stored in artists:
-            titles = (await conn.scalars(select(Album.title).where(Album.artist_id == artist_id)
-                                         .order_by(Album.title))).all()
-            out.append((artist_id, stored, list(titles)))
+            titles = (await conn.scalars(select(Album.title).where(Album.artist_id == artist_id))).all()
+            out.append((artist_id, stored, sorted(titles)))  # Python's order: no collation
     return out
 
 
@@ -446,12 +469,18 @@ async def _failing_album_insert(engine: Any) -> AsyncIterator[None]:
 
 
 async def _create(client: Any, body: dict) -> Any:
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import DBAPIError, IntegrityError
 
     what = f"POST /artists {body}"
     try:
         return await _send(client, "POST", "/artists", json=body)
     except LearnerError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, DBAPIError) and not isinstance(cause, IntegrityError) \
+                and "'" in str(body):
+            raise Wrong(f"{what}: the database could not run your SQL ({exc}), and the request "
+                        "holds a quote: a name or title is data, bind it (the ORM does; with "
+                        "text(), use :name parameters), never paste it into SQL.") from None
         if isinstance(exc.__cause__, IntegrityError):
             raise Wrong(f"{what}: the database refused the name (its unique index ignores case) "
                         "and your route let IntegrityError out, a 500. Catch IntegrityError "
@@ -511,11 +540,11 @@ async def _race(client: Any, engine: Any, name: str) -> None:
     for outcome in outcomes:
         if isinstance(outcome, Wrong) and "IntegrityError" in str(outcome):
             raise Wrong(f"two requests for the same name at once ({name!r} and "
-                        f"{name.upper()!r}): both looked and found the name free, both "
-                        "inserted, and the database refused the second: your route let "
-                        "IntegrityError out, a 500. A lookup before the insert cannot prevent "
-                        "this; the unique index decides. Insert, commit inside `try:`, and "
-                        "answer 409 on IntegrityError.")
+                        f"{name.upper()!r}): the database refused the second insert and your "
+                        "route let IntegrityError out, a 500. If the route looks the name up "
+                        "first, both lookups found it free: a lookup before the insert cannot "
+                        "prevent this; the unique index decides. Insert, commit inside `try:`, "
+                        "and answer 409 on IntegrityError.")
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
@@ -533,7 +562,7 @@ async def _check_create_artist_on(create_artist: Any, backend: str, seed: int) -
     url = await _database("check-09-q3" if backend == "sqlite" else "check_09_q3", backend)
     async with _served(url, [("/artists", "POST", create_artist, 201)]) as (client, engine):
         name = f"The Check Quartet {rng.randrange(10_000, 99_999)}"
-        body = {"name": name, "albums": ["Side B", "Side A"]}
+        body = {"name": name, "albums": ["Side B", "Side A", "Side B", "100% O'Brien_"]}
         response = await _create(client, body)
         _status(response, 201, f"POST /artists {body}")
         got, stored = response.json(), await _stored(engine, name)
@@ -546,11 +575,12 @@ async def _check_create_artist_on(create_artist: Any, backend: str, seed: int) -
         if got != {"artist_id": artist_id, "name": name}:
             raise Wrong(f"POST /artists answered {got}; expected {{'artist_id': {artist_id}, "
                         f"'name': {name!r}}} (ArtistOut of the stored row).")
-        if titles != ["Side A", "Side B"]:
-            raise Wrong(f"POST /artists {body} stored the albums {titles}; expected the two "
-                        "albums of the request, with the new artist's id.")
+        if titles != sorted(body["albums"]):
+            raise Wrong(f"POST /artists {body} stored the albums {titles}; expected every album "
+                        f"of the request, a repeated title as often as it was sent, "
+                        f"{sorted(body['albums'])}, with the new artist's id.")
         for hostile in HOSTILE_INPUTS:
-            response = await _create(client, {"name": hostile})
+            response = await _create(client, {"name": hostile, "albums": []})
             _status(response, 201, f"POST /artists {{'name': {hostile!r}}}")
             if [s[1] for s in await _stored(engine, hostile)] != [hostile]:
                 raise Wrong(f"the name {hostile!r} was not stored exactly as sent: a name is "
@@ -610,12 +640,15 @@ async def _check_create_artist(create_artist) -> str:
 
 q3 = Exercise(
     "09", "q3", "create_artist", _check_create_artist,
-    hints=["Build `artist = Artist(name=new.name)` and its albums, "
-           "`artist.albums = [Album(title=t) for t in new.albums]`, then `session.add(artist)`.",
-           "Commit once, inside `try:`; `except IntegrityError:` roll back and `raise "
-           "HTTPException(status_code=409, detail=...)`. Catch nothing else.",
-           "Commit in the route, before returning: code after `yield` in a dependency runs after "
-           "the response is sent, too late to turn a failed commit into an error."],
+    hints=["Let the database decide whether a name is taken: its unique index refuses a second "
+           "one when you commit, and no lookup of yours can see a request that is inserting the "
+           "same name at this very moment. Add the artist with its albums, then commit once.",
+           "Commit inside `try:`, in the route, before returning; catch IntegrityError only, roll "
+           "back and answer 409 (HTTPException). Any other error goes through as a 500.",
+           "`artist = Artist(name=new.name, albums=[Album(title=t) for t in new.albums])`; "
+           "`session.add(artist)`; `try: await session.commit()` / `except IntegrityError: await "
+           "session.rollback(); raise HTTPException(status_code=409, detail=...) from None`; "
+           "`return artist`."],
     limit=30.0,
     title="POST /artists: 201, 409 and nothing left behind",
 )
@@ -627,12 +660,15 @@ Q4_SETUP = [  # gaps in the ids; PostgreSQL wants the rows that point at them go
     ("DELETE FROM invoice_line WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
     ("DELETE FROM playlist_track WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
     ("DELETE FROM track WHERE track_id IN (3, 4, 10, 11, 12, 40)", {}),
-    ("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
-     "VALUES (:i, :n, NULL, 1, 1000, :p)", {"i": 99_999, "n": "A loose track, 100% single_", "p": 1.99}),
+    *[("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
+       "VALUES (:i, :n, NULL, 1, 1000, :p)", {"i": i, "n": n, "p": 1.99})
+      for i, n in ((99_999, "A loose track, 100% single_"), (99_998, "Back\\slash, 50\\% off"))],
 ]
 # Only ASCII letters: how "ignoring case" treats Ü differs between databases (SQLite folds
 # A-Z only), so the statement promises nothing beyond ASCII and the check asks nothing more.
-SEARCHES = ["love", "LOVE", "rOcK", *HOSTILE_INPUTS, "100%", "single_"]
+# The backslash is LIKE's escape character on PostgreSQL: searched for, it must find only the
+# names that hold one. An empty search text is contained in every name.
+SEARCHES = ["love", "LOVE", "rOcK", *HOSTILE_INPUTS, "100%", "single_", "\\", "\\%", ""]
 # On PostgreSQL, rewriting some early rows moves them to the end of the table's heap: a query
 # without ORDER BY then returns them last (SQLite keeps rowid order, which is track_id here).
 Q4_SHUFFLE = [("UPDATE track SET name = name WHERE track_id IN (1, 2, 5, 7, 13, 20, 21)", {})]
@@ -688,8 +724,8 @@ async def _check_list_tracks(list_tracks) -> str:
         many = await _check_list_tracks_on(list_tracks, backend)
     return ("on SQLite and PostgreSQL: pages of every size over ids with gaps, in order, with "
             f"album and artist, in at most 3 statements (60 tracks: {many}); 422 for a bad limit "
-            f"or offset; {len(SEARCHES)} searches ignoring case, hostile ones included, treated "
-            "as plain text.")
+            f"or offset; {len(SEARCHES)} searches ignoring case (quotes, %, _, a backslash and an "
+            "empty text among them), each treated as plain text.")
 
 
 async def _check_list_tracks_on(list_tracks: Any, backend: str) -> int:
@@ -742,6 +778,10 @@ async def _check_list_tracks_on(list_tracks: Any, backend: str) -> int:
         for q in SEARCHES:
             what = f"GET /tracks?q={q}&limit=100"
             want = (await _tracks_json(engine, q))[:100]
+            if q == "":  # an empty search: every track, or a 422 from a min_length on q
+                response = await _send(client, "GET", "/tracks", params={"q": q, "limit": 100})
+                if response.status_code == 422:
+                    continue
             try:
                 got, count = await _page(client, engine, q=q, limit=100)
             except LearnerError as exc:
@@ -752,6 +792,12 @@ async def _check_list_tracks_on(list_tracks: Any, backend: str) -> int:
                 raise
             if got == want:
                 continue
+            if "\\" in q:
+                raise Wrong(f"{what} returned track ids {_ids(got)[:8]}; expected {_ids(want)[:8]}, "
+                            "the names that hold a backslash. Most likely the backslash reached LIKE "
+                            "unescaped: it is LIKE's escape character on PostgreSQL (and wherever "
+                            "`escape='\\'` is given). `Track.name.icontains(q, autoescape=True)` "
+                            "escapes it along with % and _.")
             if len(got) > len(want) and q in ("%", "_", "100%", "single_"):
                 raise Wrong(f"{what} returned {len(got)} tracks; only {len(want)} names contain "
                             f"{q!r}: % and _ are LIKE wildcards. `Track.name.icontains(q, "
@@ -773,12 +819,17 @@ async def _check_list_tracks_on(list_tracks: Any, backend: str) -> int:
 
 q4 = Exercise(
     "09", "q4", "list_tracks", _check_list_tracks,
-    hints=["Parameters: `session: SessionDep, q: str | None = None, limit: Annotated[int, "
-           "Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0)] = 0`.",
-           "`stmt = select(Track).order_by(Track.track_id).limit(limit).offset(offset)`; when q "
-           "is given, add `.where(Track.name.icontains(q, autoescape=True))`.",
-           "TrackRow reads track.album and album.artist: add `.options(selectinload(Track.album)"
-           ".selectinload(Album.artist))` and return `(await session.scalars(stmt)).all()`."],
+    hints=["The signature already validates limit and offset. One select(Track) does the rest: "
+           "an order (a page without one is whatever the database finds first), the page, the "
+           "optional search, and the albums and artists that TrackRow reads, loaded with the "
+           "page rather than one query per track.",
+           "Order by track_id, then `.limit()` and `.offset()`; search with `icontains`, which "
+           "ignores case, and its `autoescape=True`, which makes % and _ plain characters; load "
+           "`Track.album` and then `Album.artist` with a chained `selectinload`.",
+           "`stmt = select(Track).options(selectinload(Track.album).selectinload(Album.artist))"
+           ".order_by(Track.track_id).limit(limit).offset(offset)`; `if q is not None: stmt = "
+           "stmt.where(Track.name.icontains(q, autoescape=True))`; `return (await "
+           "session.scalars(stmt)).all()`."],
     limit=20.0,
     title="GET /tracks: a page, a search, no N+1",
 )
@@ -815,9 +866,15 @@ class _LyricsProbe:
         return f"lyrics of {name}"
 
 
-def _blocked_loop() -> Wrong:
+def _blocked_loop(error: BaseException | None = None) -> Wrong:
+    passed_a_value = ""
+    if isinstance(error, TypeError) and "callable" in str(error):
+        passed_a_value = (f" Then your route raised TypeError ({str(error).splitlines()[0]}): "
+                          "`to_thread(fetch_lyrics(name))` calls fetch_lyrics right away, on the "
+                          "loop, and hands to_thread its result instead of the function.")
     return Wrong("fetch_lyrics ran on the event loop's own thread: while it waits, every other "
-                 "request of the app waits too. Run it in a worker thread: "
+                 f"request of the app waits too.{passed_a_value} Run it in a worker thread, "
+                 "passing the function and its argument separately: "
                  "`lyrics = await asyncio.to_thread(fetch_lyrics, track.name)`.")
 
 
@@ -845,9 +902,9 @@ async def _check_track_lyrics(track_lyrics) -> str:
 
             try:
                 response = await _send(client, "GET", "/tracks/1/lyrics")
-            except LearnerError:
+            except LearnerError as exc:
                 if probe.on_loop:
-                    raise _blocked_loop() from None
+                    raise _blocked_loop(exc.__cause__) from None
                 raise
             if probe.on_loop:
                 raise _blocked_loop()
@@ -892,13 +949,16 @@ async def _check_track_lyrics(track_lyrics) -> str:
 
 q5 = Exercise(
     "09", "q5", "track_lyrics", _check_track_lyrics,
-    hints=["Read the track first: `track = await session.get(Track, track_id)`, and 404 if it is "
-           "None.",
-           "fetch_lyrics blocks: called directly in an `async def` route, it stops the event "
-           "loop, and with it every other request.",
-           "`lyrics = await asyncio.to_thread(fetch_lyrics, track.name)` runs it in a worker "
-           "thread while the loop serves other requests. Pass the function and its argument; "
-           "do not call it yourself."],
+    hints=["fetch_lyrics blocks: called directly in an `async def` route, it holds the event "
+           "loop, and with it every other request. It has to run on another thread while the "
+           "route awaits it.",
+           "Read the track first (404 if there is none, before calling the vendor); then hand "
+           "fetch_lyrics to `asyncio.to_thread`, giving it the function and its argument "
+           "separately: do not call it yourself.",
+           "`track = await session.get(Track, track_id)`; `if track is None: raise "
+           "HTTPException(status_code=404, detail=...)`; `lyrics = await "
+           "asyncio.to_thread(fetch_lyrics, track.name)`; `return Lyrics(track_id=track.track_id, "
+           "name=track.name, lyrics=lyrics)`."],
     limit=20.0,
     title="A blocking client inside an async route",
 )

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from course.checks import Exercise, TooBusy, Wrong, call
+from course.checks import Exercise, LearnerError, TooBusy, Wrong, call
 from course.databases import fresh_engine_url
 from course.probes import InFlight, LoopWitness, StatementCounter
 
@@ -52,7 +52,8 @@ def _status(response: httpx.Response, path: str, wanted: int) -> None:
 
 # (requests per second, milliseconds each request holds a connection) -> connections needed
 # (100, 70) and (25, 280) need 7: 100 * (70 / 1000) is 7.000000000000001 in floating point.
-POOL_CASES = [(200, 50), (55, 20), (100, 70), (30, 100), (7, 1000), (25, 280), (1000, 3)]
+# (3, 1) needs 0.003 connections: still one.
+POOL_CASES = [(200, 50), (55, 20), (100, 70), (30, 100), (7, 1000), (25, 280), (1000, 3), (3, 1)]
 
 
 def _needed(rate: int, latency_ms: int) -> int:
@@ -237,7 +238,12 @@ async def _name_case(add_name_route, ids: list[int]) -> None:
     app = FastAPI()
     await call(add_name_route, app, lookup)
     async with _client(app) as client:
-        responses = await asyncio.gather(*(_get(client, f"/tracks/{i}/name") for i in ids))
+        try:
+            responses = await asyncio.gather(*(_get(client, f"/tracks/{i}/name") for i in ids))
+        except LearnerError as exc:
+            if isinstance(exc.__cause__, TypeError) and "callable" in str(exc.__cause__):
+                raise Wrong(_not_a_function(exc.__cause__, any(on_loop))) from None
+            raise
     if any(on_loop):
         raise Wrong("lookup() ran on the event loop's own thread: while it waited, no other "
                     "request could be served. Declare the route with plain `def` (FastAPI runs it "
@@ -270,6 +276,17 @@ async def _name_case(add_name_route, ids: list[int]) -> None:
         raise TooBusy()
 
 
+def _not_a_function(error: TypeError, called_on_loop: bool) -> str:
+    """A thread helper was handed a value where it wanted a function: say what that means."""
+    seen = ("lookup() ran on the event loop's own thread, and then " if called_on_loop else "")
+    likely = "" if called_on_loop else "most likely "
+    return (f"{seen}your route raised TypeError: {str(error).splitlines()[0]}. A thread helper "
+            f"(asyncio.to_thread, run_in_threadpool, run_in_executor) was {likely}given a value, "
+            "not a function: `to_thread(lookup(track_id))` calls lookup right away, on the loop, "
+            "and passes its result. Pass the function and its argument separately: "
+            "`await asyncio.to_thread(lookup, track_id)`.")
+
+
 q2 = Exercise(
     "10", "q2", "add_name_route", _check_add_name_route, limit=30,
     hints=["lookup() is synchronous: called inside `async def`, it holds the event loop's only "
@@ -286,10 +303,11 @@ q2 = Exercise(
 # --- q3: a fan-out bounded across requests ------------------------------------------------
 
 # (limit, id lists sent at the same time): a loop without a semaphore, one semaphore per
-# request and one call at a time per request each give another peak than `limit`.
+# request and one call at a time per request each give another peak than `limit`. Some ids
+# repeat within a request: each must appear in the answer as often as it was asked for.
 FANOUT_CASES = [
-    (4, [[3, 9, 1, 12, 5, 7], [2, 11, 4, 8, 6, 10], [31, 17, 23, 13, 29, 19]]),
-    (2, [[5, 1, 8, 3, 2, 13, 34]]),
+    (4, [[3, 9, 1, 12, 5, 7], [2, 11, 4, 8, 6, 10], [31, 17, 23, 31, 13, 29, 19]]),
+    (2, [[5, 1, 8, 3, 5, 2, 13, 1, 34]]),
     (5, [[40, 3, 27, 9, 81], [64, 16, 4, 2, 8, 32, 1]]),
 ]
 
@@ -307,6 +325,7 @@ async def _check_add_previews_route(add_previews_route) -> str:
 async def _fanout_case(add_previews_route, limit: int, requests: list[list[int]]) -> None:
     probe = InFlight()
     total = sum(len(ids) for ids in requests)
+    finished: list[int] = []
 
     @probe.track
     async def fetch_preview(track_id: int) -> str:
@@ -318,6 +337,7 @@ async def _fanout_case(add_previews_route, limit: int, requests: list[list[int]]
             last = probe.started
             await asyncio.sleep(0)
         await asyncio.sleep(0.001 * (track_id % 4))  # finish in another order than started
+        finished.append(track_id)
         return _preview(track_id)
 
     app = FastAPI()
@@ -328,17 +348,32 @@ async def _fanout_case(add_previews_route, limit: int, requests: list[list[int]]
     shown = f"limit={limit}, {len(requests)} request(s) at once"
     for ids, response in zip(requests, responses, strict=True):
         path = f"/previews?ids={'&ids='.join(map(str, ids))}"
+        if response.status_code == 422 and _read_from_body(response):
+            raise Wrong(f"GET {path} answered 422: FastAPI looked for `ids` in the request body "
+                        "(its error's loc is ['body', ...]), because a list parameter is read "
+                        "from the body unless told otherwise. Declare it as a query parameter: "
+                        "`ids: Annotated[list[int], Query()]`.")
         _status(response, path, 200)
         got, wanted = _json(response), [_preview(i) for i in ids]
         if got != wanted:
+            if isinstance(got, list) and len(got) < len(wanted) and set(map(str, got)) == set(wanted):
+                raise Wrong(f"GET {path} returned {len(got)} previews for {len(ids)} ids: an id "
+                            "asked for twice must be in the answer twice, each in its place "
+                            "(one result per id of the request, in their order).")
             if isinstance(got, list) and sorted(map(str, got)) == sorted(wanted):
-                raise Wrong(f"GET {path} returned the previews in the order they finished; keep "
-                            "the order of the ids (gather returns results in argument order).")
+                mine = set(ids)
+                as_finished = [_preview(i) for i in finished if i in mine]
+                how = ("in the order the calls finished" if got == as_finished
+                       else "in another order than the ids'")
+                raise Wrong(f"GET {path} returned the right previews {how}; keep the order of "
+                            "the ids (gather returns results in argument order).")
             raise Wrong(f"GET {path} returned {got!r}; expected the list {wanted!r}.")
-    if probe.started != total:
-        raise Wrong(f"fetch_preview ran {probe.started} times for {total} ids: once per id.")
+    distinct = sum(len(set(ids)) for ids in requests)
+    if not distinct <= probe.started <= total:
+        raise Wrong(f"fetch_preview ran {probe.started} times for {total} ids ({distinct} "
+                    "different within each request): once per id.")
     if probe.peak > limit:
-        if probe.peak == total:
+        if probe.peak == probe.started:
             why = "nothing limited them: every call started at once"
         elif len(requests) > 1 and probe.peak <= limit * len(requests) and probe.peak > limit + 1:
             why = (f"each request kept to {limit} of its own (its own semaphore, or batches of "
@@ -349,11 +384,19 @@ async def _fanout_case(add_previews_route, limit: int, requests: list[list[int]]
             why = f"your limit lets {probe.peak} in, not {limit}"
         raise Wrong(f"{shown}: {probe.peak} fetch_preview calls ran at once, more than {limit}: "
                     f"{why}.")
-    if probe.peak < min(limit, total):
+    if probe.peak < min(limit, probe.started):
         detail = ("one at a time within each request" if probe.peak == len(requests)
                   else f"at most {probe.peak} at once")
         raise Wrong(f"{shown}: the previews ran {detail}, leaving slots unused. Start them all "
                     f"with asyncio.gather and let the shared semaphore admit {limit} at a time.")
+
+
+def _read_from_body(response: httpx.Response) -> bool:
+    """Did FastAPI answer 422 because it wanted the parameters in the request body?"""
+    detail = _json(response)
+    errors = detail.get("detail") if isinstance(detail, dict) else None
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and list(e.get("loc", []))[:1] == ["body"] for e in errors)
 
 
 q3 = Exercise(
@@ -373,12 +416,15 @@ q3 = Exercise(
 # --- q4: one query instead of N+1 ---------------------------------------------------------
 
 NEW_ARTIST = 90210
+# The new artist's albums and tracks are inserted out of id order, and their titles sort in
+# another order still: on PostgreSQL a query without ORDER BY returns them as inserted, and
+# ordering by title gives a third order (SQLite returns rowid order, which is the id here).
 NEW_DATA = [
     ("INSERT INTO artist (artist_id, name) VALUES (:a, :n)",
      [{"a": NEW_ARTIST, "n": "O'Brien \"live\""}, {"a": NEW_ARTIST + 1, "n": "x' OR '1'='1"}]),
     ("INSERT INTO album (album_id, title, artist_id) VALUES (:id, :t, :a)",
-     [{"id": 6007, "t": "Zebra", "a": NEW_ARTIST}, {"id": 4003, "t": "Apples", "a": NEW_ARTIST},
-      {"id": 5001, "t": "Nothing here yet", "a": NEW_ARTIST}]),
+     [{"id": 6007, "t": "Middle", "a": NEW_ARTIST}, {"id": 4003, "t": "Zebra crossing", "a": NEW_ARTIST},
+      {"id": 5001, "t": "Apples, nothing here yet", "a": NEW_ARTIST}]),
     ("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
      "VALUES (:id, :n, :al, 1, 1000, 0.99)",
      [{"id": 9100, "n": "b side", "al": 4003}, {"id": 9007, "n": "Z first", "al": 4003},
@@ -403,7 +449,17 @@ async def _expected_catalogue(conn: Any, artist_id: int) -> dict | None:
 
 
 async def _check_add_catalogue_route(add_catalogue_route) -> str:
-    url = await fresh_engine_url("check-10-q4")
+    # the learner's function builds two apps: one on SQLite, one on PostgreSQL
+    for backend, cases in (("sqlite", CATALOGUE_CASES), ("postgresql", CATALOGUE_CASES[::-1])):
+        await _catalogue_on(add_catalogue_route, backend, cases)
+    return ("on SQLite and PostgreSQL: one statement per request, whatever the number of "
+            "albums; albums and tracks in id order on rows stored out of order; empty albums, "
+            "unknown artists and quoted names handled.")
+
+
+async def _catalogue_on(add_catalogue_route, backend: str, cases: list[int]) -> None:
+    name = "check-10-q4" if backend == "sqlite" else "check_10_q4"
+    url = await fresh_engine_url(name, backend)  # type: ignore[arg-type]
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
@@ -416,21 +472,26 @@ async def _check_add_catalogue_route(add_catalogue_route) -> str:
             async with sessionmaker() as session:
                 yield session
 
-        for round_ in range(2):  # the learner's function builds two apps
-            app = FastAPI()
-            await call(add_catalogue_route, app, get_session)
-            async with _client(app) as client:
-                cases = CATALOGUE_CASES if round_ == 0 else CATALOGUE_CASES[::-1]
-                for artist_id in cases:
-                    await _catalogue_case(client, engine, artist_id, expected[artist_id])
-        return ("one statement per request, whatever the number of albums; empty albums, "
-                "unknown artists and quoted names handled.")
+        app = FastAPI()
+        await call(add_catalogue_route, app, get_session)
+        async with _client(app) as client:
+            for artist_id in cases:
+                try:
+                    await _catalogue_case(client, engine, artist_id, expected[artist_id], backend)
+                except LearnerError as exc:
+                    if backend == "postgresql" and "does not exist" in str(exc):
+                        raise Wrong(f"GET /artists/{artist_id}/catalogue failed on PostgreSQL, "
+                                    f"where the check runs it too: {exc}. Write the query with "
+                                    "select(), joins and joinedload, which SQLAlchemy turns into "
+                                    "each database's SQL, not with SQL that only SQLite "
+                                    "knows.") from None
+                    raise
     finally:
         await engine.dispose()
 
 
 async def _catalogue_case(client: httpx.AsyncClient, engine: AsyncEngine, artist_id: int,
-                          wanted: dict | None) -> None:
+                          wanted: dict | None, backend: str) -> None:
     path = f"/artists/{artist_id}/catalogue"
     with StatementCounter(engine) as counter:
         response = await _get(client, path)
@@ -452,18 +513,31 @@ async def _catalogue_case(client: httpx.AsyncClient, engine: AsyncEngine, artist
         _status(response, path, 200)
         got = _json(response)
         if got != wanted:
-            raise Wrong(_catalogue_difference(path, got, wanted))
+            on = "SQLite" if backend == "sqlite" else "PostgreSQL"
+            raise Wrong(_catalogue_difference(f"{path} (on {on})", got, wanted))
     if counter.count > 1:
         albums = len(wanted["albums"]) if wanted else 0
         if counter.count == 2 and albums > 1:
-            how = "selectinload runs a second SELECT for the albums' tracks"
+            reads = [", ".join(_tables(s)) or "?" for s in counter.statements]
+            how = f"the first read {reads[0]}, the second {reads[1]}"
+            if re.search(r"\bIN\s*\(", counter.statements[1], re.IGNORECASE):
+                how += " with `IN (...)`, the query selectinload adds"
         elif counter.count >= albums + 1 and albums > 2:
             how = f"that is one more per album ({albums} albums): the N+1 pattern"
         else:
-            how = ("one per level (artist, albums, tracks), as selectinload or separate queries "
-                   "do: not N+1, but not the one round trip asked for")
+            reads = [", ".join(_tables(s)) or "?" for s in counter.statements]
+            how = f"they read {'; '.join(reads)}"
+            if reads == ["artist", "album", "track"]:
+                how += (": one per level (artist, albums, tracks), as selectinload or separate "
+                        "queries do; not N+1, but not the one round trip asked for")
         raise Wrong(f"GET {path} ran {counter.count} SQL statements; {how}. Load everything in "
                     "one statement: joinedload (with .unique()), or one select() with outer joins.")
+
+
+def _tables(statement: str) -> list[str]:
+    """The tables a SQL statement reads, in the order it names them."""
+    names = re.findall(r"\b(?:FROM|JOIN)\s+\"?(\w+)", statement, re.IGNORECASE)
+    return list(dict.fromkeys(name.lower() for name in names))
 
 
 def _catalogue_difference(path: str, got: Any, wanted: dict) -> str:
@@ -476,10 +550,13 @@ def _catalogue_difference(path: str, got: Any, wanted: dict) -> str:
     if mine != titles:
         empty = [a["title"] for a in wanted["albums"] if not a["tracks"]]
         if [t for t in titles if t not in empty] == mine and empty:
-            return (f"GET {path} left out the album(s) {empty}, which have no tracks yet: an "
-                    "inner join drops them. Use an outer join (or joinedload, which is one).")
+            return (f"GET {path} left out the album(s) {empty}, which have no tracks yet, as "
+                    "an inner join from albums to tracks does. Use an outer join (or joinedload, "
+                    "which is one).")
         if sorted(map(str, mine)) == sorted(titles):
-            return f"GET {path} listed the albums in another order; order them by album_id."
+            return (f"GET {path} listed the albums {mine}, in another order than album_id's: "
+                    "add `.order_by(Album.album_id, Track.track_id)` to a select() of your own "
+                    "(joinedload follows the relationships' order_by, which is by id).")
         return f"GET {path} listed the albums {mine}; expected {titles}."
     for album, want in zip(got["albums"], wanted["albums"], strict=True):
         if album != want:
@@ -494,10 +571,13 @@ q4 = Exercise(
     "10", "q4", "add_catalogue_route", _check_add_catalogue_route, limit=60,
     hints=["Count the statements: one for the artist, one per album for its tracks. Ask for "
            "the artist, its albums and their tracks in a single SELECT instead.",
-           "`select(Artist).where(Artist.artist_id == artist_id).options(joinedload(Artist.albums)"
-           ".joinedload(Album.tracks))` is one statement with outer joins; a joined collection "
-           "needs `.unique()` on the result.",
-           "`artist = (await session.scalars(stmt)).unique().one_or_none()`; 404 if None; then "
+           "joinedload loads a relationship in the same statement, with an outer join (so an "
+           "artist without albums still comes back); chain it from the artist's albums to each "
+           "album's tracks. A joined collection repeats the artist's row once per track: call "
+           "`.unique()` on the result.",
+           "`stmt = select(Artist).where(Artist.artist_id == artist_id).options(joinedload("
+           "Artist.albums).joinedload(Album.tracks))`; `artist = (await "
+           "session.scalars(stmt)).unique().one_or_none()`; 404 if None; then "
            "`{\"artist\": artist.name, \"albums\": [{\"title\": a.title, \"tracks\": [t.name for t "
            "in a.tracks]} for a in artist.albums]}` (the models order albums and tracks by id)."],
     title="One query instead of N+1",

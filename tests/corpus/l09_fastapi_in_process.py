@@ -10,15 +10,15 @@ import time
 import warnings
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import joinedload, selectinload, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackOut, TrackRow
@@ -331,7 +331,7 @@ async def create_artist_400(new: ArtistIn, session: SessionDep) -> ArtistOut:
     return artist
 
 
-@wrong("q3", expect="not stored exactly as sent")
+@wrong("q3", expect="never paste it into SQL")
 async def create_artist_fstring(new: ArtistIn, session: SessionDep) -> ArtistOut:
     try:
         artist_id = await session.scalar(text(
@@ -500,7 +500,7 @@ async def track_lyrics_blocking(track_id: int, session: SessionDep) -> dict:
     return {"track_id": track.track_id, "name": track.name, "lyrics": fetch_lyrics(track.name)}
 
 
-@wrong("q5", expect="on the event loop's own thread")
+@wrong("q5", expect="hands to_thread its result instead of the function")
 async def track_lyrics_called_before_to_thread(track_id: int, session: SessionDep) -> dict:
     track = await session.get(Track, track_id)
     if track is None:
@@ -696,3 +696,202 @@ async def read_album_two_queries(album_id: int, session: SessionDep) -> AlbumOut
                     artist=ArtistOut(artist_id=art.artist_id, name=art.name),
                     tracks=[TrackOut.model_validate(t) for t in tracks])
 
+
+# --- inputs the first corpus never sent: tracks stored out of id order (PostgreSQL), repeated
+# album titles, a backslash and an empty text as searches; more differently-correct shapes ---
+
+@wrong("q1", expect="is a sessionmaker")
+def create_app_sync_sessionmaker(url):
+    @asynccontextmanager
+    async def lifespan(app):
+        engine = create_async_engine(url)
+        try:
+            yield {"sessionmaker": sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)}
+        finally:
+            await engine.dispose()
+    return FastAPI(lifespan=lifespan)
+
+@wrong("q1", expect="still held")
+def create_app_disposes_nothing(url):
+    @asynccontextmanager
+    async def lifespan(app):
+        engine = create_async_engine(url)
+        yield {"sessionmaker": async_sessionmaker(engine, expire_on_commit=False)}
+    return FastAPI(lifespan=lifespan)
+
+@correct("q1")
+def create_app_exit_stack(url):
+    @asynccontextmanager
+    async def lifespan(app):
+        async with AsyncExitStack() as stack:
+            engine = create_async_engine(url, pool_size=3)
+            stack.push_async_callback(engine.dispose)
+            yield {"sessionmaker": async_sessionmaker(bind=engine, class_=AsyncSession, expire_on_commit=False)}
+    app = FastAPI(lifespan=lifespan)
+    return app
+
+@correct("q1")
+def create_app_state_too(url):
+    @asynccontextmanager
+    async def lifespan(app):
+        engine = create_async_engine(url)
+        app.state.engine = engine
+        maker = async_sessionmaker(engine, expire_on_commit=False)
+        app.state.sessionmaker = maker
+        yield {"sessionmaker": maker}
+        await engine.dispose()
+    return FastAPI(title="store", lifespan=lifespan)
+
+def _album_dict(album, tracks):
+    return {"album_id": album.album_id, "title": album.title,
+            "artist": {"artist_id": album.artist.artist_id, "name": album.artist.name},
+            "tracks": [{"track_id": t.track_id, "name": t.name, "milliseconds": t.milliseconds,
+                        "unit_price": str(t.unit_price)} for t in tracks]}
+
+@wrong("q2", expect="wrong order")
+async def read_album_tracks_unordered(album_id: int, session: SessionDep) -> dict:
+    album = await session.get(Album, album_id, options=[selectinload(Album.artist)])
+    if album is None:
+        raise HTTPException(status_code=404)
+    tracks = (await session.scalars(select(Track).where(Track.album_id == album_id))).all()
+    return _album_dict(album, tracks)
+
+@wrong("q2", expect="wrong order")
+async def read_album_tracks_by_length(album_id: int, session: SessionDep) -> dict:
+    album = await session.get(Album, album_id, options=[selectinload(Album.artist)])
+    if album is None:
+        raise HTTPException(status_code=404)
+    tracks = (await session.scalars(select(Track).where(Track.album_id == album_id)
+                                    .order_by(Track.milliseconds.desc()))).all()
+    return _album_dict(album, tracks)
+
+@correct("q2")
+async def read_album_sorted_in_python(album_id: int, session: SessionDep) -> AlbumOut:
+    album = (await session.execute(select(Album).where(Album.album_id == album_id)
+                                   .options(joinedload(Album.artist)))).scalar_one_or_none()
+    if album is None:
+        raise HTTPException(404, "no such album")
+    tracks = sorted(await session.scalars(select(Track).where(Track.album_id == album_id)),
+                    key=lambda t: t.track_id)
+    return AlbumOut(album_id=album.album_id, title=album.title,
+                    artist=ArtistOut.model_validate(album.artist),
+                    tracks=[TrackOut.model_validate(t) for t in tracks])
+
+@correct("q2")
+async def read_album_one_joined_query(album_id: int, session: SessionDep) -> AlbumOut:
+    result = await session.scalars(select(Album).where(Album.album_id == album_id)
+                                   .options(joinedload(Album.artist), joinedload(Album.tracks)))
+    album = result.unique().one_or_none()
+    if album is None:
+        raise HTTPException(status_code=404, detail="not found")
+    return album
+
+@wrong("q3", expect="stored the albums")
+async def create_artist_set_of_titles(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    artist = Artist(name=new.name, albums=[Album(title=t) for t in set(new.albums)])
+    session.add(artist)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise HTTPException(409) from None
+    return artist
+
+@correct("q3")
+async def create_artist_flush_then_albums(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    try:
+        artist = Artist(name=new.name)
+        session.add(artist)
+        await session.flush()
+        session.add_all([Album(title=t, artist_id=artist.artist_id) for t in new.albums])
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise HTTPException(status_code=409, detail=str(exc.orig)[:50]) from exc
+    return ArtistOut(artist_id=artist.artist_id, name=artist.name)
+
+@correct("q3")
+async def create_artist_begin_block(new: ArtistIn, session: SessionDep) -> ArtistOut:
+    artist = Artist(name=new.name)
+    try:
+        async with session.begin():
+            session.add(artist)
+            for title in new.albums:
+                artist.albums.append(Album(title=title))
+    except IntegrityError:
+        raise HTTPException(409, "taken") from None
+    return ArtistOut.model_validate(artist)
+
+
+@wrong("q4", expect="backslash")
+async def list_tracks_escapes_wildcards_only(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                             offset: Offset = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(offset))
+    if q is not None:
+        safe = q.replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Track.name.ilike(f"%{safe}%", escape="\\"))
+    return list((await session.scalars(stmt)).all())
+
+@wrong("q4", expect="LIKE wildcards")
+async def list_tracks_bang_escape_without_bang(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                               offset: Offset = 0) -> list[TrackRow]:
+    # escapes % and _ with "!" but never declares "!" as the escape character: LIKE ignores it
+    stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
+            .order_by(Track.track_id).limit(limit).offset(offset))
+    if q is not None:
+        safe = q.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        stmt = stmt.where(func.lower(Track.name).like(f"%{safe.lower()}%"))
+    return list((await session.scalars(stmt)).all())
+
+@correct("q4")
+async def list_tracks_instr_lower(session: SessionDep, q: str | None = None, limit: Limit = 20,
+                                  offset: Offset = 0) -> list[TrackRow]:
+    stmt = (select(Track).options(joinedload(Track.album).joinedload(Album.artist))
+            .order_by(Track.track_id).offset(offset).limit(limit))
+    if q:
+        stmt = stmt.where(func.lower(Track.name).contains(q.lower(), autoescape=True))
+    return (await session.scalars(stmt)).all()
+
+@correct("q4")
+async def list_tracks_nonempty_q(session: SessionDep, q: Annotated[str | None, Query(min_length=1)] = None,
+                                 limit: Limit = 20, offset: Offset = 0) -> list[TrackRow]:
+    stmt = select(Track).order_by(Track.track_id)
+    if q is not None:
+        stmt = stmt.filter(Track.name.icontains(q, autoescape=True))
+    stmt = stmt.limit(limit).offset(offset).options(selectinload(Track.album).joinedload(Album.artist))
+    return list(await session.scalars(stmt))
+
+
+@wrong("q5", expect="on the event loop's own thread")
+async def track_lyrics_sync_in_async_wrapper(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=404)
+    async def fetch():
+        return fetch_lyrics(track.name)  # async wrapper, still runs on the loop
+    return {"track_id": track.track_id, "name": track.name, "lyrics": await fetch()}
+
+@wrong("q5", expect="expected 404")
+async def track_lyrics_500_for_missing(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=500, detail="lookup failed")
+    lyrics = await asyncio.to_thread(fetch_lyrics, track.name)
+    return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
+
+@correct("q5")
+async def track_lyrics_run_in_executor(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=404, detail="no such track")
+    loop = asyncio.get_running_loop()
+    lyrics = await loop.run_in_executor(None, fetch_lyrics, track.name)
+    return {"track_id": track_id, "name": track.name, "lyrics": lyrics}
+
+@correct("q5")
+async def track_lyrics_lambda(track_id: int, session: SessionDep) -> dict:
+    name = await session.scalar(select(Track.name).where(Track.track_id == track_id))
+    if name is None:
+        raise HTTPException(status_code=404)
+    return {"track_id": track_id, "name": name, "lyrics": await asyncio.to_thread(lambda: fetch_lyrics(name))}
