@@ -153,7 +153,10 @@ def test(python: Path) -> int:
     home = ROOT / ".course" / "test"
     shutil.rmtree(home, ignore_errors=True)
     env = {**os.environ, "COURSE_HOME": str(home)}
-    code = _run([python, "-m", "pytest", "-n", "2", "--dist", "loadscope", "-q"], env=env).returncode
+    # Temporary folders under COURSE_HOME too: another pytest run on the machine then never cleans
+    # up (or re-permissions) a folder this run's embedded PostgreSQL is still using.
+    code = _run([python, "-m", "pytest", "-n", "2", "--dist", "loadscope", "-q",
+                 f"--basetemp={home / 'tmp'}"], env=env).returncode
     if code == 0:
         code = _run([python, "tests/after_suite.py"], env=env).returncode
     return code
