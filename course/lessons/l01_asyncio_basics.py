@@ -469,6 +469,13 @@ async def _check_run_script_main(run_script_main) -> str:
         raise Wrong(f"run_script_main(main) returned {got!r}; return what main() returns, here 'AC/DC'.")
     if thread == threading.get_ident():
         raise Wrong("main ran in the notebook's thread; run it in a worker thread.")
+    if not loop.is_closed():
+        if not loop.is_running():
+            loop.close()
+        raise Wrong("main's loop was still open after run_script_main returned: a loop you "
+                    "create is yours to close (new_event_loop() or a Runner that is never "
+                    "closed leaks its selector and sockets). asyncio.run() closes it for you: "
+                    "`await asyncio.to_thread(asyncio.run, main())`.")
     if witness.busy:
         raise TooBusy()
     return "main ran on its own loop in a worker thread, and the notebook's loop kept running."

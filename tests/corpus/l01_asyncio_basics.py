@@ -353,3 +353,45 @@ def run_steps_with_own_loop(steps):
 @correct("q5")
 async def run_script_main_in_executor(main):
     return await asyncio.get_running_loop().run_in_executor(None, asyncio.run, main())
+
+
+# --- loops never closed, and loops closed by hand ----------------------------------------------
+
+
+@wrong("q4", expect="still open after run_steps returned")
+def run_steps_runner_never_closed(steps):
+    runner = asyncio.Runner()  # its loop is created on the first run() and never closed
+    return [runner.run(step()) for step in steps]
+
+
+@wrong("q5", expect="loop was still open after run_script_main returned")
+async def run_script_main_new_loop_never_closed(main):
+    loop = asyncio.new_event_loop()
+    return await asyncio.to_thread(loop.run_until_complete, main())
+
+
+@wrong("q5", expect="loop was still open after run_script_main returned")
+async def run_script_main_runner_never_closed(main):
+    runner = asyncio.Runner()
+    return await asyncio.to_thread(runner.run, main())
+
+
+@correct("q5")
+async def run_script_main_new_loop_closed_in_the_thread(main):
+    def run():
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    return await asyncio.to_thread(run)
+
+
+@correct("q5")
+async def run_script_main_runner_in_the_thread(main):
+    def run():
+        with asyncio.Runner() as runner:
+            return runner.run(main())
+
+    return await asyncio.to_thread(run)
