@@ -72,7 +72,12 @@ CUSTOMERS_SQL = """
     ORDER BY country, last_name
 """
 
-COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"], ["Canada", "India", "Canada"]]
+# A country whose name holds the separator a comma-joined list would be split at, and an
+# empty name: both must stay one value each.
+COMMA_COUNTRY = "Korea, Republic of"
+MOVE_TO_COMMA_COUNTRY = "UPDATE customer SET country = $1 WHERE customer_id IN (23, 26)"
+COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"], ["Canada", "India", "Canada"],
+                 [COMMA_COUNTRY, "Norway", ""]]
 
 
 async def _check_customers_in(customers_in) -> str:
@@ -80,6 +85,7 @@ async def _check_customers_in(customers_in) -> str:
     try:
         conn = await asyncpg.connect(db.dsn)
         try:
+            await conn.execute(MOVE_TO_COMMA_COUNTRY, COMMA_COUNTRY)
             return await _customers_cases(conn, customers_in)
         finally:
             await conn.close()
@@ -93,7 +99,7 @@ async def _customers_cases(conn: asyncpg.Connection, customers_in) -> str:
     for countries in [*COUNTRY_CASES, random.sample(every, random.randint(4, 8))]:
         got, queries = await _logged(conn, customers_in, list(countries))
         rows = _rows(got, f"customers_in(conn, [{_quoted(countries)}])")
-        if any(country in q for q in queries for country in countries):
+        if any(country and country in q for q in queries for country in countries):
             raise Wrong("the country names are inside your SQL text: you built the query from "
                         "strings (f-string, + or join). Send them as one bound parameter: "
                         "`WHERE country = any($1::text[])`, then pass the list.")
@@ -136,6 +142,14 @@ def _compare_customers(countries: list[str], rows: list[tuple], expected: list[t
     if sorted(rows) == sorted(expected):
         raise Wrong(f"{call_text} returned the right customers in the wrong order: ORDER BY "
                     "country, then last_name.")
+    lost = [country for country in countries if "," in country or not country]
+    kept = [row for row in expected if row[3] not in lost]
+    if lost and kept != expected and sorted(rows) == sorted(kept):
+        raise Wrong(f"{call_text} returned every customer but those of {COMMA_COUNTRY!r}, a "
+                    "name with a comma in it: it was not matched as one value. That happens "
+                    "when the list travels as one comma-joined string that SQL splits "
+                    "(string_to_array). Bind the list itself: `WHERE country = any($1::text[])`, "
+                    "with the Python list as the argument.")
     if len(set(countries)) < len(countries) and sorted(set(rows)) == sorted(expected):
         raise Wrong(f"{call_text} returned some customers twice: a country listed twice "
                     "matched twice (a JOIN with unnest($1) does that). Each customer comes once: "
@@ -179,6 +193,9 @@ TIED = ("Lost", "Purple, Deep")  # 92 tracks each: by name Lost comes first, by 
 SAME_NAME = "UPDATE artist SET name = 'Battlestar Galactica' WHERE artist_id = 158"
 SAME_NAME_SHOWN = ("Battlestar Galactica", 158)
 EVERY_ARTIST = 1000  # more than Chinook's 275 artists: every artist with a track comes back
+# What cuts the rows in the database: LIMIT n (not LIMIT ALL), or the SQL standard's
+# FETCH FIRST / FETCH NEXT n ROWS ONLY.
+CUTS_ROWS = re.compile(r"\blimit\s+(?!all\b)|\bfetch\s+(first|next)\b", re.IGNORECASE)
 BY_NAME_ONLY = TOP_ARTISTS_SQL.replace("GROUP BY ar.artist_id, ar.name", "GROUP BY ar.name")
 
 
@@ -244,10 +261,12 @@ async def _top_artists_cases(conn: asyncpg.Connection, top_artists) -> str:
         if n == EVERY_ARTIST and _extra_are_empty(rows, expected):
             rows = rows[:len(expected)]
         if rows == expected:
-            if queries and not any("limit" in q.lower() for q in queries):
-                raise Wrong(f"{what} sent no LIMIT, so the database sent back every artist and "
-                            "your code cut the list. Let the database sort and cut, so that only "
-                            "n rows come back: `LIMIT $1`, with n as the argument.")
+            if queries and not any(CUTS_ROWS.search(q) for q in queries):
+                raise Wrong(f"the SQL that {what} sent has no LIMIT (nor FETCH FIRST … ROWS "
+                            "ONLY), so nothing in it cuts the list at n rows: the database sends "
+                            "back every artist for your code to cut. Let the database sort and "
+                            "cut, so that only n rows come back: `LIMIT $1`, with n as the "
+                            "argument.")
             names = [list(r.keys()) for r in got[:1] if isinstance(r, asyncpg.Record)]
             if names and names[0] != ["name", "tracks"]:
                 raise Wrong(f"{what} returned columns named {names[0]}; name them `name` and "
