@@ -688,6 +688,8 @@ async def _check_collect_notifications(collect_notifications) -> str:
                 await _not_listening(conn, channel, "returned")
             await _listen_case(conn, sender, collect_notifications, "slow lane", 4, slow=True)
             await _not_listening(conn, "slow lane", "returned")
+            await _listen_case(conn, sender, collect_notifications, "none wanted", 0)
+            await _not_listening(conn, "none wanted", "returned")
             await _interrupted_case(conn, sender, collect_notifications, "stock", 3)
             await _not_listening(conn, "stock", "was interrupted")
             return ("listened, collected exactly n payloads in order (an empty one, and ones "
@@ -723,6 +725,11 @@ async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
         if not spy.count("add_listener"):
             raise Wrong("collect_notifications waited, but never called conn.add_listener(channel, "
                         "callback), so no notification could reach it.") from None
+        if n == 0:
+            raise Wrong(f"collect_notifications(conn, {channel!r}, 0) did not return within "
+                        f"{WAIT * 2:g} s: with n = 0 there is nothing to wait for, so return []. "
+                        "(A loop that awaits queue.get() before testing how many it has waits "
+                        "for one too many.)") from None
         raise Wrong(f"collect_notifications did not return within {WAIT * 2:g} s although "
                     f"{n + 1} notifications were sent: does your callback put each payload on the "
                     "queue (queue.put_nowait(payload)), and do you await queue.get() n times?") from None
@@ -730,7 +737,7 @@ async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
         if not sending.done():
             sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
-    if not spy.count("add_listener"):
+    if n and not spy.count("add_listener"):
         raise Wrong("collect_notifications never called conn.add_listener(channel, callback): "
                     "listen first, then wait for the payloads.")
     if not isinstance(got, list):
@@ -756,7 +763,7 @@ async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
                         "exactly n times.")
         raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) returned {got!r}; expected the "
                     f"payload strings as sent, in order: {expected!r}.")
-    if len(sent) >= n and returned - sent[n - 1] > PROMPT:
+    if n and len(sent) >= n and returned - sent[n - 1] > PROMPT:
         if beat.lateness > PROMPT / 3:  # the machine, not the answer, may have held the loop
             raise TooBusy()
         raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) was still waiting more than "

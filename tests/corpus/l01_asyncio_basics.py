@@ -395,3 +395,19 @@ async def run_script_main_runner_in_the_thread(main):
             return runner.run(main())
 
     return await asyncio.to_thread(run)
+
+
+@wrong("q3", expect="a falsy result")
+async def call_hook_awaits_only_truthy_awaitables(hook, *args):
+    result = hook(*args)
+    if not result:  # "nothing to await"
+        return None
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+@correct("q3")
+async def call_hook_conditional_expression(hook, *args):
+    result = hook(*args)
+    return await result if inspect.isawaitable(result) else result

@@ -637,3 +637,37 @@ async def collect_notifications_with_an_event_and_a_list(conn, channel, n):
         return payloads[:n]
     finally:
         await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="expected the first 0 of the 1 sent")
+async def collect_notifications_tests_the_count_after_waiting(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    payloads = []
+    try:
+        while True:
+            payloads.append(await queue.get())
+            if len(payloads) >= n:
+                return payloads
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@correct("q4")
+async def collect_notifications_none_wanted_without_listening(conn, channel, n):
+    if n == 0:
+        return []
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        return [await queue.get() for _ in range(n)]
+    finally:
+        await conn.remove_listener(channel, on_notify)
