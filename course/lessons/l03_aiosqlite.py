@@ -288,8 +288,9 @@ async def _check_search_tracks(search_tracks) -> str:
                             "`%` and `_`; or use instr().")
             if "'" in text and len(rows) > len(expected):
                 raise Wrong(f"{what} returned {len(rows)} tracks instead of {len(expected)}: the "
-                            "input rewrote your SQL (SQL injection). Bind it with `?` instead of "
-                            "formatting it into the query.")
+                            "text with its quote did not stay one plain value. If it went into the "
+                            "SQL, even escaped, the input can rewrite the query (SQL injection): "
+                            "bind it with `?` and pass it in the parameters.")
             if sorted(rows) == sorted(expected):
                 raise Wrong(f"{what} has the right tracks in the wrong order: ORDER BY track_id.")
             if text != text.strip() and rows == [tuple(r) for r in await observer.execute_fetchall(
@@ -582,11 +583,13 @@ async def _new_invoices(observer: aiosqlite.Connection, after: int) -> list[int]
 
 
 async def _random_lines(observer: aiosqlite.Connection) -> list[tuple[int, int]]:
-    """Two to four tracks of Chinook, ids far apart, each with a quantity of 1 to 3."""
+    """Two to four tracks of Chinook, ids far apart, each with a quantity of 1 to 3, and the
+    first of them once more: a track may come twice, each pair its own line."""
     rows = await observer.execute_fetchall(
         "SELECT track_id FROM track WHERE track_id NOT IN (13, ?) ORDER BY random() LIMIT 4",
         (PAUSED_TRACK,))
-    return [(r[0], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
+    lines = [(r[0], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
+    return [*lines, (lines[0][0], random.randint(1, 3))]  # a track twice: two lines, as given
 
 
 async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connection,
@@ -662,6 +665,10 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
         "SELECT customer_id, total FROM invoice WHERE invoice_id = ?", (second,))).fetchone()
     count = (await (await observer.execute(
         "SELECT count(*) FROM invoice_line WHERE invoice_id = ?", (second,))).fetchone())[0]
+    if count == len({t for t, _ in lines}) < len(lines):
+        raise Wrong(f"create_invoice(db, 42, {lines}) saved {count} lines for {len(lines)} pairs: "
+                    f"track {lines[0][0]} comes twice, and each pair is a line of its own. Insert "
+                    "one invoice_line per pair, as given (no dict keyed by track).")
     if (row[0] != 42 or not isinstance(row[1], (int, float))
             or abs(row[1] - expected_total) > 0.005 or count != len(lines)):
         raise Wrong(f"create_invoice(db, 42, {lines}) saved customer {row[0]}, total {row[1]!r} "

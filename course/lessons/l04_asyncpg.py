@@ -491,7 +491,7 @@ async def _ids_still_generated(observer: asyncpg.Connection) -> None:
     except asyncpg.UniqueViolationError as exc:
         raise Wrong("after your invoice, the next ordinary INSERT (one that lets PostgreSQL "
                     f"number the row) failed: {exc.constraint_name or 'a primary key'} was "
-                    "already taken. Your code chose an id itself (max + 1?), bypassing the "
+                    "already taken. Your code chose an id itself (max + 1 or count(*) + 1, say), bypassing the "
                     "identity sequence, and the sequence will hand out that id again. Let "
                     "PostgreSQL number the rows: leave the id out of the INSERT and read it with "
                     "`RETURNING invoice_id`.") from None
@@ -508,6 +508,7 @@ async def _second_invoice(conn: asyncpg.Connection, observer: asyncpg.Connection
         "SELECT track_id, unit_price FROM track WHERE track_id > 100 AND track_id <> $1 "
         "ORDER BY random() LIMIT 4", PAUSED_TRACK)
     lines = [(r["track_id"], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
+    lines.append((lines[0][0], random.randint(1, 3)))  # a track twice: two lines, as given
     prices = {r["track_id"]: r["unit_price"] for r in rows}
     total = sum(prices[t] * q for t, q in lines)
     what = f"create_invoice(conn, 42, {lines})"
@@ -541,6 +542,10 @@ async def _second_invoice(conn: asyncpg.Connection, observer: asyncpg.Connection
                                   invoice_id)
     count = await observer.fetchval("SELECT count(*) FROM invoice_line WHERE invoice_id = $1",
                                     invoice_id)
+    if count == len({t for t, _ in lines}) < len(lines):
+        raise Wrong(f"{what} saved {count} lines for {len(lines)} pairs: track {lines[0][0]} comes "
+                    "twice, and each pair is a line of its own. Insert one invoice_line per "
+                    "pair, as given (no dict keyed by track).")
     if row["customer_id"] != 42 or row["total"] != total or count != len(lines):
         raise Wrong(f"{what} saved customer {row['customer_id']}, total {row['total']} and "
                     f"{count} line(s); expected customer 42, total {total} and {len(lines)} "
@@ -794,16 +799,16 @@ RULES_DDL = """
         FOR EACH ROW EXECUTE FUNCTION course_lock_track_13();
 """
 
-PRICE_CHANGES = [
+PRICE_CHANGES = [  # not in id order: the ids come back in this order, not sorted
+    (5, Decimal("0.79")),
     (1, Decimal("1.49")),
     (2, Decimal("-0.50")),            # refused: the CHECK constraint
     (3, Decimal("1.29")),
     (13, Decimal("0.89")),            # refused: the trigger
     (4, Decimal("1000000000.00")),    # refused: too large for numeric(10, 2)
     (999_999, Decimal("0.99")),       # no such track: the UPDATE changes no row
-    (5, Decimal("0.79")),
 ]
-APPLIED = [1, 3, 5]
+APPLIED = [5, 1, 3]
 MISSING_TRACK = 999_999
 PAUSE_UPDATE_15 = f"""
     CREATE FUNCTION course_pause_update_{PAUSED_TRACK}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -903,8 +908,12 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
     if applied != APPLIED:
         refused = [i for i in ids if i not in APPLIED and i != MISSING_TRACK]
         lost = [i for i in APPLIED if i not in applied]
+        after_refusal = [i for i in APPLIED if ids.index(i) > ids.index(refused[0])]
+        if sorted(applied) == sorted(APPLIED):
+            raise Wrong(f"you returned the changed tracks {applied} in another order; return "
+                        f"them in the order of `changes`: {APPLIED}.")
         extra = ""
-        if lost:
+        if lost and lost == after_refusal:
             extra = (f" Tracks {lost} were lost after the first refusal: once a statement fails, "
                      "PostgreSQL refuses everything else in that transaction until a rollback. "
                      "Give each change its own nested `async with conn.transaction():` (a "

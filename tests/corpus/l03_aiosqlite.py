@@ -1024,3 +1024,25 @@ async def add_playlist_returning_clause(db, name, track_ids):
         await db.rollback()
         raise
     return playlist_id
+
+
+@wrong("q3", expect="each pair is a line of its own")
+async def create_invoice_merges_a_repeated_track(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)",
+            (customer_id,))
+        invoice_id = cursor.lastrowid
+        quantities = dict(lines)  # a track given twice keeps only its last quantity
+        await db.executemany(
+            "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+            "VALUES (?, ?, (SELECT unit_price FROM track WHERE track_id = ?), ?)",
+            [(invoice_id, t, t, q) for t, q in quantities.items()])
+        await db.execute(
+            "UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line "
+            "WHERE invoice_id = ?) WHERE invoice_id = ?", (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id

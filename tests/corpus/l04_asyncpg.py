@@ -871,3 +871,36 @@ async def lookup_many_returns_the_exception(pool, track_ids):
             return await conn.fetchval("SELECT name FROM track WHERE track_id = $1", track_id)
 
     return await asyncio.gather(*(one(i) for i in track_ids), return_exceptions=True)
+
+
+@wrong("q3", expect="each pair is a line of its own")
+async def create_invoice_merges_a_repeated_track(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES ($1, now(), 0) "
+            "RETURNING invoice_id", customer_id)
+        for track_id, quantity in dict(lines).items():  # a repeated track keeps one quantity
+            await conn.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+                "VALUES ($1, $2, (SELECT unit_price FROM track WHERE track_id = $2), $3)",
+                invoice_id, track_id, quantity)
+        await conn.execute(
+            "UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line "
+            "WHERE invoice_id = $1) WHERE invoice_id = $1", invoice_id)
+    return invoice_id
+
+
+@wrong("q5", expect="in another order")
+async def apply_price_changes_sorted(conn, changes):
+    applied = set()
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    status = await conn.execute(
+                        "UPDATE track SET unit_price = $2 WHERE track_id = $1", track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            if status == "UPDATE 1":
+                applied.add(track_id)
+    return sorted(applied)
