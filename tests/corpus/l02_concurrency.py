@@ -786,3 +786,26 @@ async def fetch_some_none_for_failures_is_none(ids, fetch_one):
 
     names = await asyncio.gather(*(one(i) for i in ids))
     return {i: name for i, name in zip(ids, names, strict=True) if name is not failed}
+
+
+# --- a repeated id -------------------------------------------------------------------------------
+
+
+@wrong("q1", expect="fetch_all([3, 8, 3], fetch_one) returned")
+async def fetch_all_through_a_dict(ids, fetch_one):
+    names = await asyncio.gather(*(fetch_one(i) for i in ids))
+    return list(dict(zip(ids, names, strict=True)).values())  # a repeated id comes back once
+
+
+@correct("q1")
+async def fetch_all_asks_each_distinct_id_once(ids, fetch_one):
+    distinct = list(dict.fromkeys(ids))
+    names = dict(zip(distinct, await asyncio.gather(*(fetch_one(i) for i in distinct)), strict=True))
+    return [names[i] for i in ids]
+
+
+@correct("q5")
+async def fetch_some_asks_each_distinct_id_once(ids, fetch_one):
+    distinct = list(dict.fromkeys(ids))
+    results = await asyncio.gather(*(fetch_one(i) for i in distinct), return_exceptions=True)
+    return {i: r for i, r in zip(distinct, results, strict=True) if not isinstance(r, BaseException)}
