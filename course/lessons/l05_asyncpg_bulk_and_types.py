@@ -380,9 +380,10 @@ async def _pool_cases(pool: Any) -> str:
         failed = [state for state in states if state.startswith("decoder failed")]
         if failed:
             raise Wrong(f"reading a jsonb value, your decoder raised {failed[0].split(': ', 1)[1]}"
-                        ". With format='binary', jsonb reaches the decoder as bytes that start "
-                        "with a version byte (b'\\x01'), not as JSON text. Leave the format at its "
-                        "default, 'text': then decoder=json.loads gets the JSON text.")
+                        ". It should turn the JSON text it is given into Python objects "
+                        "(decoder=json.loads does). If your codec has format='binary', jsonb "
+                        "reaches the decoder as bytes that start with a version byte (b'\\x01'), "
+                        "not as JSON text: leave the format at its default, 'text'.")
         good = states.count("ok")
         if good == POOL_SIZE:
             if round_ == "first":
