@@ -411,3 +411,23 @@ async def call_hook_awaits_only_truthy_awaitables(hook, *args):
 async def call_hook_conditional_expression(hook, *args):
     result = hook(*args)
     return await result if inspect.isawaitable(result) else result
+
+
+# --- more ways to be right and wrong on q1 and q2 ------------------------------------------------
+
+
+@correct("q1")
+async def album_title_with_get(album_id, fetch_album):
+    return (await fetch_album(album_id) or {}).get("title")
+
+
+@wrong("q1", expect="so return None")
+async def album_title_empty_string_for_missing(album_id, fetch_album):
+    album = await fetch_album(album_id)
+    return album["title"] if album else ""
+
+
+@wrong("q2", expect="pass the track's \"album_id\"")
+async def track_artist_name_album_fetched_beside_the_track(track_id, fetch_track, fetch_album, fetch_artist):
+    _, album = await asyncio.gather(fetch_track(track_id), fetch_album(163))  # a guessed album
+    return (await fetch_artist(album["artist_id"]))["name"]

@@ -1046,3 +1046,37 @@ async def create_invoice_merges_a_repeated_track(db, customer_id, lines):
         await db.rollback()
         raise
     return invoice_id
+
+
+@correct("q2")
+async def top_artists_correlated_subquery(db, n):
+    async with db.execute(
+            """
+            SELECT name, tracks FROM (
+                SELECT ar.name AS name,
+                       (SELECT count(*) FROM track AS t JOIN album AS al ON al.album_id = t.album_id
+                        WHERE al.artist_id = ar.artist_id) AS tracks
+                FROM artist AS ar)
+            WHERE tracks > 0 ORDER BY tracks DESC, name LIMIT ?
+            """, (n,)) as cursor:
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
+@wrong("q5", expect="ORDER BY last_name, first_name")
+async def customers_in_by_last_name_only(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        cursor = await db.execute(
+            "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
+            "ORDER BY last_name", (country,))
+        return [dict(row) for row in await cursor.fetchall()]
+
+
+@correct("q5")
+async def customers_in_rows_made_dicts(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        cursor = await db.execute(
+            "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
+            "ORDER BY last_name, first_name", (country,))
+        return [dict(row) for row in await cursor.fetchall()]

@@ -671,3 +671,9 @@ async def collect_notifications_none_wanted_without_listening(conn, channel, n):
         return [await queue.get() for _ in range(n)]
     finally:
         await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q1", expect="with no rows, load_lines should load nothing and return 0")
+async def load_lines_counts_the_whole_table(conn, table, rows):
+    await conn.copy_records_to_table(table, records=rows, columns=synthetic.INVOICE_LINE_COLUMNS)
+    return await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # noqa: S608 -- the check's table
