@@ -234,6 +234,14 @@ async def _check_call_hook(call_hook) -> str:
         count("no_arguments")
         return "ready"
 
+    def empty_count(table: str) -> int:  # a falsy result is a result
+        count("empty_count")
+        return 0
+
+    async def no_row(artist_id: int) -> None:  # so is None, from an async hook
+        count("no_row")
+        await asyncio.sleep(0)
+
     class Deferred:
         """An awaitable of a driver's own: neither a coroutine nor a Future."""
 
@@ -264,6 +272,12 @@ async def _check_call_hook(call_hook) -> str:
          "a library may return an awaitable of its own, neither a coroutine nor a Future: "
          "inspect.isawaitable() recognises anything you can await."),
         (no_arguments, (), "ready", "call the hook with exactly the arguments you were given."),
+        (empty_count, ("playlist_track",), 0,
+         "a falsy result (0, '', None) is still the result: return it as it is, and decide "
+         "whether to await by inspect.isawaitable(result), not by its truthiness."),
+        (no_row, (9999,), None,
+         "an async hook that returns None still returns a coroutine when called: await it, "
+         "and return its None."),
     ]
     for hook, args, expected, advice in cases:
         shown = ", ".join([hook.__name__, *map(repr, args)])
@@ -295,7 +309,8 @@ async def _check_call_hook(call_hook) -> str:
             raise Wrong(f"call_hook({shown}) returned a {type(got).__name__}, not its result: "
                         f"{advice}")
         if got != expected:
-            raise Wrong(f"call_hook({shown}) returned {got!r}; expected {expected!r}.")
+            falsy = f" {advice}" if not expected else ""  # the advice for a falsy result
+            raise Wrong(f"call_hook({shown}) returned {got!r}; expected {expected!r}.{falsy}")
 
     async def failing_hook(artist_id: int) -> str:
         count("failing_hook")
@@ -469,6 +484,13 @@ async def _check_run_script_main(run_script_main) -> str:
         raise Wrong(f"run_script_main(main) returned {got!r}; return what main() returns, here 'AC/DC'.")
     if thread == threading.get_ident():
         raise Wrong("main ran in the notebook's thread; run it in a worker thread.")
+    if not loop.is_closed():
+        if not loop.is_running():
+            loop.close()
+        raise Wrong("main's loop was still open after run_script_main returned: a loop you "
+                    "create is yours to close (new_event_loop() or a Runner that is never "
+                    "closed leaks its selector and sockets). asyncio.run() closes it for you: "
+                    "`await asyncio.to_thread(asyncio.run, main())`.")
     if witness.busy:
         raise TooBusy()
     return "main ran on its own loop in a worker thread, and the notebook's loop kept running."

@@ -26,6 +26,8 @@ TRACKS = {
     7: "Let's Get It Up", 8: "Inject The Venom", 9: "Snowballed", 10: "Evil Walks",
     11: "C.O.D.", 12: "Breaking The Rules",
 }
+EMPTY_NAME = 13  # a track whose name is "": still a name, which a truthiness test would drop
+NAMES = {**TRACKS, EMPTY_NAME: ""}
 
 
 class _Spawned:
@@ -82,7 +84,7 @@ def _wrong_names(shown: str, got: list[Any], expected: list[str], finished: list
     """Why `got` differs from `expected`; `finished` holds the ids in the order they finished."""
     if sorted(got, key=str) != sorted(expected):
         return Wrong(f"{shown} returned {got!r}; expected {expected!r}.")
-    if got == [TRACKS[track_id] for track_id in finished]:
+    if got == [NAMES[track_id] for track_id in finished]:
         return Wrong(f"{shown} returned the right names in the order the queries finished, not "
                      "in the order of the ids (asyncio.as_completed, or a list appended as they "
                      "finish, does that). asyncio.gather returns results in the order of its "
@@ -99,8 +101,9 @@ async def _check_fetch_all(fetch_all) -> str:
     # learner might pick to fit the small cases.
     shuffled = random.sample(sorted(TRACKS), len(TRACKS))
     try:
-        for ids in ([4, 1, 3, 2, 6], [7], [], shuffled, [11, 2, 9]):
+        for ids in ([4, 1, 3, 2, 6], [7], [], shuffled, [11, EMPTY_NAME, 9], [3, 8, 3]):
             await _fetch_all_case(fetch_all, ids, spawned)
+        await _failure_reaches_caller(fetch_all, "fetch_all", (), spawned)
         await _cancelled_leaves_nothing(fetch_all, "fetch_all([1, 2, 3], fetch_one)", (), spawned,
                                         "Let CancelledError reach the caller.")
     finally:
@@ -121,27 +124,69 @@ async def _fetch_all_case(fetch_all, ids: list[int], spawned: _Spawned) -> None:
         spawned.note()
         await asyncio.sleep(delays[track_id])  # a real query waits on the database here
         finished.append(track_id)
-        return TRACKS[track_id]
+        return NAMES[track_id]
 
     shown = f"fetch_all({_ids(ids)}, fetch_one)"
     got = await call(fetch_all, list(ids), fetch_one)
     await _reject_awaitables(got, shown)
-    expected = [TRACKS[track_id] for track_id in ids]
+    expected = [NAMES[track_id] for track_id in ids]
     if not isinstance(got, list):
         raise Wrong(f"{shown} should return a list of names, not {type(got).__name__}.")
     if got != expected:
+        if "" in expected and got == [name for name in expected if name]:
+            raise Wrong(f"{shown} returned {got!r}: the empty name of track {EMPTY_NAME}, \"\", "
+                        "was dropped. It is a name like any other: keep every result (`if "
+                        "name:` tests truthiness, and \"\" is falsy).")
         raise _wrong_names(shown, got, expected, finished)
-    if probe.started != len(ids):
+    queries = _queries_wanted(ids, probe)
+    if probe.started != queries:
         raise Wrong(f"fetch_one ran {probe.started} times for {len(ids)} ids: call it once per id.")
-    if len(ids) > 1 and probe.peak == 1:
+    if queries > 1 and probe.peak == 1:
         raise Wrong(f"{shown} ran the queries one at a time: awaiting each in a loop adds up "
                     "their waits. Start them all, then wait for all: "
                     "`await asyncio.gather(*(fetch_one(i) for i in ids))`.")
-    if probe.peak < len(ids):
-        raise Wrong(f"{shown} had at most {probe.peak} queries in flight; all {len(ids)} should "
+    if probe.peak < queries:
+        raise Wrong(f"{shown} had at most {probe.peak} queries in flight; all {queries} should "
                     "run at once.")
     if probe.now:
         raise Wrong(f"{shown} returned while {probe.now} queries were still running.")
+
+
+def _queries_wanted(ids: list[int], probe: InFlight) -> int:
+    """One query per id; or one per distinct id, when the answer asked for a repeated id once."""
+    return probe.started if probe.started == len(set(ids)) else len(ids)
+
+
+async def _failure_reaches_caller(fn, name: str, extra: tuple, spawned: _Spawned) -> None:
+    """One query of [2, 4, 6] fails with LookupError: fn must fail with it (or with an
+    ExceptionGroup holding it), never return it in the list."""
+    ids = [2, 4, 6]
+
+    async def fetch_one(track_id: int) -> str:
+        spawned.note()
+        await asyncio.sleep(0 if track_id == 4 else 0.01)
+        if track_id == 4:
+            raise LookupError("no track 4 (the check's failing query)")
+        return TRACKS[track_id]
+
+    shown = f"{name}({_ids(ids)}, fetch_one{''.join(f', {x}' for x in extra)})"
+    try:
+        got = await call(fn, list(ids), fetch_one, *extra)
+    except LearnerError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, LookupError) or (
+                isinstance(cause, BaseExceptionGroup) and cause.subgroup(LookupError) is not None):
+            return
+        raise
+    await _reject_awaitables(got, shown)
+    errors = [item for item in got if isinstance(item, BaseException)] if isinstance(got, list) else []
+    if errors:
+        raise Wrong(f"the query for track 4 failed, and {shown} returned its exception in the "
+                    f"list, {errors[0]!r}, as if it were a name (gather(..., "
+                    "return_exceptions=True) does that). Let the error reach the caller: plain "
+                    "`asyncio.gather` raises it, and a TaskGroup raises it in an ExceptionGroup.")
+    raise Wrong(f"the query for track 4 failed, yet {shown} returned {got!r}: let the error "
+                "reach the caller (plain `asyncio.gather` raises it), do not hide it.")
 
 
 q1 = Exercise(
@@ -165,6 +210,7 @@ async def _check_fetch_bounded(fetch_bounded) -> str:
         await _bounded_case(fetch_bounded, [6, 2, 10, 4, 12, 1, 9, 3], 10, spawned)
         await _bounded_case(fetch_bounded, [5, 1, 8], 1, spawned)
         await _bounded_case(fetch_bounded, [], 2, spawned)
+        await _failure_reaches_caller(fetch_bounded, "fetch_bounded", (2,), spawned)
         await _bounded_case(fetch_bounded, random.sample(sorted(TRACKS), len(TRACKS)),
                             random.randint(2, 5), spawned)
         await _cancelled_leaves_nothing(fetch_bounded, "fetch_bounded([1, 2, 3], fetch_one, 2)",
@@ -355,7 +401,26 @@ async def _timeout_cases(with_timeout, spawned: _Spawned) -> str:
                         "the default): return from inside the `try`.")
     await _returns_promptly(with_timeout, spawned)
     await _lets_cancellation_through(with_timeout, spawned)
-    return "the default on a timeout, with the slow query cancelled; errors pass through."
+
+    async def own_timeout_query() -> str:
+        await asyncio.sleep(0)
+        raise TimeoutError("the driver's own command timeout")
+
+    try:
+        got = await call(with_timeout, own_timeout_query, 30.0, "(timed out)")
+    except LearnerError as exc:
+        if not isinstance(exc.__cause__, TimeoutError):
+            raise
+    else:
+        await _reject_awaitables(got, "with_timeout(own_timeout_query, 30.0, '(timed out)')")
+        raise Wrong(f"a query that raised a TimeoutError of its own at once, long before your 30 s "
+                    f"deadline, made with_timeout return {got!r}: an `except TimeoutError:` "
+                    "around asyncio.timeout (or wait_for) also catches the work's own "
+                    "TimeoutError. Give the default only when your deadline expired: `async with "
+                    "asyncio.timeout(seconds) as deadline:`, and in the `except TimeoutError:` "
+                    "return default `if deadline.expired()`, else `raise`.")
+    return ("the default on a timeout, with the slow query cancelled; errors pass through, the "
+            "query's own TimeoutError included.")
 
 
 async def _first_of(task: asyncio.Future[Any], event: asyncio.Event) -> None:
@@ -429,9 +494,11 @@ q3 = Exercise(
     hints=["`async with asyncio.timeout(seconds):` cancels the work inside it when the deadline "
            "passes, and raises TimeoutError at the end of the block.",
            "Put `return await coro_fn()` inside the `async with`, and catch TimeoutError (only "
-           "that) around it.",
-           "`try:` / `async with asyncio.timeout(seconds): return await coro_fn()` / "
-           "`except TimeoutError: return default`."],
+           "that) around it. coro_fn may raise a TimeoutError of its own: `deadline.expired()` "
+           "tells yours from it.",
+           "`try:` / `async with asyncio.timeout(seconds) as deadline: return await "
+           "coro_fn()` / `except TimeoutError:` return default if `deadline.expired()`, "
+           "else `raise` (the TimeoutError was coro_fn's own)."],
     title="A deadline that really cancels",
 )
 
@@ -506,7 +573,7 @@ FAILURES: dict[int, Callable[[int], Exception]] = {
 async def _check_fetch_some(fetch_some) -> str:
     spawned = _Spawned()
     try:
-        for ids in ([2, 4, 6, 9, 11], [4], [1, 3], []):
+        for ids in ([2, 4, 6, 9, 11], [4], [1, EMPTY_NAME, 9], [], [6, 4, 6]):
             await _fetch_some_case(fetch_some, ids, spawned)
         await _fetch_some_cancelled(fetch_some, spawned)
     finally:
@@ -577,7 +644,7 @@ async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> Non
             waiter.cancel()
         for _ in range(10):
             await asyncio.sleep(0)
-        return TRACKS[track_id]
+        return NAMES[track_id]
 
     shown = f"fetch_some({_ids(ids)}, fetch_one)"
     try:
@@ -606,14 +673,19 @@ async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> Non
     if errors:
         raise Wrong(f"{shown} put exception objects in the dict (such as {errors[0]!r}): skip "
                     "the results that are exceptions, `isinstance(result, BaseException)`.")
-    expected = {track_id: TRACKS[track_id] for track_id in ids if track_id not in FAILURES}
+    expected = {track_id: NAMES[track_id] for track_id in ids if track_id not in FAILURES}
+    if EMPTY_NAME in expected and got == {k: v for k, v in expected.items() if v}:
+        raise Wrong(f"{shown} returned {got!r}: track {EMPTY_NAME}'s query succeeded with the "
+                    "empty name \"\", and your code dropped it. Tell a failure by its exception "
+                    "(`isinstance(result, BaseException)`), not by truthiness: \"\" is falsy.")
     if got != expected:
         raise Wrong(f"{shown} returned {got!r}; expected {expected!r}.")
-    if probe.started != len(ids):
+    queries = _queries_wanted(ids, probe)
+    if probe.started != queries:
         raise Wrong(f"fetch_one ran {probe.started} times for {len(ids)} ids: call it once per id.")
-    if len(ids) > 1 and probe.peak < len(ids):
+    if queries > 1 and probe.peak < queries:
         raise Wrong(f"{shown} had at most {probe.peak} queries in flight; run all "
-                    f"{len(ids)} at once (gather), not one after another in a loop.")
+                    f"{queries} at once (gather), not one after another in a loop.")
     if probe.now:
         raise Wrong(f"{shown} returned while {probe.now} queries were still running.")
 

@@ -224,7 +224,10 @@ SEARCH_SQL = """
 """
 # Four track names hold a backslash ("Cavalleria Rusticana \ Act \ Intermezzo Sinfonico"). With
 # `ESCAPE '\'`, a backslash left unescaped in the text escapes the character after it instead.
-SEARCH_CASES = ["love", "LOVE", "don't", *HOSTILE_INPUTS, "100%", "Act \\ Intermezzo", " ", "Love "]
+SEARCH_CASES = ["love", "LOVE", "don't", *HOSTILE_INPUTS, "100%", "Act \\ Intermezzo", " ", "Love ", ""]
+# A covering index on (name, track_id): a query without ORDER BY then returns rows in name
+# order, not in the track_id order a plain table scan happens to give.
+NAME_ORDER_INDEX = "CREATE INDEX check_track_name ON track (name, track_id)"
 
 
 async def _random_search(observer: aiosqlite.Connection) -> str:
@@ -241,6 +244,8 @@ BIND_TEXT = "write `?` in the SQL and pass the text in the parameters, `await db
 
 async def _check_search_tracks(search_tracks) -> str:
     async with _database("check-03-q1") as (db, observer):
+        await db.execute(NAME_ORDER_INDEX)
+        await db.commit()
         for text in [*SEARCH_CASES, await _random_search(observer)]:
             what = f"search_tracks(db, {text!r})"
             watch = _Watched(db)
@@ -264,6 +269,10 @@ async def _check_search_tracks(search_tracks) -> str:
                             "parameter (`?`) instead of formatting it into the query.")
             if rows == expected:
                 continue
+            if text == "" and not rows:
+                raise Wrong(f"{what} returned no tracks; every name contains the empty text, so "
+                            f"expected all {len(expected)}. Search for the text as it is given, "
+                            "even empty (`if not text: return []` tests truthiness).")
             if rows and len(rows[0]) != 2:
                 raise Wrong(f"each row should have 2 columns (track_id, name); yours have "
                             f"{len(rows[0])}.")
@@ -279,8 +288,9 @@ async def _check_search_tracks(search_tracks) -> str:
                             "`%` and `_`; or use instr().")
             if "'" in text and len(rows) > len(expected):
                 raise Wrong(f"{what} returned {len(rows)} tracks instead of {len(expected)}: the "
-                            "input rewrote your SQL (SQL injection). Bind it with `?` instead of "
-                            "formatting it into the query.")
+                            "text with its quote did not stay one plain value. If it went into the "
+                            "SQL, even escaped, the input can rewrite the query (SQL injection): "
+                            "bind it with `?` and pass it in the parameters.")
             if sorted(rows) == sorted(expected):
                 raise Wrong(f"{what} has the right tracks in the wrong order: ORDER BY track_id.")
             if text != text.strip() and rows == [tuple(r) for r in await observer.execute_fetchall(
@@ -542,10 +552,28 @@ async def _check_create_invoice(create_invoice) -> str:
     async with _database("check-03-q3") as (db, observer):
         for trigger in (REFUSE_TRACK_13, *REFUSE_BIG_TOTAL):
             await db.execute(trigger)
+        await db.executescript(INVOICE_GAPS)
         await db.commit()
         pause = _Pause()
         await pause.install(db, "invoice_line")
         return await _invoice_cases(db, observer, create_invoice, pause)
+
+
+# Invoices deleted in the middle: the ids have gaps, so count(*) + 1 is an id already taken.
+INVOICE_GAPS = """
+    DELETE FROM invoice_line WHERE invoice_id BETWEEN 100 AND 104;
+    DELETE FROM invoice WHERE invoice_id BETWEEN 100 AND 104;
+"""
+
+
+def _id_taken(exc: LearnerError, table: str, column: str, what: str) -> None:
+    """Raise Wrong if the learner's INSERT chose an id that is already taken."""
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.IntegrityError) and f"{table}.{column}" in str(cause):
+        raise Wrong(f"{what}: your INSERT gave the new {table} an id that is already taken "
+                    f"({cause}). Ids have gaps (rows get deleted), so an id worked out from the "
+                    f"rows (count(*) + 1, say) may be in use. Leave {column} out of the INSERT, let SQLite number the row, and read "
+                    "the id from cursor.lastrowid.") from None
 
 
 async def _new_invoices(observer: aiosqlite.Connection, after: int) -> list[int]:
@@ -555,33 +583,41 @@ async def _new_invoices(observer: aiosqlite.Connection, after: int) -> list[int]
 
 
 async def _random_lines(observer: aiosqlite.Connection) -> list[tuple[int, int]]:
-    """Two to four tracks of Chinook, ids far apart, each with a quantity of 1 to 3."""
+    """Two to four tracks of Chinook, ids far apart, each with a quantity of 1 to 3, and the
+    first of them once more: a track may come twice, each pair its own line."""
     rows = await observer.execute_fetchall(
         "SELECT track_id FROM track WHERE track_id NOT IN (13, ?) ORDER BY random() LIMIT 4",
         (PAUSED_TRACK,))
-    return [(r[0], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
+    lines = [(r[0], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
+    return [*lines, (lines[0][0], random.randint(1, 3))]  # a track twice: two lines, as given
 
 
 async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connection,
                          create_invoice, pause: _Pause) -> str:
     before = await _counts(observer, "invoice", "invoice_line")
     last_id = (await (await observer.execute("SELECT max(invoice_id) FROM invoice")).fetchone())[0]
-    invoice_id = await _run(create_invoice, db, 7, list(GOOD_LINES))
+    try:
+        invoice_id = await _run(create_invoice, db, 7, list(GOOD_LINES))
+    except LearnerError as exc:
+        await _rolled_back_if_open(db)
+        _id_taken(exc, "invoice", "invoice_id", f"create_invoice(db, 7, {GOOD_LINES})")
+        raise
     if await _rolled_back_if_open(db):
         raise Wrong("create_invoice left its transaction open, so nothing is saved: the inserts "
                     "began a transaction, and only `await db.commit()` ends it.")
     if not isinstance(invoice_id, int) or isinstance(invoice_id, bool):
         raise Wrong("create_invoice should return the new invoice_id, an int (cursor.lastrowid "
                     f"after the INSERT); it returned {type(invoice_id).__name__}.")
+    new = await _new_invoices(observer, last_id)
+    if new and invoice_id not in new:
+        raise Wrong(f"create_invoice returned {invoice_id}, but the invoice it saved is "
+                    f"number {new[0]}. Return the id SQLite gave the new row: "
+                    "cursor.lastrowid, read right after the invoice's INSERT (it changes "
+                    "with every INSERT); a count of the invoices is no id, since ids have "
+                    "gaps.")
     row = await (await observer.execute(
         "SELECT customer_id, total FROM invoice WHERE invoice_id = ?", (invoice_id,))).fetchone()
     if row is None:
-        new = await _new_invoices(observer, last_id)
-        if new:
-            raise Wrong(f"create_invoice returned {invoice_id}, but the invoice it saved is "
-                        f"number {new[0]}. cursor.lastrowid changes with every INSERT: read it "
-                        "right after the invoice's INSERT, before inserting the lines, and "
-                        "return that.")
         raise Wrong(f"another connection cannot see invoice {invoice_id}: it was not committed. "
                     "Call `await db.commit()` after the last insert.")
     lines = await observer.execute_fetchall(
@@ -629,6 +665,10 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
         "SELECT customer_id, total FROM invoice WHERE invoice_id = ?", (second,))).fetchone()
     count = (await (await observer.execute(
         "SELECT count(*) FROM invoice_line WHERE invoice_id = ?", (second,))).fetchone())[0]
+    if count == len({t for t, _ in lines}) < len(lines):
+        raise Wrong(f"create_invoice(db, 42, {lines}) saved {count} lines for {len(lines)} pairs: "
+                    f"track {lines[0][0]} comes twice, and each pair is a line of its own. Insert "
+                    "one invoice_line per pair, as given (no dict keyed by track).")
     if (row[0] != 42 or not isinstance(row[1], (int, float))
             or abs(row[1] - expected_total) > 0.005 or count != len(lines)):
         raise Wrong(f"create_invoice(db, 42, {lines}) saved customer {row[0]}, total {row[1]!r} "
@@ -733,12 +773,19 @@ q3 = Exercise(
 # --- q4: a playlist with executemany -------------------------------------------------------
 
 BIND_NAME = "`VALUES (?)` in the SQL, and `(name,)` in the parameters"
+# Playlists deleted in the middle: the ids have gaps, so count(*) + 1 is an id already taken.
+PLAYLIST_GAPS = """
+    DELETE FROM playlist_track WHERE playlist_id BETWEEN 2 AND 4;
+    DELETE FROM playlist WHERE playlist_id BETWEEN 2 AND 4;
+"""
 PLAYLIST_CASES = [("Road trip", [3, 1, 2819, 7, 1000]), ("O'Brien's \"best\"; --", [42]),
                   ("Silence", [])]
 
 
 async def _check_add_playlist(add_playlist) -> str:
     async with _database("check-03-q4") as (db, observer):
+        await db.executescript(PLAYLIST_GAPS)
+        await db.commit()
         pause = _Pause()
         await pause.install(db, "playlist_track")
         next_id = (await (await observer.execute("SELECT max(playlist_id) FROM playlist"))
@@ -755,6 +802,8 @@ async def _check_add_playlist(add_playlist) -> str:
             except LearnerError as exc:
                 if watch.pasted(name):
                     raise _pasted_into_sql(what, name, BIND_NAME) from None
+                await _rolled_back_if_open(db)
+                _id_taken(exc, "playlist", "playlist_id", what)
                 if "'" in name:
                     raise Wrong(f"the quote in the name {name!r} broke your SQL ({exc}). Never "
                                 "build SQL with f-strings: `VALUES (?)` and pass `(name,)`.") from None

@@ -72,7 +72,12 @@ CUSTOMERS_SQL = """
     ORDER BY country, last_name
 """
 
-COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"], ["Canada", "India", "Canada"]]
+# A country whose name holds the separator a comma-joined list would be split at, and an
+# empty name: both must stay one value each.
+COMMA_COUNTRY = "Korea, Republic of"
+MOVE_TO_COMMA_COUNTRY = "UPDATE customer SET country = $1 WHERE customer_id IN (23, 26)"
+COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"], ["Canada", "India", "Canada"],
+                 [COMMA_COUNTRY, "Norway", ""]]
 
 
 async def _check_customers_in(customers_in) -> str:
@@ -80,6 +85,7 @@ async def _check_customers_in(customers_in) -> str:
     try:
         conn = await asyncpg.connect(db.dsn)
         try:
+            await conn.execute(MOVE_TO_COMMA_COUNTRY, COMMA_COUNTRY)
             return await _customers_cases(conn, customers_in)
         finally:
             await conn.close()
@@ -93,7 +99,7 @@ async def _customers_cases(conn: asyncpg.Connection, customers_in) -> str:
     for countries in [*COUNTRY_CASES, random.sample(every, random.randint(4, 8))]:
         got, queries = await _logged(conn, customers_in, list(countries))
         rows = _rows(got, f"customers_in(conn, [{_quoted(countries)}])")
-        if any(country in q for q in queries for country in countries):
+        if any(country and country in q for q in queries for country in countries):
             raise Wrong("the country names are inside your SQL text: you built the query from "
                         "strings (f-string, + or join). Send them as one bound parameter: "
                         "`WHERE country = any($1::text[])`, then pass the list.")
@@ -136,6 +142,14 @@ def _compare_customers(countries: list[str], rows: list[tuple], expected: list[t
     if sorted(rows) == sorted(expected):
         raise Wrong(f"{call_text} returned the right customers in the wrong order: ORDER BY "
                     "country, then last_name.")
+    lost = [country for country in countries if "," in country or not country]
+    kept = [row for row in expected if row[3] not in lost]
+    if lost and kept != expected and sorted(rows) == sorted(kept):
+        raise Wrong(f"{call_text} returned every customer but those of {COMMA_COUNTRY!r}, a "
+                    "name with a comma in it: it was not matched as one value. That happens "
+                    "when the list travels as one comma-joined string that SQL splits "
+                    "(string_to_array). Bind the list itself: `WHERE country = any($1::text[])`, "
+                    "with the Python list as the argument.")
     if len(set(countries)) < len(countries) and sorted(set(rows)) == sorted(expected):
         raise Wrong(f"{call_text} returned some customers twice: a country listed twice "
                     "matched twice (a JOIN with unnest($1) does that). Each customer comes once: "
@@ -179,6 +193,9 @@ TIED = ("Lost", "Purple, Deep")  # 92 tracks each: by name Lost comes first, by 
 SAME_NAME = "UPDATE artist SET name = 'Battlestar Galactica' WHERE artist_id = 158"
 SAME_NAME_SHOWN = ("Battlestar Galactica", 158)
 EVERY_ARTIST = 1000  # more than Chinook's 275 artists: every artist with a track comes back
+# What cuts the rows in the database: LIMIT n (not LIMIT ALL), or the SQL standard's
+# FETCH FIRST / FETCH NEXT n ROWS ONLY.
+CUTS_ROWS = re.compile(r"\blimit\s+(?!all\b)|\bfetch\s+(first|next)\b", re.IGNORECASE)
 BY_NAME_ONLY = TOP_ARTISTS_SQL.replace("GROUP BY ar.artist_id, ar.name", "GROUP BY ar.name")
 
 
@@ -244,10 +261,12 @@ async def _top_artists_cases(conn: asyncpg.Connection, top_artists) -> str:
         if n == EVERY_ARTIST and _extra_are_empty(rows, expected):
             rows = rows[:len(expected)]
         if rows == expected:
-            if queries and not any("limit" in q.lower() for q in queries):
-                raise Wrong(f"{what} sent no LIMIT, so the database sent back every artist and "
-                            "your code cut the list. Let the database sort and cut, so that only "
-                            "n rows come back: `LIMIT $1`, with n as the argument.")
+            if queries and not any(CUTS_ROWS.search(q) for q in queries):
+                raise Wrong(f"the SQL that {what} sent has no LIMIT (nor FETCH FIRST … ROWS "
+                            "ONLY), so nothing in it cuts the list at n rows: the database sends "
+                            "back every artist for your code to cut. Let the database sort and "
+                            "cut, so that only n rows come back: `LIMIT $1`, with n as the "
+                            "argument.")
             names = [list(r.keys()) for r in got[:1] if isinstance(r, asyncpg.Record)]
             if names and names[0] != ["name", "tracks"]:
                 raise Wrong(f"{what} returned columns named {names[0]}; name them `name` and "
@@ -472,7 +491,7 @@ async def _ids_still_generated(observer: asyncpg.Connection) -> None:
     except asyncpg.UniqueViolationError as exc:
         raise Wrong("after your invoice, the next ordinary INSERT (one that lets PostgreSQL "
                     f"number the row) failed: {exc.constraint_name or 'a primary key'} was "
-                    "already taken. Your code chose an id itself (max + 1?), bypassing the "
+                    "already taken. Your code chose an id itself (max + 1 or count(*) + 1, say), bypassing the "
                     "identity sequence, and the sequence will hand out that id again. Let "
                     "PostgreSQL number the rows: leave the id out of the INSERT and read it with "
                     "`RETURNING invoice_id`.") from None
@@ -489,6 +508,7 @@ async def _second_invoice(conn: asyncpg.Connection, observer: asyncpg.Connection
         "SELECT track_id, unit_price FROM track WHERE track_id > 100 AND track_id <> $1 "
         "ORDER BY random() LIMIT 4", PAUSED_TRACK)
     lines = [(r["track_id"], random.randint(1, 3)) for r in rows[:random.randint(2, 4)]]
+    lines.append((lines[0][0], random.randint(1, 3)))  # a track twice: two lines, as given
     prices = {r["track_id"]: r["unit_price"] for r in rows}
     total = sum(prices[t] * q for t, q in lines)
     what = f"create_invoice(conn, 42, {lines})"
@@ -522,6 +542,10 @@ async def _second_invoice(conn: asyncpg.Connection, observer: asyncpg.Connection
                                   invoice_id)
     count = await observer.fetchval("SELECT count(*) FROM invoice_line WHERE invoice_id = $1",
                                     invoice_id)
+    if count == len({t for t, _ in lines}) < len(lines):
+        raise Wrong(f"{what} saved {count} lines for {len(lines)} pairs: track {lines[0][0]} comes "
+                    "twice, and each pair is a line of its own. Insert one invoice_line per "
+                    "pair, as given (no dict keyed by track).")
     if row["customer_id"] != 42 or row["total"] != total or count != len(lines):
         raise Wrong(f"{what} saved customer {row['customer_id']}, total {row['total']} and "
                     f"{count} line(s); expected customer 42, total {total} and {len(lines)} "
@@ -775,16 +799,16 @@ RULES_DDL = """
         FOR EACH ROW EXECUTE FUNCTION course_lock_track_13();
 """
 
-PRICE_CHANGES = [
+PRICE_CHANGES = [  # not in id order: the ids come back in this order, not sorted
+    (5, Decimal("0.79")),
     (1, Decimal("1.49")),
     (2, Decimal("-0.50")),            # refused: the CHECK constraint
     (3, Decimal("1.29")),
     (13, Decimal("0.89")),            # refused: the trigger
     (4, Decimal("1000000000.00")),    # refused: too large for numeric(10, 2)
     (999_999, Decimal("0.99")),       # no such track: the UPDATE changes no row
-    (5, Decimal("0.79")),
 ]
-APPLIED = [1, 3, 5]
+APPLIED = [5, 1, 3]
 MISSING_TRACK = 999_999
 PAUSE_UPDATE_15 = f"""
     CREATE FUNCTION course_pause_update_{PAUSED_TRACK}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -884,8 +908,12 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
     if applied != APPLIED:
         refused = [i for i in ids if i not in APPLIED and i != MISSING_TRACK]
         lost = [i for i in APPLIED if i not in applied]
+        after_refusal = [i for i in APPLIED if ids.index(i) > ids.index(refused[0])]
+        if sorted(applied) == sorted(APPLIED):
+            raise Wrong(f"you returned the changed tracks {applied} in another order; return "
+                        f"them in the order of `changes`: {APPLIED}.")
         extra = ""
-        if lost:
+        if lost and lost == after_refusal:
             extra = (f" Tracks {lost} were lost after the first refusal: once a statement fails, "
                      "PostgreSQL refuses everything else in that transaction until a rollback. "
                      "Give each change its own nested `async with conn.transaction():` (a "

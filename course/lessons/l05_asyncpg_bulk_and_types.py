@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 
 from course import synthetic
-from course.checks import Exercise, LearnerError, Wrong, _describe, call
+from course.checks import Exercise, LearnerError, TooBusy, Wrong, _describe, call
 from course.postgres import drop_postgres, fresh_postgres
-from course.probes import close_pool
+from course.probes import Heartbeat, close_pool
 
 
 class _Spy:
@@ -380,9 +380,10 @@ async def _pool_cases(pool: Any) -> str:
         failed = [state for state in states if state.startswith("decoder failed")]
         if failed:
             raise Wrong(f"reading a jsonb value, your decoder raised {failed[0].split(': ', 1)[1]}"
-                        ". With format='binary', jsonb reaches the decoder as bytes that start "
-                        "with a version byte (b'\\x01'), not as JSON text. Leave the format at its "
-                        "default, 'text': then decoder=json.loads gets the JSON text.")
+                        ". It should turn the JSON text it is given into Python objects "
+                        "(decoder=json.loads does). If your codec has format='binary', jsonb "
+                        "reaches the decoder as bytes that start with a version byte (b'\\x01'), "
+                        "not as JSON text: leave the format at its default, 'text'.")
         good = states.count("ok")
         if good == POOL_SIZE:
             if round_ == "first":
@@ -437,6 +438,7 @@ q2 = Exercise(
 # --- q3: one prepared statement for a stream of lookups ---------------------------------------
 
 LOOKUP_IDS = [3, 2819, 1, 999_999, 3503, 1, 3165]
+FREE_TRACK = 3165  # the check makes it free: a price of 0.00 is a price, not None
 
 
 class _Arriving:
@@ -524,6 +526,7 @@ async def _check_prices_for(prices_for) -> str:
 
 
 async def _prices_cases(conn: asyncpg.Connection, prices_for, dsn: str) -> str:
+    await conn.execute("UPDATE track SET unit_price = 0 WHERE track_id = $1", FREE_TRACK)
     prices = dict(await conn.fetch("SELECT track_id, unit_price FROM track"))
     looked_up: list[Any] = []
     spy = _Spy(conn, wrap_result={"prepare": lambda stmt: _StatementSpy(stmt, looked_up)})
@@ -532,6 +535,11 @@ async def _prices_cases(conn: asyncpg.Connection, prices_for, dsn: str) -> str:
     expected = [prices.get(i) for i in LOOKUP_IDS]
     if not isinstance(got, list):
         raise Wrong(f"prices_for should return a list of prices, not {type(got).__name__}.")
+    if got != expected and got == [price or None for price in expected]:
+        raise Wrong(f"prices_for returned None for track {FREE_TRACK}, which exists and is free: "
+                    "its price is Decimal('0.00'), which is falsy, and a truthiness test (`price or None`, "
+                    "`if price:`) makes it None. fetchval already gives None for a missing track: "
+                    "return what it gives.")
     if got != expected:
         raise Wrong(f"prices_for returned {got!r}; expected {expected!r}: one price per id, in "
                     "the order the ids arrive, None for a track that does not exist.")
@@ -640,15 +648,35 @@ class _ListenerSpy(_Spy):
 
 
 async def _send_when_listening(spy: _ListenerSpy, sender: asyncpg.Connection, channel: str,
-                               payloads: list[str]) -> bool:
+                               payloads: list[str], gaps: list[float] | None = None,
+                               sent: list[float] | None = None) -> bool:
+    """Send the payloads once the learner listens, after the given pause before each one;
+    note in `sent` the loop time at which each was sent."""
     try:
         async with asyncio.timeout(WAIT):
             await spy.listening.wait()
     except TimeoutError:
         return False
-    for payload in payloads:
+    for position, payload in enumerate(payloads):
+        if gaps and gaps[position]:
+            await asyncio.sleep(gaps[position])
         await sender.execute("SELECT pg_notify($1, $2)", channel, payload)
+        if sent is not None:
+            sent.append(asyncio.get_running_loop().time())
     return True
+
+
+# How long collect_notifications may take to return once the n-th notification was sent: the
+# payload arrives within milliseconds, and UNLISTEN is one round trip. Generous for a busy
+# machine; an answer that sleeps a fixed time instead of waiting for n goes past it here, or
+# comes back too early, with too few, in the slow case (whose notifications take longer).
+PROMPT = 1.5
+
+
+def _slow_gaps() -> list[float]:
+    """Pauses before each of the slow case's four notifications: irregular, and long enough in
+    all (over PROMPT) that a fixed sleep short enough for the quick cases returns too early."""
+    return [0.0, random.uniform(0.2, 0.4), random.uniform(1.0, 1.3), random.uniform(0.7, 1.0), 0.0]
 
 
 async def _check_collect_notifications(collect_notifications) -> str:
@@ -659,10 +687,15 @@ async def _check_collect_notifications(collect_notifications) -> str:
             for channel, n in (("price_changes", 3), ("Price Changes", 2)):
                 await _listen_case(conn, sender, collect_notifications, channel, n)
                 await _not_listening(conn, channel, "returned")
+            await _listen_case(conn, sender, collect_notifications, "slow lane", 4, slow=True)
+            await _not_listening(conn, "slow lane", "returned")
+            await _listen_case(conn, sender, collect_notifications, "none wanted", 0)
+            await _not_listening(conn, "none wanted", "returned")
             await _interrupted_case(conn, sender, collect_notifications, "stock", 3)
             await _not_listening(conn, "stock", "was interrupted")
-            return ("listened, collected exactly n payloads in order, and stopped listening, "
-                    "even when interrupted.")
+            return ("listened, collected exactly n payloads in order (an empty one, and ones "
+                    "that arrived slowly, included), returned once the n-th came, and stopped "
+                    "listening, even when interrupted.")
         finally:
             await sender.close()
             await conn.close()
@@ -671,13 +704,21 @@ async def _check_collect_notifications(collect_notifications) -> str:
 
 
 async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
-                       collect_notifications, channel: str, n: int) -> None:
+                       collect_notifications, channel: str, n: int, slow: bool = False) -> None:
+    """Send n + 1 notifications once the learner listens: at once, or (slow) with irregular
+    pauses, an empty payload and one full of separators among them."""
     spy = _ListenerSpy(conn)
     payloads = [json.dumps({"track_id": i, "channel": channel}) for i in range(1, n + 2)]
-    sending = asyncio.create_task(_send_when_listening(spy, sender, channel, payloads))
+    gaps = None
+    if slow:
+        payloads[1:3] = ["", 'a,b;c "quoted" \\ back\tslash']
+        gaps = _slow_gaps()
+    sent: list[float] = []
+    sending = asyncio.create_task(_send_when_listening(spy, sender, channel, payloads, gaps, sent))
     try:
-        async with asyncio.timeout(WAIT * 2):
+        async with asyncio.timeout(WAIT * 2), Heartbeat(interval=0.05) as beat:
             got = await call(collect_notifications, spy, channel, n)
+            returned = asyncio.get_running_loop().time()
     except TimeoutError:
         if spy.count("add_listener") and not spy.added:
             raise Wrong("add_listener was called but never awaited, so nothing listens: put "
@@ -685,6 +726,11 @@ async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
         if not spy.count("add_listener"):
             raise Wrong("collect_notifications waited, but never called conn.add_listener(channel, "
                         "callback), so no notification could reach it.") from None
+        if n == 0:
+            raise Wrong(f"collect_notifications(conn, {channel!r}, 0) did not return within "
+                        f"{WAIT * 2:g} s: with n = 0 there is nothing to wait for, so return []. "
+                        "(A loop that awaits queue.get() before testing how many it has waits "
+                        "for one too many.)") from None
         raise Wrong(f"collect_notifications did not return within {WAIT * 2:g} s although "
                     f"{n + 1} notifications were sent: does your callback put each payload on the "
                     "queue (queue.put_nowait(payload)), and do you await queue.get() n times?") from None
@@ -692,7 +738,7 @@ async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
         if not sending.done():
             sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
-    if not spy.count("add_listener"):
+    if n and not spy.count("add_listener"):
         raise Wrong("collect_notifications never called conn.add_listener(channel, callback): "
                     "listen first, then wait for the payloads.")
     if not isinstance(got, list):
@@ -700,12 +746,31 @@ async def _listen_case(conn: asyncpg.Connection, sender: asyncpg.Connection,
                     f"{type(got).__name__}.")
     expected = payloads[:n]
     if got != expected:
+        if "" in expected and got == [p for p in payloads if p][:n]:
+            raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) returned {got!r}: the empty "
+                        "payload '' was dropped. A notification may carry an empty payload and "
+                        "still counts: put every payload on the queue (`if payload:` tests "
+                        "truthiness).")
+        if slow and len(got) < n:
+            raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) returned {len(got)} "
+                        "payload(s) when the notifications came slowly (pauses of about a "
+                        f"second between them); expected {n}. Wait until "
+                        "n have arrived, however long each takes: await queue.get() n times, "
+                        "with no fixed sleep and no timeout per item (the caller sets the "
+                        "deadline).")
         if len(got) != n:
             raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) returned {len(got)} "
                         f"payloads; expected the first {n} of the {n + 1} sent. Await queue.get() "
                         "exactly n times.")
         raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) returned {got!r}; expected the "
                     f"payload strings as sent, in order: {expected!r}.")
+    if n and len(sent) >= n and returned - sent[n - 1] > PROMPT:
+        if beat.lateness > PROMPT / 3:  # the machine, not the answer, may have held the loop
+            raise TooBusy()
+        raise Wrong(f"collect_notifications(conn, {channel!r}, {n}) was still waiting more than "
+                    f"{PROMPT:g} s after the {n} notifications it waits for had been sent, while the event "
+                    "loop was free. Return as soon as n payloads have arrived: await queue.get() "
+                    "n times rather than sleeping a fixed time.")
     leftover = [added for added in spy.added if added not in spy.removed]
     if leftover:
         raise Wrong("your listener is still registered after collect_notifications returned, so "
@@ -726,7 +791,9 @@ async def _not_listening(conn: asyncpg.Connection, channel: str, when: str) -> N
                     "and remove_listener send LISTEN and UNLISTEN; don't run LISTEN yourself.")
 
 
-INTERRUPT_AFTER = 0.2  # seconds after the one notification: plenty for it to arrive
+# Seconds after the one notification before the check cancels: plenty for it to arrive, and
+# longer than a per-item timeout a learner might pick, which would return too few instead.
+INTERRUPT_AFTER = 2.0
 
 
 async def _interrupted_case(conn: asyncpg.Connection, sender: asyncpg.Connection,

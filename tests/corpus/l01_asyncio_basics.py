@@ -353,3 +353,81 @@ def run_steps_with_own_loop(steps):
 @correct("q5")
 async def run_script_main_in_executor(main):
     return await asyncio.get_running_loop().run_in_executor(None, asyncio.run, main())
+
+
+# --- loops never closed, and loops closed by hand ----------------------------------------------
+
+
+@wrong("q4", expect="still open after run_steps returned")
+def run_steps_runner_never_closed(steps):
+    runner = asyncio.Runner()  # its loop is created on the first run() and never closed
+    return [runner.run(step()) for step in steps]
+
+
+@wrong("q5", expect="loop was still open after run_script_main returned")
+async def run_script_main_new_loop_never_closed(main):
+    loop = asyncio.new_event_loop()
+    return await asyncio.to_thread(loop.run_until_complete, main())
+
+
+@wrong("q5", expect="loop was still open after run_script_main returned")
+async def run_script_main_runner_never_closed(main):
+    runner = asyncio.Runner()
+    return await asyncio.to_thread(runner.run, main())
+
+
+@correct("q5")
+async def run_script_main_new_loop_closed_in_the_thread(main):
+    def run():
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+    return await asyncio.to_thread(run)
+
+
+@correct("q5")
+async def run_script_main_runner_in_the_thread(main):
+    def run():
+        with asyncio.Runner() as runner:
+            return runner.run(main())
+
+    return await asyncio.to_thread(run)
+
+
+@wrong("q3", expect="a falsy result")
+async def call_hook_awaits_only_truthy_awaitables(hook, *args):
+    result = hook(*args)
+    if not result:  # "nothing to await"
+        return None
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+@correct("q3")
+async def call_hook_conditional_expression(hook, *args):
+    result = hook(*args)
+    return await result if inspect.isawaitable(result) else result
+
+
+# --- more ways to be right and wrong on q1 and q2 ------------------------------------------------
+
+
+@correct("q1")
+async def album_title_with_get(album_id, fetch_album):
+    return (await fetch_album(album_id) or {}).get("title")
+
+
+@wrong("q1", expect="so return None")
+async def album_title_empty_string_for_missing(album_id, fetch_album):
+    album = await fetch_album(album_id)
+    return album["title"] if album else ""
+
+
+@wrong("q2", expect="pass the track's \"album_id\"")
+async def track_artist_name_album_fetched_beside_the_track(track_id, fetch_track, fetch_album, fetch_artist):
+    _, album = await asyncio.gather(fetch_track(track_id), fetch_album(163))  # a guessed album
+    return (await fetch_artist(album["artist_id"]))["name"]

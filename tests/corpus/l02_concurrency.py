@@ -553,22 +553,36 @@ async def fetch_bounded_with_task_group(ids, fetch_one, limit):
 
 
 @correct("q3")
-async def with_timeout_wait_for(coro_fn, seconds, default):
-    try:
-        return await asyncio.wait_for(coro_fn(), timeout=seconds)
-    except TimeoutError:
-        return default
-
-
-@correct("q3")
 async def with_timeout_timeout_at(coro_fn, seconds, default):
     loop = asyncio.get_running_loop()
     try:
-        async with asyncio.timeout_at(loop.time() + seconds):
+        async with asyncio.timeout_at(loop.time() + seconds) as deadline:
             result = await coro_fn()
     except TimeoutError:
+        if not deadline.expired():
+            raise
         return default
     return result
+
+
+class _OwnTimeout(Exception):
+    """coro_fn's own TimeoutError, carried past the deadline's `except`."""
+
+
+@correct("q3")
+async def with_timeout_wait_for_wrapping_its_own_timeout(coro_fn, seconds, default):
+    async def guarded():
+        try:
+            return await coro_fn()
+        except TimeoutError as exc:
+            raise _OwnTimeout() from exc
+
+    try:
+        return await asyncio.wait_for(guarded(), timeout=seconds)
+    except TimeoutError:
+        return default
+    except _OwnTimeout as wrapped:
+        raise wrapped.__cause__ from None
 
 
 @correct("q4")
@@ -637,3 +651,161 @@ async def with_timeout_cancel_not_awaited(coro_fn, seconds, default):
         task.cancel()
         return default
     return task.result()
+
+
+# --- a failed query kept as a result, a falsy name dropped, the work's own TimeoutError --------
+
+
+@wrong("q1", expect="returned its exception in the list")
+async def fetch_all_keeps_exceptions(ids, fetch_one):
+    return await asyncio.gather(*(fetch_one(i) for i in ids), return_exceptions=True)
+
+
+@wrong("q1", expect="the empty name of track 13")
+async def fetch_all_drops_falsy_names(ids, fetch_one):
+    names = await asyncio.gather(*(fetch_one(i) for i in ids))
+    return [name for name in names if name]
+
+
+@wrong("q1", expect="let the error reach the caller")
+async def fetch_all_skips_failures(ids, fetch_one):
+    results = await asyncio.gather(*(fetch_one(i) for i in ids), return_exceptions=True)
+    return [r for r in results if not isinstance(r, BaseException)]
+
+
+@correct("q1")
+async def fetch_all_taskgroup_results(ids, fetch_one):
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(fetch_one(i)) for i in ids]
+    return [task.result() for task in tasks]
+
+
+@correct("q1")
+async def fetch_all_return_exceptions_then_raise(ids, fetch_one):
+    results = await asyncio.gather(*(fetch_one(i) for i in ids), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+@wrong("q2", expect="returned its exception in the list")
+async def fetch_bounded_keeps_exceptions(ids, fetch_one, limit):
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(track_id):
+        async with semaphore:
+            return await fetch_one(track_id)
+
+    return await asyncio.gather(*(one(i) for i in ids), return_exceptions=True)
+
+
+@wrong("q2", expect="returned its exception in the list")
+async def fetch_bounded_catches_inside(ids, fetch_one, limit):
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(track_id):
+        async with semaphore:
+            try:
+                return await fetch_one(track_id)
+            except Exception as exc:  # noqa: BLE001 -- the mistake under test
+                return exc
+
+    return await asyncio.gather(*(one(i) for i in ids))
+
+
+@correct("q2")
+async def fetch_bounded_taskgroup(ids, fetch_one, limit):
+    semaphore = asyncio.Semaphore(limit)
+
+    async def one(track_id):
+        async with semaphore:
+            return await fetch_one(track_id)
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(one(i)) for i in ids]
+    return [task.result() for task in tasks]
+
+
+@wrong("q3", expect="TimeoutError of its own")
+async def with_timeout_catches_every_timeout(coro_fn, seconds, default):
+    try:
+        async with asyncio.timeout(seconds):
+            return await coro_fn()
+    except TimeoutError:
+        return default
+
+
+@wrong("q3", expect="TimeoutError of its own")
+async def with_timeout_wait_for_catches_every_timeout(coro_fn, seconds, default):
+    try:
+        return await asyncio.wait_for(coro_fn(), timeout=seconds)
+    except TimeoutError:
+        return default
+
+
+@correct("q3")
+async def with_timeout_tells_its_deadline_by_expired(coro_fn, seconds, default):
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await coro_fn()
+    except TimeoutError:
+        if deadline.expired():
+            return default
+        raise
+
+
+@wrong("q5", expect="dropped it")
+async def fetch_some_none_for_failures_then_truthiness(ids, fetch_one):
+    async def one(track_id):
+        try:
+            return await fetch_one(track_id)
+        except Exception:  # noqa: BLE001 -- a failed query is skipped
+            return None
+
+    names = await asyncio.gather(*(one(i) for i in ids))
+    return {i: name for i, name in zip(ids, names, strict=True) if name}
+
+
+@wrong("q5", expect="dropped it")
+async def fetch_some_truthy_and_not_exception(ids, fetch_one):
+    results = await asyncio.gather(*(fetch_one(i) for i in ids), return_exceptions=True)
+    return {i: r for i, r in zip(ids, results, strict=True) if r and not isinstance(r, BaseException)}
+
+
+@correct("q5")
+async def fetch_some_none_for_failures_is_none(ids, fetch_one):
+    failed = object()
+
+    async def one(track_id):
+        try:
+            return await fetch_one(track_id)
+        except Exception:  # noqa: BLE001 -- a failed query is skipped
+            return failed
+
+    names = await asyncio.gather(*(one(i) for i in ids))
+    return {i: name for i, name in zip(ids, names, strict=True) if name is not failed}
+
+
+# --- a repeated id -------------------------------------------------------------------------------
+
+
+@wrong("q1", expect="fetch_all([3, 8, 3], fetch_one) returned")
+async def fetch_all_through_a_dict(ids, fetch_one):
+    names = await asyncio.gather(*(fetch_one(i) for i in ids))
+    return list(dict(zip(ids, names, strict=True)).values())  # a repeated id comes back once
+
+
+@correct("q1")
+async def fetch_all_asks_each_distinct_id_once(ids, fetch_one):
+    distinct = list(dict.fromkeys(ids))
+    names = dict(zip(distinct, await asyncio.gather(*(fetch_one(i) for i in distinct)), strict=True))
+    return [names[i] for i in ids]
+
+
+@correct("q5")
+async def fetch_some_asks_each_distinct_id_once(ids, fetch_one):
+    distinct = list(dict.fromkeys(ids))
+    results = await asyncio.gather(*(fetch_one(i) for i in distinct), return_exceptions=True)
+    return {i: r for i, r in zip(distinct, results, strict=True) if not isinstance(r, BaseException)}

@@ -575,7 +575,7 @@ async def create_invoice_swallows_cancellation(db, customer_id, lines):
     return invoice_id
 
 
-@wrong("q3", expect="cursor.lastrowid changes with every INSERT")
+@wrong("q3", expect="(it changes with every INSERT)")
 async def create_invoice_returns_last_line_id(db, customer_id, lines):
     try:
         cursor = await db.execute(
@@ -886,3 +886,197 @@ async def customers_in_swallows_cancellation(path, country):
             return [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
     except asyncio.CancelledError:
         return []
+
+
+# --- an empty search, rows in the index's order, ids worked out from the rows ------------------
+
+
+@wrong("q1", expect="every name contains the empty text")
+async def search_tracks_empty_text_finds_nothing(db, text):
+    if not text:
+        return []
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    cursor = await db.execute(
+        "SELECT track_id, name FROM track WHERE name LIKE ? ESCAPE '\\' ORDER BY track_id",
+        (f"%{escaped}%",))
+    return list(await cursor.fetchall())
+
+
+@wrong("q1", expect="wrong order: ORDER BY track_id")
+async def search_tracks_without_order_by(db, text):
+    cursor = await db.execute(
+        "SELECT track_id, name FROM track WHERE instr(lower(name), lower(?)) > 0", (text,))
+    return list(await cursor.fetchall())
+
+
+@correct("q1")
+async def search_tracks_instr_sorted_in_python(db, text):
+    cursor = await db.execute(
+        "SELECT track_id, name FROM track WHERE instr(lower(name), lower(?)) > 0", (text,))
+    return sorted(await cursor.fetchall())
+
+
+@wrong("q3", expect="an id that is already taken")
+async def create_invoice_count_plus_one(db, customer_id, lines):
+    try:
+        (count,) = await (await db.execute("SELECT count(*) FROM invoice")).fetchone()
+        invoice_id = count + 1
+        await db.execute(
+            "INSERT INTO invoice (invoice_id, customer_id, invoice_date, total) "
+            "VALUES (?, ?, datetime('now'), 0)", (invoice_id, customer_id))
+        await db.executemany(
+            "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+            "VALUES (?, ?, (SELECT unit_price FROM track WHERE track_id = ?), ?)",
+            [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(
+            "UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line "
+            "WHERE invoice_id = ?) WHERE invoice_id = ?", (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q3", expect="a count of the invoices is no id")
+async def create_invoice_returns_count_plus_one(db, customer_id, lines):
+    try:
+        (count,) = await (await db.execute("SELECT count(*) FROM invoice")).fetchone()
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)",
+            (customer_id,))
+        real_id = cursor.lastrowid
+        await db.executemany(
+            "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+            "VALUES (?, ?, (SELECT unit_price FROM track WHERE track_id = ?), ?)",
+            [(real_id, t, t, q) for t, q in lines])
+        await db.execute(
+            "UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line "
+            "WHERE invoice_id = ?) WHERE invoice_id = ?", (real_id, real_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return count + 1
+
+
+@correct("q3")
+async def create_invoice_returning_clause(db, customer_id, lines):
+    try:
+        async with db.execute(
+                "INSERT INTO invoice (customer_id, invoice_date, total) "
+                "VALUES (?, datetime('now'), 0) RETURNING invoice_id", (customer_id,)) as cursor:
+            (invoice_id,) = await cursor.fetchone()
+        await db.executemany(
+            "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+            "VALUES (?, ?, (SELECT unit_price FROM track WHERE track_id = ?), ?)",
+            [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(
+            "UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line "
+            "WHERE invoice_id = ?) WHERE invoice_id = ?", (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q4", expect="an id that is already taken")
+async def add_playlist_count_plus_one(db, name, track_ids):
+    try:
+        (count,) = await (await db.execute("SELECT count(*) FROM playlist")).fetchone()
+        playlist_id = count + 1
+        await db.execute("INSERT INTO playlist (playlist_id, name) VALUES (?, ?)", (playlist_id, name))
+        await db.executemany("INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                             [(playlist_id, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
+
+
+@wrong("q4", expect="Return cursor.lastrowid")
+async def add_playlist_returns_count_plus_one(db, name, track_ids):
+    try:
+        (count,) = await (await db.execute("SELECT count(*) FROM playlist")).fetchone()
+        await db.execute("INSERT INTO playlist (name) VALUES (?)", (name,))
+        playlist_id = count + 1
+        await db.executemany("INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                             [(playlist_id, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
+
+
+@correct("q4")
+async def add_playlist_returning_clause(db, name, track_ids):
+    try:
+        async with db.execute("INSERT INTO playlist (name) VALUES (?) RETURNING playlist_id",
+                              (name,)) as cursor:
+            (playlist_id,) = await cursor.fetchone()
+        await db.executemany("INSERT INTO playlist_track (playlist_id, track_id) VALUES (?, ?)",
+                             [(playlist_id, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
+
+
+@wrong("q3", expect="each pair is a line of its own")
+async def create_invoice_merges_a_repeated_track(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES (?, datetime('now'), 0)",
+            (customer_id,))
+        invoice_id = cursor.lastrowid
+        quantities = dict(lines)  # a track given twice keeps only its last quantity
+        await db.executemany(
+            "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+            "VALUES (?, ?, (SELECT unit_price FROM track WHERE track_id = ?), ?)",
+            [(invoice_id, t, t, q) for t, q in quantities.items()])
+        await db.execute(
+            "UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line "
+            "WHERE invoice_id = ?) WHERE invoice_id = ?", (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@correct("q2")
+async def top_artists_correlated_subquery(db, n):
+    async with db.execute(
+            """
+            SELECT name, tracks FROM (
+                SELECT ar.name AS name,
+                       (SELECT count(*) FROM track AS t JOIN album AS al ON al.album_id = t.album_id
+                        WHERE al.artist_id = ar.artist_id) AS tracks
+                FROM artist AS ar)
+            WHERE tracks > 0 ORDER BY tracks DESC, name LIMIT ?
+            """, (n,)) as cursor:
+        return [tuple(row) for row in await cursor.fetchall()]
+
+
+@wrong("q5", expect="ORDER BY last_name, first_name")
+async def customers_in_by_last_name_only(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        cursor = await db.execute(
+            "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
+            "ORDER BY last_name", (country,))
+        return [dict(row) for row in await cursor.fetchall()]
+
+
+@correct("q5")
+async def customers_in_rows_made_dicts(path, country):
+    async with aiosqlite.connect(path) as db:
+        db.row_factory = aiosqlite.Row
+        cursor = await db.execute(
+            "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
+            "ORDER BY last_name, first_name", (country,))
+        return [dict(row) for row in await cursor.fetchall()]

@@ -464,7 +464,7 @@ async def customers_in_prepared_in_unnest(conn, countries):
     return await stmt.fetch(list(countries))
 
 
-@wrong("q2", expect="sent no LIMIT")
+@wrong("q2", expect="has no LIMIT")
 async def top_artists_sliced_in_python(conn, n):
     rows = await conn.fetch(TOP)
     return rows[:n]
@@ -794,3 +794,113 @@ async def apply_price_changes_counting_status(conn, changes):
             if int(status.split()[-1]) > 0:
                 applied.append(track_id)
     return applied
+
+
+# --- a list split at commas, FETCH FIRST, an id counted, an exception returned as a name -------
+
+CUSTOMERS = "SELECT customer_id, first_name, last_name, country FROM customer"
+
+
+@wrong("q1", expect="a name with a comma in it")
+async def customers_in_comma_joined_and_split(conn, countries):
+    return await conn.fetch(
+        f"{CUSTOMERS} WHERE country = any(string_to_array($1, ',')) ORDER BY country, last_name",
+        ",".join(countries))
+
+
+@wrong("q1", expect="malformed array literal")
+async def customers_in_array_literal_built_by_hand(conn, countries):
+    literal = "{" + ",".join(countries) + "}"
+    return await conn.fetch(
+        f"{CUSTOMERS} WHERE country = any($1::text::text[]) ORDER BY country, last_name", literal)
+
+
+@correct("q1")
+async def customers_in_unnest_subquery(conn, countries):
+    return await conn.fetch(
+        f"{CUSTOMERS} WHERE country IN (SELECT unnest($1::text[])) ORDER BY country, last_name",
+        countries)
+
+
+TOP_BY_TRACKS = """
+    SELECT ar.name, count(*) AS tracks
+    FROM track AS t JOIN album AS al ON al.album_id = t.album_id
+    JOIN artist AS ar ON ar.artist_id = al.artist_id
+    GROUP BY ar.artist_id, ar.name
+    ORDER BY tracks DESC, ar.name
+"""
+
+
+@correct("q2")
+async def top_artists_fetch_first(conn, n):
+    return await conn.fetch(TOP_BY_TRACKS + "FETCH FIRST $1 ROWS ONLY", n)
+
+
+@correct("q2")
+async def top_artists_offset_fetch_next(conn, n):
+    return await conn.fetch(TOP_BY_TRACKS + "OFFSET 0 ROWS FETCH NEXT $1 ROWS ONLY", n)
+
+
+@wrong("q2", expect="has no LIMIT (nor FETCH FIRST")
+async def top_artists_limit_all_then_slice(conn, n):
+    return (await conn.fetch(TOP_BY_TRACKS + "LIMIT ALL"))[:n]
+
+
+@wrong("q3", expect="already taken")
+async def create_invoice_count_plus_one(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval("SELECT count(*) + 1 FROM invoice")
+        await conn.execute(
+            "INSERT INTO invoice (invoice_id, customer_id, invoice_date, total) "
+            "VALUES ($1, $2, now(), 0)", invoice_id, customer_id)
+        for track_id, quantity in lines:
+            await conn.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+                "VALUES ($1, $2, (SELECT unit_price FROM track WHERE track_id = $2), $3)",
+                invoice_id, track_id, quantity)
+        await conn.execute(
+            "UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line "
+            "WHERE invoice_id = $1) WHERE invoice_id = $1", invoice_id)
+    return invoice_id
+
+
+@wrong("q4", expect="2147483648")
+async def lookup_many_returns_the_exception(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return await conn.fetchval("SELECT name FROM track WHERE track_id = $1", track_id)
+
+    return await asyncio.gather(*(one(i) for i in track_ids), return_exceptions=True)
+
+
+@wrong("q3", expect="each pair is a line of its own")
+async def create_invoice_merges_a_repeated_track(conn, customer_id, lines):
+    async with conn.transaction():
+        invoice_id = await conn.fetchval(
+            "INSERT INTO invoice (customer_id, invoice_date, total) VALUES ($1, now(), 0) "
+            "RETURNING invoice_id", customer_id)
+        for track_id, quantity in dict(lines).items():  # a repeated track keeps one quantity
+            await conn.execute(
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) "
+                "VALUES ($1, $2, (SELECT unit_price FROM track WHERE track_id = $2), $3)",
+                invoice_id, track_id, quantity)
+        await conn.execute(
+            "UPDATE invoice SET total = (SELECT sum(unit_price * quantity) FROM invoice_line "
+            "WHERE invoice_id = $1) WHERE invoice_id = $1", invoice_id)
+    return invoice_id
+
+
+@wrong("q5", expect="in another order")
+async def apply_price_changes_sorted(conn, changes):
+    applied = set()
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    status = await conn.execute(
+                        "UPDATE track SET unit_price = $2 WHERE track_id = $1", track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            if status == "UPDATE 1":
+                applied.add(track_id)
+    return sorted(applied)

@@ -482,3 +482,198 @@ async def collect_notifications_with_wait_for_each(conn, channel, n):
         return payloads
     finally:
         await conn.remove_listener(channel, on_notify)
+
+
+# --- a free track's price, notifications that come slowly or empty -----------------------------
+
+PRICE = "SELECT unit_price FROM track WHERE track_id = $1"
+
+
+@wrong("q3", expect="a truthiness test")
+async def prices_for_or_none(conn, track_ids):
+    stmt = await conn.prepare(PRICE)
+    return [await stmt.fetchval(track_id) or None async for track_id in track_ids]
+
+
+@wrong("q3", expect="a truthiness test")
+async def prices_for_row_price_if_price(conn, track_ids):
+    stmt = await conn.prepare(PRICE)
+    prices = []
+    async for track_id in track_ids:
+        row = await stmt.fetchrow(track_id)
+        prices.append(row["unit_price"] if row and row["unit_price"] else None)
+    return prices
+
+
+@correct("q3")
+async def prices_for_row_is_none(conn, track_ids):
+    stmt = await conn.prepare(PRICE)
+    prices = []
+    async for track_id in track_ids:
+        row = await stmt.fetchrow(track_id)
+        prices.append(None if row is None else row["unit_price"])
+    return prices
+
+
+@wrong("q4", expect="when the notifications came slowly")
+async def collect_notifications_after_a_fixed_sleep(conn, channel, n):
+    payloads = []
+
+    def on_notify(connection, pid, channel, payload):
+        payloads.append(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        await asyncio.sleep(0.5)  # "enough time" for them to arrive
+        return payloads[:n]
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="still waiting more than 1.5 s")
+async def collect_notifications_after_a_long_fixed_sleep(conn, channel, n):
+    payloads = []
+
+    def on_notify(connection, pid, channel, payload):
+        payloads.append(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        await asyncio.sleep(2.5)
+        return payloads[:n]
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="when the notifications came slowly")
+async def collect_notifications_with_a_timeout_per_item(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    payloads = []
+    try:
+        for _ in range(n):
+            try:
+                payloads.append(await asyncio.wait_for(queue.get(), 0.5))
+            except TimeoutError:
+                break  # "no more are coming"
+        return payloads
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="after only one notification")
+async def collect_notifications_with_a_longer_timeout_per_item(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    payloads = []
+    try:
+        for _ in range(n):
+            try:
+                async with asyncio.timeout(1.5):
+                    payloads.append(await queue.get())
+            except TimeoutError:
+                break
+        return payloads
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="the empty payload '' was dropped")
+async def collect_notifications_skips_empty_payloads(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        if payload:
+            queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        return [await queue.get() for _ in range(n)]
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@correct("q4")
+async def collect_notifications_with_a_future(conn, channel, n):
+    payloads = []
+    enough = asyncio.get_running_loop().create_future()
+
+    def on_notify(connection, pid, channel, payload):
+        payloads.append(payload)
+        if len(payloads) >= n and not enough.done():
+            enough.set_result(None)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        if n > 0:
+            await enough
+        return payloads[:n]
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@correct("q4")
+async def collect_notifications_with_an_event_and_a_list(conn, channel, n):
+    payloads = []
+    arrived = asyncio.Event()
+
+    def on_notify(connection, pid, channel, payload):
+        payloads.append(payload)
+        arrived.set()
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        while len(payloads) < n:
+            arrived.clear()
+            await arrived.wait()
+        return payloads[:n]
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q4", expect="expected the first 0 of the 1 sent")
+async def collect_notifications_tests_the_count_after_waiting(conn, channel, n):
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    payloads = []
+    try:
+        while True:
+            payloads.append(await queue.get())
+            if len(payloads) >= n:
+                return payloads
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@correct("q4")
+async def collect_notifications_none_wanted_without_listening(conn, channel, n):
+    if n == 0:
+        return []
+    queue = asyncio.Queue()
+
+    def on_notify(connection, pid, channel, payload):
+        queue.put_nowait(payload)
+
+    await conn.add_listener(channel, on_notify)
+    try:
+        return [await queue.get() for _ in range(n)]
+    finally:
+        await conn.remove_listener(channel, on_notify)
+
+
+@wrong("q1", expect="with no rows, load_lines should load nothing and return 0")
+async def load_lines_counts_the_whole_table(conn, table, rows):
+    await conn.copy_records_to_table(table, records=rows, columns=synthetic.INVOICE_LINE_COLUMNS)
+    return await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # noqa: S608 -- the check's table
