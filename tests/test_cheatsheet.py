@@ -342,3 +342,42 @@ def test_concurrent_change_and_keyset_rows() -> None:
         await engine.dispose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_core_table_rows_and_upsert(backend: str) -> None:
+    """Lessons 06-07 rows: a table's columns, compiled SQL, update/delete with rowcount, a count, an upsert."""
+    from sqlalchemy import MetaData, delete, func, update
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from course.models import Genre
+
+    async def main() -> None:
+        url = await course.fresh_engine_url(f"test-cheatsheet-core-{backend}", backend)
+        engine = create_async_engine(url)
+        try:
+            metadata = MetaData()
+            async with engine.connect() as conn:
+                await conn.run_sync(metadata.reflect)
+            genre = metadata.tables["genre"]
+            assert genre.c.keys() == ["genre_id", "name"]
+            shown = str(select(genre.c.name).where(genre.c.genre_id == 7).compile(dialect=engine.dialect))
+            assert ("$1" if backend == "postgresql" else "?") in shown and "7" not in shown  # bound apart
+            async with engine.begin() as conn:
+                renamed = await conn.execute(update(genre).where(genre.c.genre_id == 1).values(name="Rock!"))
+                assert renamed.rowcount == 1
+                assert await conn.scalar(select(func.count()).where(genre.c.name == "Rock!")) == 1
+                assert await conn.scalar(select(func.count()).select_from(genre)) == 25
+                deleted = await conn.execute(delete(genre).where(genre.c.genre_id == 999))
+                assert deleted.rowcount == 0
+                rows = [{"genre_id": 1, "name": "Rock & Roll"}, {"genre_id": 26, "name": "Chiptune"}]
+                stmt = (postgresql.insert if backend == "postgresql" else sqlite.insert)(Genre).values(rows)
+                stmt = stmt.on_conflict_do_update(index_elements=[Genre.genre_id], set_={"name": stmt.excluded.name})
+                await conn.execute(stmt)
+                names = (await conn.execute(select(genre.c.name).where(genre.c.genre_id.in_([1, 26]))
+                                            .order_by(genre.c.genre_id))).scalars().all()
+                assert names == ["Rock & Roll", "Chiptune"]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
