@@ -43,9 +43,12 @@ def _json(response: httpx.Response) -> Any:
 
 def _status(response: httpx.Response, path: str, wanted: int) -> None:
     if response.status_code != wanted:
+        # FastAPI's own 404, when no route matches, says only "Not Found"
+        unmatched = response.status_code == 404 and _json(response) == {"detail": "Not Found"}
         raise Wrong(f"GET {path} answered {response.status_code} {_json(response)!r}; expected "
-                    f"{wanted}." + (" Is the route's path exactly as asked?"
-                                    if response.status_code == 404 and wanted == 200 else ""))
+                    f"{wanted}." + (" That is FastAPI's answer when no route matches the path "
+                                    "(or an HTTPException(404) without a detail): is the route's "
+                                    "path exactly as asked?" if unmatched and wanted == 200 else ""))
 
 
 # --- q1: a pool sized by Little's law -----------------------------------------------------
@@ -192,13 +195,15 @@ q1 = Exercise(
 
 # --- q2: a route that must not block ------------------------------------------------------
 
+# Track 604's name is the empty string: a name all the same, so 200, not 404.
 NAMES = {7: "Princess of the Dawn", 3503: "Koyaanisqatsi", 42: "O'Brien \"live\"",
-         2048: "x' OR '1'='1", 1: "For Those About To Rock (We Salute You)", 977: "Ünïcødé ✓"}
+         2048: "x' OR '1'='1", 1: "For Those About To Rock (We Salute You)", 977: "Ünïcødé ✓",
+         604: ""}
 MISSING = [9999, 0]
 
 
 async def _check_add_name_route(add_name_route) -> str:
-    for ids in ([7, 3503, 42, 9999], [2048, 1, 977, 0, 7, 42]):
+    for ids in ([7, 3503, 42, 9999], [2048, 1, 977, 0, 604, 7, 42]):
         await _name_case(add_name_route, ids)
     return ("the blocking lookups ran in worker threads, several at once, and the event loop "
             "stayed free.")
@@ -208,11 +213,14 @@ async def _name_case(add_name_route, ids: list[int]) -> None:
     witness = LoopWitness(add_name_route)
     on_loop: list[bool] = []
     state = {"now": 0, "peak": 0, "waited": False}
+    odd_args: list[Any] = []  # what lookup() got that is not an int track id
     lock = threading.Lock()
     second = threading.Event()
 
     def lookup(track_id: int) -> str | None:
         """A synchronous driver call: it holds whichever thread runs it."""
+        if type(track_id) is not int:
+            odd_args.append(track_id)
         if witness.on_loop_thread():
             on_loop.append(True)
             return NAMES.get(track_id)
@@ -252,8 +260,19 @@ async def _name_case(add_name_route, ids: list[int]) -> None:
         raise Wrong("lookup() ran in another thread, but your route waited for it without "
                     "awaiting (future.result(), thread.join()), which holds the loop just the "
                     "same. Await it: `await asyncio.to_thread(lookup, track_id)`.")
+    if odd_args:
+        got = odd_args[0]
+        raise Wrong(f"lookup() was called with {got!r}, a {type(got).__name__}, not an int "
+                    "track id, so it found no track. Most likely the route declares the path "
+                    "parameter without a type or as `str`: declare `track_id: int`, and FastAPI "
+                    "converts the path's text to an int (and answers 422 to text that is not one).")
     for track_id, response in zip(ids, responses, strict=True):
         path = f"/tracks/{track_id}/name"
+        if NAMES.get(track_id) == "" and response.status_code == 404:
+            raise Wrong(f"GET {path} answered 404 {_json(response)!r}, but lookup({track_id}) "
+                        "returned '', an empty name, not None. Only None means the track does not "
+                        "exist: test `if name is None`, not `if not name`, which an empty string "
+                        "also fails.")
         if track_id in NAMES:
             _status(response, path, 200)
             wanted = {"track_id": track_id, "name": NAMES[track_id]}
@@ -419,16 +438,19 @@ NEW_ARTIST = 90210
 # The new artist's albums and tracks are inserted out of id order, and their titles sort in
 # another order still: on PostgreSQL a query without ORDER BY returns them as inserted, and
 # ordering by title gives a third order (SQLite returns rowid order, which is the id here).
+# Two of its albums share the title "Middle": each is an album of its own, with its own tracks.
 NEW_DATA = [
     ("INSERT INTO artist (artist_id, name) VALUES (:a, :n)",
      [{"a": NEW_ARTIST, "n": "O'Brien \"live\""}, {"a": NEW_ARTIST + 1, "n": "x' OR '1'='1"}]),
     ("INSERT INTO album (album_id, title, artist_id) VALUES (:id, :t, :a)",
      [{"id": 6007, "t": "Middle", "a": NEW_ARTIST}, {"id": 4003, "t": "Zebra crossing", "a": NEW_ARTIST},
-      {"id": 5001, "t": "Apples, nothing here yet", "a": NEW_ARTIST}]),
+      {"id": 5001, "t": "Apples, nothing here yet", "a": NEW_ARTIST},
+      {"id": 5500, "t": "Middle", "a": NEW_ARTIST}]),
     ("INSERT INTO track (track_id, name, album_id, media_type_id, milliseconds, unit_price) "
      "VALUES (:id, :n, :al, 1, 1000, 0.99)",
      [{"id": 9100, "n": "b side", "al": 4003}, {"id": 9007, "n": "Z first", "al": 4003},
-      {"id": 9500, "n": "a last", "al": 4003}, {"id": 9300, "n": "only one", "al": 6007}]),
+      {"id": 9500, "n": "a last", "al": 4003}, {"id": 9300, "n": "only one", "al": 6007},
+      {"id": 9250, "n": "the other Middle", "al": 5500}]),
 ]
 CATALOGUE_CASES = [90, NEW_ARTIST, 1, NEW_ARTIST + 1, 123456, 25]
 
@@ -548,6 +570,15 @@ def _catalogue_difference(path: str, got: Any, wanted: dict) -> str:
     mine = [a.get("title") if isinstance(a, dict) else a for a in got["albums"]]
     titles = [a["title"] for a in wanted["albums"]]
     if mine != titles:
+        twice = sorted({t for t in titles if titles.count(t) > 1 and mine.count(t) == 1})
+        if twice and sorted(set(map(str, mine))) == sorted(set(titles)):
+            merged = [a.get("tracks") for a in got["albums"]
+                      if isinstance(a, dict) and a.get("title") == twice[0]]
+            return (f"GET {path} listed the albums {mine}; expected {titles}: this artist has "
+                    f"{titles.count(twice[0])} albums called {twice[0]!r}, and your answer has "
+                    f"one, with the tracks {merged[0]!r}. Albums that share a title are still "
+                    "different albums: group the rows by album_id (or load Album objects), not "
+                    "by title.")
         empty = [a["title"] for a in wanted["albums"] if not a["tracks"]]
         if [t for t in titles if t not in empty] == mine and empty:
             return (f"GET {path} left out the album(s) {empty}, which have no tracks yet, as "

@@ -218,6 +218,8 @@ async def _check_client_with_session(client_with_session) -> str:
     url = await _database("check-11-q2", unique_names=False)  # the app's lifespan adds the index
     engine = take_over_begin(create_async_engine(url))
     app = music_store.create_app(url)
+    # the suite already overrides a dependency of its own: the fixture must leave it in place
+    app.dependency_overrides[get_settings] = _suite_settings
     what = "client_with_session(app, session)"
     name = "The Check O'Haras \"Trio\""
     try:
@@ -235,7 +237,7 @@ async def _check_client_with_session(client_with_session) -> str:
                 await agen.aclose()
                 raise Wrong(f"{what} yielded {type(client).__name__}; yield the "
                             "httpx.AsyncClient.")
-            overrides = dict(app.dependency_overrides)
+            overrides = {k: v for k, v in app.dependency_overrides.items() if k is not get_settings}
             if music_store.get_session not in overrides:
                 await agen.aclose()
                 keys = ", ".join(getattr(k, "__name__", repr(k)) for k in overrides) or "nothing"
@@ -280,12 +282,6 @@ async def _check_client_with_session(client_with_session) -> str:
                 await agen.aclose()
                 raise
             await _finish(agen, what)
-            if app.dependency_overrides:
-                app.dependency_overrides.clear()
-                raise Wrong(f"{what}: after the teardown, app.dependency_overrides still held "
-                            "the override, and the next test would use a closed session: "
-                            "`app.dependency_overrides.clear()` after the yield, in a "
-                            "`finally:`.")
             await session.close()
             await transaction.rollback()
         if await _count_artists(engine, name):
@@ -293,12 +289,42 @@ async def _check_client_with_session(client_with_session) -> str:
                         "after the test's transaction was rolled back: the requests did not use "
                         "the test's session but one of their own. The override must hand the "
                         "routes the `session` given to client_with_session.")
+        _judge_overrides_left(app, music_store.get_session, what)
     finally:
         app.dependency_overrides.clear()
         await engine.dispose()
     return ("the routes used the test's session (what POST /artists committed was seen by the "
             "test, then rolled back with it), the lifespan ran (409 on a repeated name), and "
-            "the override was removed at the end.")
+            "at the end your override was removed and the one the app already had was kept.")
+
+
+def get_settings() -> dict:
+    """A dependency of the test suite's own, which it overrides before each test starts."""
+    return {}
+
+
+def _suite_settings() -> dict:
+    return {"database": "test"}
+
+
+def _judge_overrides_left(app: Any, get_session: Any, what: str) -> None:
+    """After the teardown, the app's overrides must be the ones it had before: the suite's own."""
+    left = dict(app.dependency_overrides)
+    if get_session in left:
+        raise Wrong(f"{what}: after the teardown, app.dependency_overrides still held the "
+                    "override, and the next test would use a closed session: remove yours after "
+                    "the yield, in a `finally:` (`app.dependency_overrides.pop(get_session, "
+                    "None)`, or put back a copy saved before).")
+    if left.get(get_settings) is not _suite_settings:
+        raise Wrong(f"{what}: the app came with an override of its own (for get_settings), and "
+                    "after the teardown it was gone: `app.dependency_overrides.clear()` empties "
+                    "the whole dict. Leave the app as you found it: remove only your key "
+                    "(`app.dependency_overrides.pop(get_session, None)`), or save "
+                    "`dict(app.dependency_overrides)` before and restore it.")
+    if len(left) > 1:
+        keys = ", ".join(getattr(k, "__name__", repr(k)) for k in left if k is not get_settings)
+        raise Wrong(f"{what}: after the teardown, app.dependency_overrides still held {keys}, "
+                    "which the app did not have before: remove what you added.")
 
 
 q2 = Exercise(
@@ -309,8 +335,9 @@ q2 = Exercise(
            "Then the in-process client with the lifespan: `async with LifespanManager(app) as "
            "manager:` and `httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), "
            "base_url=...)`; `yield client` inside both.",
-           "Put the whole body in `try:` / `finally: app.dependency_overrides.clear()`, so the "
-           "next test gets the app's own dependency back."],
+           "Put the whole body in `try:` / `finally: app.dependency_overrides.pop(get_session, "
+           "None)`, so the next test gets the app's own dependency back and any override the "
+           "app already had stays (`.clear()` would remove those too)."],
     limit=20.0,
     title="The app on the test's session: dependency_overrides",
 )

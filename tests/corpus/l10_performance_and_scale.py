@@ -2,12 +2,13 @@
 
 import asyncio
 import concurrent.futures
+import itertools
 import math
 import threading
 from collections import defaultdict
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query
+from fastapi import Depends, HTTPException, Path, Query
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
@@ -767,3 +768,90 @@ def add_catalogue_route_contains_eager_unordered(app, get_session):
             raise HTTPException(404, detail=f"artist {artist_id} not found")
         return {"artist": artist.name,
                 "albums": [{"title": a.title, "tracks": [t.name for t in a.tracks]} for a in artist.albums]}
+
+
+# --- closed after the audit: an empty name, a str id, albums that share a title -----------
+
+
+@wrong("q2", expect="an empty name, not None")
+def add_name_route_empty_name_is_missing(app, lookup):
+    # `not name` is also true of "", a track's name all the same
+    @app.get("/tracks/{track_id}/name")
+    def r(track_id: int) -> dict:
+        name = lookup(track_id)
+        if not name:
+            raise HTTPException(404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": name}
+
+
+@wrong("q2", expect="a str, not an int track id")
+def add_name_route_str_id(app, lookup):
+    # the path's text is handed on as "7": lookup finds no track, so every request is a 404
+    @app.get("/tracks/{track_id}/name")
+    def r(track_id: str) -> dict:
+        name = lookup(track_id)
+        if name is None:
+            raise HTTPException(404, detail=f"track {track_id} not found")
+        return {"track_id": track_id, "name": name}
+
+
+@wrong("q2", expect="declare `track_id: int`")
+def add_name_route_untyped_id(app, lookup):
+    # no annotation: FastAPI passes the path segment as a str
+    @app.get("/tracks/{track_id}/name")
+    def r(track_id) -> dict:
+        name = lookup(track_id)
+        if name is None:
+            raise HTTPException(404, detail=f"track {track_id} not found")
+        return {"track_id": int(track_id), "name": name}
+
+
+@correct("q2")
+def add_name_route_match_none(app, lookup):
+    """a match statement on the lookup's result: only None is missing, "" is a name."""
+    @app.get("/tracks/{track_id}/name")
+    async def r(track_id: Annotated[int, Path()]) -> dict:
+        match await asyncio.to_thread(lookup, track_id):
+            case None:
+                raise HTTPException(404, detail=f"track {track_id} not found")
+            case name:
+                return {"track_id": track_id, "name": name}
+
+
+@wrong("q4", expect="group the rows by album_id")
+def add_catalogue_route_grouped_by_title(app, get_session):
+    # a dict keyed by title makes one album of two that share a title
+    @app.get("/artists/{artist_id}/catalogue")
+    async def c(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]) -> dict:
+        rows = (await session.execute(
+            select(Artist.name, Album.title, Track.name.label("track"))
+            .select_from(Artist).outerjoin(Album, Album.artist_id == Artist.artist_id)
+            .outerjoin(Track, Track.album_id == Album.album_id)
+            .where(Artist.artist_id == artist_id).order_by(Album.album_id, Track.track_id))).all()
+        if not rows:
+            raise HTTPException(404, detail=f"artist {artist_id} not found")
+        albums: dict = {}
+        for row in rows:
+            if row.title is not None:
+                entry = albums.setdefault(row.title, {"title": row.title, "tracks": []})
+                if row.track is not None:
+                    entry["tracks"].append(row.track)
+        return {"artist": rows[0].name, "albums": list(albums.values())}
+
+
+@correct("q4")
+def add_catalogue_route_groupby_album_id(app, get_session):
+    """one outer-join SELECT, grouped with itertools.groupby on album_id (titles may repeat)."""
+    @app.get("/artists/{artist_id}/catalogue")
+    async def c(artist_id: int, session: Annotated[AsyncSession, Depends(get_session)]) -> dict:
+        rows = (await session.execute(
+            select(Artist.name, Album.album_id, Album.title, Track.name.label("track"))
+            .select_from(Artist).outerjoin(Album, Album.artist_id == Artist.artist_id)
+            .outerjoin(Track, Track.album_id == Album.album_id)
+            .where(Artist.artist_id == artist_id).order_by(Album.album_id, Track.track_id))).all()
+        if not rows:
+            raise HTTPException(404, detail=f"artist {artist_id} not found")
+        albums = [{"title": group[0].title, "tracks": [r.track for r in group if r.track is not None]}
+                  for aid, grouped in itertools.groupby(rows, key=lambda r: r.album_id)
+                  if aid is not None for group in [list(grouped)]]
+        return {"artist": rows[0].name, "albums": albums}

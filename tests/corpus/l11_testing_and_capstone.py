@@ -1158,10 +1158,10 @@ async def rolled_back_session_explicit_close(engine: AsyncEngine) -> AsyncIterat
         await conn.close()
 
 
-@correct("q2")
-async def client_with_session_reference_shape(
+@wrong("q2", expect="empties the whole dict")
+async def client_with_session_clears_all(
         app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
-    """lesson's conftest shape (override get_session, LifespanManager, clear in finally)."""
+    # clear() in finally also removes the override the app had before the test
     async def the_test_session():
         yield session
 
@@ -1305,3 +1305,53 @@ def store_search_q_required(url: str) -> FastAPI:
 def store_reference(url: str) -> FastAPI:
     """The solution's design: the key claimed by the order's INSERT before any stock is taken."""
     return _store(url, "none")
+
+
+@correct("q2")
+async def client_with_session_pops_its_key(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    """override get_session, LifespanManager, and pop only that key in finally."""
+    async def the_test_session():
+        yield session
+
+    app.dependency_overrides[get_session] = the_test_session
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.pop(get_session, None)
+
+
+@correct("q2")
+async def client_with_session_restores_a_copy(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    """a copy of the overrides saved before, put back as a whole afterwards."""
+    saved = app.dependency_overrides.copy()
+    app.dependency_overrides[get_session] = lambda: session
+    try:
+        async with LifespanManager(app) as manager:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app),
+                                         base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides = saved
+
+
+@wrong("q2", expect="which the app did not have before")
+async def client_with_session_leaves_a_stray_override(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    # a second override, for the session's factory, is never taken back
+    async def the_test_session():
+        yield session
+
+    app.dependency_overrides[get_session] = the_test_session
+    app.dependency_overrides[AsyncSession] = lambda: session
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.pop(get_session, None)
