@@ -35,7 +35,8 @@ from typing import Any
 
 def _definitions(lesson: str) -> str:
     """The solution notebook's cells that only import or define (its imports, the schemas of
-    lesson 09): every code cell without a solution or a top-level await."""
+    lesson 09): every code cell without a solution or a top-level await, and the imports of a
+    cell that also awaits (lesson 10 opens with one)."""
     from course.build import read_notebook
     from course.paths import SOLUTIONS
 
@@ -43,7 +44,16 @@ def _definitions(lesson: str) -> str:
     if not found:
         return ""
     cells = [c.source for c in read_notebook(found[0]).cells if c.cell_type == "code"]
-    return "\n\n".join(s for s in cells if "SOLUTION" not in s and "await " not in s)
+    kept = [s if "await " not in s else _imports_of(s) for s in cells if "SOLUTION" not in s]
+    return "\n\n".join(kept)
+
+
+def _imports_of(source: str) -> str:
+    """The import statements at the top level of a cell that may use top-level await."""
+    import ast
+
+    tree = ast.parse(source)  # top-level await parses; only compiling it would object
+    return "\n".join(ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
 
 
 def reference(lesson: str, function: str):  # noqa: ANN201
@@ -51,9 +61,11 @@ def reference(lesson: str, function: str):  # noqa: ANN201
     module = types.ModuleType(f"solution_{lesson}_{function}")  # a real module: pydantic
     sys.modules[module.__name__] = module  # resolves a schema's annotations through it
     namespace = module.__dict__
-    exec(PRELUDE, namespace)  # noqa: S102 -- the course's own solution code
-    exec(_definitions(lesson), namespace)  # noqa: S102
-    exec(solution_source(lesson, function), namespace)  # noqa: S102
+    for source in (PRELUDE, _definitions(lesson), solution_source(lesson, function)):
+        # dont_inherit: this file's `from __future__ import annotations` must not turn the
+        # solution's annotations into strings, which FastAPI cannot resolve for a local alias
+        code = compile(source, f"<{module.__name__}>", "exec", dont_inherit=True)
+        exec(code, namespace)  # noqa: S102 -- the course's own solution code
     return namespace[function]
 
 
