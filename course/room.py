@@ -80,11 +80,11 @@ def status() -> str:
     """One paragraph for the learner: whether this kernel's checks are recorded, and what."""
     room = room_name()
     if not room:
-        return ("This kernel does not record your checks anywhere: COURSE_ROOM is not set. "
-                "Your verdicts stay in your own .course/progress.json.")
+        return ("This kernel sends your checks nowhere: COURSE_ROOM is not set, so your verdicts "
+                "stay in your own progress (`make progress`).")
     if not os.environ.get("DATABASE_URL", "").strip():
         return (f"COURSE_ROOM is set ({room!r}) but DATABASE_URL is not, so nothing is recorded: "
-                "your verdicts stay in your own .course/progress.json.")
+                "your verdicts stay in your own progress (`make progress`).")
     return (f"This kernel records each check you run in a workbook for your instructor, in room "
             f"{room!r} on the server in DATABASE_URL: your name ({learner_name()}), the exercise "
             "(such as 04.q2), ✅/❌/⏳, the first line of the check's message, and the time. "

@@ -248,13 +248,30 @@ async def serve(app: Any, host: str = "127.0.0.1", port: int = 8765,
     """Serve the app over HTTP/1.1 (one request per connection) until cancelled."""
     from asgi_lifespan import LifespanManager
 
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(task := asyncio.current_task())
+        try:
+            await _handle(manager.app, reader, writer, (host, port))
+        except asyncio.CancelledError:  # the server is stopping; this task ends here
+            pass
+        finally:
+            handlers.discard(task)
+
     async with LifespanManager(app) as manager:
-        server = await asyncio.start_server(lambda r, w: _handle(manager.app, r, w, (host, port)),
-                                            host, port)
-        async with server:
+        server = await asyncio.start_server(handle, host, port)
+        try:
             if started is not None:
                 started.set()
-            await server.serve_forever()
+            await asyncio.Event().wait()  # until cancelled (Ctrl+C)
+        finally:  # an open event stream would keep wait_closed() waiting: end the handlers first
+            server.close()
+            running = list(handlers)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await server.wait_closed()
 
 
 async def _handle(app: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
