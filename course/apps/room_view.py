@@ -333,7 +333,7 @@ PAGE = """<!doctype html>
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{border:1px solid #ccc;padding:.25em .5em;font-size:.9em;text-align:left;vertical-align:top}
-td.cell{text-align:center;white-space:nowrap}
+td.cell,td.n{text-align:center;white-space:nowrap}
 .correct{background:#e3f6e3}.wrong{background:#fde8e8}.busy,.not-attempted{background:#fff6d8}
 .error{background:#eee}small{color:#666}#live{font-size:.8em;color:#666}
 section{display:inline-block;vertical-align:top;margin-right:2em}
@@ -347,7 +347,7 @@ section{display:inline-block;vertical-align:top;margin-right:2em}
 const ICON={"correct":"✅","wrong":"❌","not attempted":"⏳","busy":"⏳","error":"⚠️"};
 function esc(s){const d=document.createElement("div");d.textContent=s;return d.innerHTML}
 function dur(s){return s<60?s+" s":s<3600?Math.floor(s/60)+" min":Math.floor(s/3600)+" h "+Math.floor(s%3600/60)+" min"}
-function row(cells,tag){return "<tr>"+cells.map(c=>"<"+(tag||"td")+">"+c+"</"+(tag||"td")+">").join("")+"</tr>"}
+function row(cells,tag){return "<tr>"+cells.map((c,i)=>"<"+(tag||"td")+(i<cells.length-1?' class="n"':"")+">"+c+"</"+(tag||"td")+">").join("")+"</tr>"}
 async function refresh(){
   const r=await (await fetch("api/room")).json();
   const at={};r.cells.forEach(c=>at[c.learner+"|"+c.exercise]=c);
@@ -363,7 +363,7 @@ async function refresh(){
   const p=r.pace;
   document.getElementById("pace").textContent=r.learners.length+" learners; first check "+p.minutes+
     " min ago. The half-day agenda would be at lesson "+p.agenda_lesson+"; the median learner is in lesson "+
-    (p.median_lesson||"-")+" with "+p.median_done+" exercises ✅. Finished per lesson: "+
+    (p.median_lesson||"-")+", with "+p.median_done+" exercise(s) ✅. Learners who finished / started each lesson: "+
     p.lessons.filter(x=>x.started).map(x=>x.lesson+" "+x.finished+"/"+x.started).join(", ")+".";
 }
 let pending=null;
