@@ -135,7 +135,11 @@ def cmd_room(args: argparse.Namespace) -> int:
                           "set ROOM_DATABASE_URL to a role that may read course_room_verdict "
                           "(INSTRUCTORS.md, \"The room view\").")
     if args.setup:
-        asyncio.run(room.setup(url, learners=args.learners, viewer=args.viewer))
+        try:
+            asyncio.run(room.setup(url, learners=args.learners, viewer=args.viewer))
+        except Exception as exc:
+            raise _room_server_error(exc, "check DATABASE_URL; --setup needs the server's superuser "
+                                     "(or the owner of its database), and roles that exist") from None
         print(f"{room.TABLE} is ready" + (f"; {args.learners} may add to it" if args.learners else "")
               + (f"; {args.viewer} may read it" if args.viewer else "") + ".")
         return 0
@@ -150,7 +154,19 @@ def cmd_room(args: argparse.Namespace) -> int:
         asyncio.run(serve(create_app(url, name), args.host, args.port))
     except KeyboardInterrupt:
         pass
+    except Exception as exc:
+        raise _room_server_error(exc, "check ROOM_DATABASE_URL (or DATABASE_URL), and that the port "
+                                 "is free (PORT=...)") from None
     return 0
+
+
+def _room_server_error(exc: Exception, fix: str) -> CourseError:
+    """One line for a failure of `course room`, never the URL (it may hold a password)."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if "://" in detail:
+        detail = ""
+    return CourseError(f"The room view could not use its server: {type(exc).__name__}"
+                       + (f": {detail}" if detail else "") + ".", fix)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

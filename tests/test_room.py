@@ -337,3 +337,19 @@ def test_the_clean_up_drops_the_room_table(monkeypatch, server) -> None:
     assert asyncio.run(postgres.cleanup_room_table()) == \
         f"no room table ({room.TABLE}) on the server in DATABASE_URL"
     asyncio.run(room.setup(server))  # as the other tests found it
+
+
+def test_the_room_command_says_what_it_needs(monkeypatch, capsys) -> None:
+    from course import cli
+
+    for name in ("ROOM_DATABASE_URL", "DATABASE_URL", "COURSE_ROOM"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["room"]) == 2
+    assert "neither ROOM_DATABASE_URL nor DATABASE_URL is set" in capsys.readouterr().err
+    monkeypatch.setenv("ROOM_DATABASE_URL", f"postgresql://viewer:s3cret@127.0.0.1:{_free_port()}/postgres")
+    assert cli.main(["room"]) == 2
+    assert "COURSE_ROOM is not set" in capsys.readouterr().err
+    assert cli.main(["room", "--room", "tuesday", "--port", str(_free_port())]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("⚠️ The room view could not use its server: ConnectionRefusedError")
+    assert "s3cret" not in out.out + out.err and "http://127.0.0.1:" in out.out
