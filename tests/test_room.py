@@ -241,6 +241,9 @@ def test_recording_adds_little_to_a_check(monkeypatch, server, tmp_path) -> None
     assert statistics.median(costs) < 0.020
 
 
+ROLES = ("room_test_learner", "room_test_viewer", "room_test_nobody")
+
+
 def test_roles_learners_insert_and_the_view_only_reads(server) -> None:
     """The learners' role needs INSERT only; the view works with SELECT only."""
     name = f"test-{uuid.uuid4().hex[:8]}"
@@ -248,7 +251,7 @@ def test_roles_learners_insert_and_the_view_only_reads(server) -> None:
     async def main() -> None:
         admin = await asyncpg.connect(server)
         try:
-            for role in ("room_test_learner", "room_test_viewer"):
+            for role in ROLES:
                 await admin.execute(f"DROP OWNED BY {role}" if await admin.fetchval(
                     "SELECT 1 FROM pg_roles WHERE rolname = $1", role) else "SELECT 1")
                 await admin.execute(f"DROP ROLE IF EXISTS {role}")
@@ -264,6 +267,14 @@ def test_roles_learners_insert_and_the_view_only_reads(server) -> None:
             data = await _read_app(create_app(as_viewer, name))
             assert [(c["learner"], c["status"], c["message"]) for c in data["cells"]] == \
                 [("ada", "wrong", "mmss(5000) returned '0:5'")]
+            as_nobody = server.replace("postgresql://postgres", "postgresql://room_test_nobody", 1)
+            async with LifespanManager(create_app(as_nobody, name)) as manager:
+                transport = httpx.ASGITransport(app=manager.app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://room") as client:
+                    response = await client.get("/api/room")
+            assert response.status_code == 503
+            assert response.json()["detail"].startswith(f"this role may not read {room.TABLE}: as its "
+                                                        f"owner, GRANT SELECT ON {room.TABLE} TO")
             viewer = await asyncpg.connect(as_viewer)
             try:
                 with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -271,7 +282,7 @@ def test_roles_learners_insert_and_the_view_only_reads(server) -> None:
             finally:
                 await viewer.close()
         finally:
-            for role in ("room_test_learner", "room_test_viewer"):
+            for role in ROLES:
                 await admin.execute(f"DROP OWNED BY {role}")
                 await admin.execute(f"DROP ROLE {role}")
             await admin.close()

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 from urllib.parse import unquote
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
@@ -213,6 +213,10 @@ def create_app(url: str, room: str, wrong_lines: int = 3) -> FastAPI:
             wrong = await conn.fetch(WRONG_LINES, room, wrong_lines)
         except asyncpg.UndefinedTableError:  # no kernel has recorded anything on this server yet
             rows, wrong = [], []
+        except asyncpg.InsufficientPrivilegeError:
+            raise HTTPException(status_code=503, detail=(
+                f"this role may not read {TABLE}: as its owner, GRANT SELECT ON {TABLE} TO the "
+                "view's role (INSTRUCTORS.md, \"The room view\")")) from None
         return summarize(room, now, rows, wrong, order)
 
     async def events(request: Request) -> AsyncIterator[ServerSentEvent]:
@@ -349,7 +353,9 @@ function esc(s){const d=document.createElement("div");d.textContent=s;return d.i
 function dur(s){return s<60?s+" s":s<3600?Math.floor(s/60)+" min":Math.floor(s/3600)+" h "+Math.floor(s%3600/60)+" min"}
 function row(cells,tag){return "<tr>"+cells.map((c,i)=>"<"+(tag||"td")+(i<cells.length-1?' class="n"':"")+">"+c+"</"+(tag||"td")+">").join("")+"</tr>"}
 async function refresh(){
-  const r=await (await fetch("api/room")).json();
+  let r;
+  try{const res=await fetch("api/room");r=await res.json();if(!res.ok)throw new Error(r.detail||res.status)}
+  catch(e){document.getElementById("pace").textContent="⚠️ "+e.message;return}
   const at={};r.cells.forEach(c=>at[c.learner+"|"+c.exercise]=c);
   let g=row(["learner"].concat(r.exercises.map(esc)),"th");
   r.learners.forEach(l=>{g+="<tr><th>"+esc(l)+"</th>"+r.exercises.map(e=>{const c=at[l+"|"+e];
