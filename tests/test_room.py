@@ -235,6 +235,18 @@ def test_recording_adds_little_to_a_check(monkeypatch, server, tmp_path) -> None
     on, off = asyncio.run(main())
     room._recorder.close()
     assert room._recorder.sent == 20 and not room._recorder.problem
+
+    async def rows() -> list[tuple]:
+        conn = await asyncpg.connect(server)
+        try:
+            return [tuple(r) for r in await conn.fetch(
+                f"SELECT DISTINCT learner, exercise, status, message FROM {room.TABLE} "  # noqa: S608
+                "WHERE room = $1", name)]
+        finally:
+            await conn.close()
+
+    assert asyncio.run(rows()) == [("timed", "00.q1", "correct",
+                                    "6 lengths formatted, including 0:05 and 60:00.")]
     print(f"\nrecord(): median {statistics.median(costs) * 1000:.3f} ms, max {max(costs) * 1000:.3f} ms; "
           f"check with recording median {statistics.median(on) * 1000:.1f} ms (max {max(on) * 1000:.1f}), "
           f"without {statistics.median(off) * 1000:.1f} ms (max {max(off) * 1000:.1f})")
@@ -260,13 +272,17 @@ def test_roles_learners_insert_and_the_view_only_reads(server) -> None:
             as_learner = server.replace("postgresql://postgres", "postgresql://room_test_learner", 1)
             as_viewer = server.replace("postgresql://postgres", "postgresql://room_test_viewer", 1)
             assert as_learner != server and as_viewer != server
+            hostile = "x' OR '1'='1; -- \\ % _ \"quoted\" ✅"
             recorder = room.Recorder(name, "ada", as_learner)
             recorder.record("00.q1", "wrong", "mmss(5000) returned '0:5'\nsecond line")
-            await asyncio.to_thread(recorder.close)
-            assert (recorder.sent, recorder.problem) == (1, "")
+            recorder.record("00.q2", "wrong", hostile)
+            other = room.Recorder(name + "-next-door", "bob", as_learner)  # another room
+            other.record("00.q1", "wrong", "not in this room")
+            await asyncio.gather(asyncio.to_thread(recorder.close), asyncio.to_thread(other.close))
+            assert (recorder.sent, recorder.problem, other.sent) == (2, "", 1)
             data = await _read_app(create_app(as_viewer, name))
-            assert [(c["learner"], c["status"], c["message"]) for c in data["cells"]] == \
-                [("ada", "wrong", "mmss(5000) returned '0:5'")]
+            assert [(c["learner"], c["exercise"], c["status"], c["message"]) for c in data["cells"]] \
+                == [("ada", "00.q1", "wrong", "mmss(5000) returned '0:5'"), ("ada", "00.q2", "wrong", hostile)]
             as_nobody = server.replace("postgresql://postgres", "postgresql://room_test_nobody", 1)
             async with LifespanManager(create_app(as_nobody, name)) as manager:
                 transport = httpx.ASGITransport(app=manager.app)

@@ -45,7 +45,7 @@ SELECT learner, exercise,
        min(at) AS first_at, max(at) AS last_at,
        min(at) FILTER (WHERE status = 'correct') AS solved_at,
        count(*) FILTER (WHERE status = 'wrong') AS tries
-FROM {TABLE} WHERE room = $1 GROUP BY learner, exercise"""  # noqa: S608 -- constant table name
+FROM {TABLE} WHERE room = $1 GROUP BY learner, exercise ORDER BY learner, exercise"""  # noqa: S608 -- constant table name
 
 WRONG_LINES = f"""
 SELECT exercise, message, n FROM (
