@@ -330,8 +330,10 @@ def test_the_page_is_served_on_loopback_and_pushes_verdicts(server) -> None:
                         async for line in stream.aiter_lines():
                             lines.append(line)
                             if line == "event: hello":
+                                sent_at = time.monotonic()
                                 recorder.record("00.q1", "correct", "")
                             if line.startswith("event: verdict"):
+                                print(f"\nrecorded to the page's event: {time.monotonic() - sent_at:.2f} s")
                                 data = (await client.get("/api/room")).json()
                                 assert data["learners"] == ["ada"]
                                 # Ctrl+C with the page still open: the server stops all the same
