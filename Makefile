@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NB ?=
 
-.PHONY: lab test test-browser install doctor progress verify reset update build db-stop db-reset db-cleanup-shared clean help
+.PHONY: lab test test-browser install doctor progress verify reset update build db-stop db-reset db-cleanup-shared room clean help
 help:
 	@echo "make lab               start JupyterLab on the welcome notebook (installs on first run)"
 	@echo "make test              run the whole test suite (what CI runs)"
@@ -19,6 +19,7 @@ help:
 	@echo "make db-stop           stop the course's PostgreSQL"
 	@echo "make db-reset          stop it and delete it; it is rebuilt when next needed"
 	@echo "make db-cleanup-shared instructors: drop every course database on the server in DATABASE_URL"
+	@echo "make room ROOM=name    instructors: the live view of the room's checks, on 127.0.0.1:8765"
 	@echo "make install           reinstall the pinned packages into .venv"
 	@echo "make clean             delete .venv (your work and .course/ stay)"
 
@@ -75,6 +76,10 @@ db-reset: $(STAMP)
 # After a workshop (INSTRUCTORS.md): every learner's databases and the template, by their names.
 db-cleanup-shared: $(STAMP)
 	@$(BIN)/python -m course db cleanup-shared $(if $(DRY),--dry-run)
+
+# The instructor's live view of a workshop (INSTRUCTORS.md, "The room view"): loopback unless HOST=.
+room: $(STAMP)
+	@$(BIN)/python -m course room $(if $(ROOM),--room $(ROOM)) $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 clean:
 	rm -rf $(VENV)

@@ -1,4 +1,4 @@
-"""`python -m course ...`: the commands behind make progress, verify, reset, update, build and db-*."""
+"""`python -m course ...`: the commands behind make progress, verify, reset, update, build, room and db-*."""
 
 from __future__ import annotations
 
@@ -114,11 +114,59 @@ def cmd_db(args: argparse.Namespace) -> int:
         verb = "would drop" if args.dry_run else "dropped"
         print(f"{verb} {len(names)} course database(s) on the server in DATABASE_URL"
               + "".join(f"\n  {name}" for name in names))
+        print(asyncio.run(postgres.cleanup_room_table(drop=not args.dry_run)))
     elif args.action == "reset":
         postgres.stop_local()
         shutil.rmtree(postgres.pgdata(), ignore_errors=True)
         print("removed .course/pgdata; the next notebook that needs PostgreSQL rebuilds it.")
     return 0
+
+
+def cmd_room(args: argparse.Namespace) -> int:
+    """The instructor's live view of the room (INSTRUCTORS.md, "The room view")."""
+    import asyncio
+
+    from course import room
+
+    url = (os.environ.get("ROOM_DATABASE_URL") or os.environ.get("DATABASE_URL") or "").strip()
+    if not url:
+        raise CourseError("The room view needs the workshop's server: neither ROOM_DATABASE_URL nor "
+                          "DATABASE_URL is set.",
+                          "set ROOM_DATABASE_URL to a role that may read course_room_verdict "
+                          "(INSTRUCTORS.md, \"The room view\").")
+    if args.setup:
+        try:
+            asyncio.run(room.setup(url, learners=args.learners, viewer=args.viewer))
+        except Exception as exc:
+            raise _room_server_error(exc, "check DATABASE_URL; --setup needs the server's superuser "
+                                     "(or the owner of its database), and roles that exist") from None
+        print(f"{room.TABLE} is ready" + (f"; {args.learners} may add to it" if args.learners else "")
+              + (f"; {args.viewer} may read it" if args.viewer else "") + ".")
+        return 0
+    name = args.room or room.room_name()
+    if not name:
+        raise CourseError("Which room? COURSE_ROOM is not set.",
+                          "run `make room ROOM=tuesday` (or `python -m course room --room tuesday`).")
+    from course.apps.room_view import create_app, serve
+
+    print(f"Room {name!r}: http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
+    try:
+        asyncio.run(serve(create_app(url, name), args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        raise _room_server_error(exc, "check ROOM_DATABASE_URL (or DATABASE_URL), and that the port "
+                                 "is free (PORT=...)") from None
+    return 0
+
+
+def _room_server_error(exc: Exception, fix: str) -> CourseError:
+    """One line for a failure of `course room`, never the URL (it may hold a password)."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if "://" in detail:
+        detail = ""
+    return CourseError(f"The room view could not use its server: {type(exc).__name__}"
+                       + (f": {detail}" if detail else "") + ".", fix)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -151,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--expect-stopped", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="cleanup-shared: list, drop nothing")
     p.set_defaults(func=cmd_db)
+    p = sub.add_parser("room", help="instructors: the live view of the room's checks")
+    p.add_argument("--room", default="", help="the room's name (default: COURSE_ROOM)")
+    p.add_argument("--host", default="127.0.0.1", help="listen here (default: loopback only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--setup", action="store_true", help="create the table (as its owner) and grant")
+    p.add_argument("--learners", default="", help="--setup: the learners' role, given INSERT")
+    p.add_argument("--viewer", default="", help="--setup: the view's role, given SELECT")
+    p.set_defaults(func=cmd_room)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -425,7 +425,8 @@ COURSE_TEMPLATE = r"^chinook_template_[0-9a-f]+(_building)?$"
 CLEANUP_SQL = f"""\
 SELECT format('DROP DATABASE %I WITH (FORCE);', datname) FROM pg_database
 WHERE datname ~ '{COURSE_DATABASE}' OR datname ~ '{COURSE_TEMPLATE}'
-ORDER BY datname \\gexec"""  # noqa: S608 -- the course's own constant patterns, no input
+ORDER BY datname \\gexec
+DROP TABLE IF EXISTS course_room_verdict;"""  # noqa: S608 -- the course's own constant patterns, no input
 
 
 async def cleanup_shared(drop: bool = True) -> list[str]:
@@ -457,3 +458,26 @@ async def cleanup_shared(drop: bool = True) -> list[str]:
     finally:
         await admin.close()
     return names
+
+
+# course/room.py's table on the shared server: the verdicts the instructor's room view shows.
+ROOM_TABLE = "course_room_verdict"
+
+
+async def cleanup_room_table(drop: bool = True) -> str:
+    """Drop (or only count) the room view's table on the server in DATABASE_URL; one line."""
+    admin, _, _ = await connect_admin()
+    try:
+        if await admin.fetchval("SELECT to_regclass($1)", ROOM_TABLE) is None:
+            return f"no room table ({ROOM_TABLE}) on the server in DATABASE_URL"
+        rows = await admin.fetchval(f"SELECT count(*) FROM {ROOM_TABLE}")  # noqa: S608 -- a constant
+        if not drop:
+            return f"would drop the room table {ROOM_TABLE} ({rows} verdicts)"
+        try:
+            await admin.execute(f"DROP TABLE {ROOM_TABLE}")
+        except asyncpg.InsufficientPrivilegeError:
+            return (f"⚠️ could not drop the room table {ROOM_TABLE}: connect as its owner (who ran "
+                    "`python -m course room --setup`) and run the clean-up again")
+        return f"dropped the room table {ROOM_TABLE} ({rows} verdicts)"
+    finally:
+        await admin.close()
