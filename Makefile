@@ -46,6 +46,7 @@ test:
 test-browser:
 	@$(TASKS) install --extra test
 	@$(BIN)/python tests/browser/run.py
+	@$(BIN)/python tests/browser/room.py
 
 doctor: $(STAMP)
 	@$(BIN)/python -m course doctor
