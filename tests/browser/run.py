@@ -284,11 +284,10 @@ JS_LINE_BREAKS = JS_PANEL + """
 // Each rendered line of a ✅/❌/⏳/💡 output must end at a space or a hyphen, never inside a word.
 const bad = [];
 let lines = 0;
-for (const [index, cell] of panel.content.widgets.entries()) {
+const index = arg, cell = panel.content.widgets[arg];
+{
   for (const out of cell.node.querySelectorAll('.jp-OutputArea-output')) {
-    const shown = out.innerText.trim();
-    if (!/^(✅|❌|⏳|💡)/u.test(shown)) continue;
-    out.scrollIntoView({block: 'nearest'});
+    if (!/^\\s*(✅|❌|⏳|💡)/u.test(out.textContent)) continue;
     const walker = document.createTreeWalker(out, NodeFilter.SHOW_TEXT);
     const chars = [];  // [character, top of its line box]
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
@@ -314,12 +313,24 @@ return {bad, lines};
 """
 
 
-def check_line_breaks(page, where: str) -> int:
-    """Fail if a ✅/❌/⏳/💡 output wraps inside a word; return how many line breaks were checked."""
-    found = js(page, JS_LINE_BREAKS)
-    if found["bad"]:
-        raise Failed(f"{where}: a line breaks inside a word: {found['bad'][:3]}")
-    return found["lines"]
+def check_line_breaks(page, where: str) -> tuple[int, int | None]:
+    """Fail if a ✅/❌/⏳/💡 output wraps inside a word; return how many line breaks were checked,
+    and the first cell that shows such a line.
+
+    Each such cell is scrolled into view first: JupyterLab lays out only the cells near the view."""
+    state, lines, first = js(page, JS_STATE), 0, None
+    for cell in state["cells"]:
+        if not any(text_of(o).lstrip()[:1] in "✅❌⏳💡" and text_of(o).strip() for o in cell["outputs"]):
+            continue
+        js(page, JS_PANEL + "await panel.content.scrollToItem(arg, 'center');"
+                            " panel.content.widgets[arg].node.scrollIntoView({block: 'center'});", cell["index"])
+        page.wait_for_timeout(300)
+        found = js(page, JS_LINE_BREAKS, cell["index"])
+        if found["bad"]:
+            raise Failed(f"{where}: a line breaks inside a word: {found['bad'][:3]}")
+        lines += found["lines"]
+        first = cell["index"] if first is None else first
+    return lines, first
 
 
 def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
@@ -350,7 +361,9 @@ def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
         shoot(page, f"{lesson}-FAILED", shots)
         raise Failed(f"{path}: " + "; ".join(problems[:5]))
     images = check_images(page, state, path)
-    breaks = check_line_breaks(page, path)
+    breaks, explained = check_line_breaks(page, path)
+    if explained is not None:
+        shoot(page, f"{lesson}-check-or-explain-line", shots, explained)
     rich = [c["index"] for c in state["cells"] if any("text/markdown" in o.get("data", {}) for o in c["outputs"])]
     for index in rich:  # hints, the progress table: rendered as Markdown, not shown as text
         rendered = js(page, JS_PANEL + "return panel.content.widgets[arg].node.querySelectorAll("
@@ -453,7 +466,7 @@ def work_the_workbook(page, lab: Lab, shots: list[Path]) -> str:
     type_into_cell(page, answer, solution_source("00", "mmss") + "\n")
     right = run_cell_and_check(page, answer, check, "✅ q1")
     shoot(page, "workbook-00-right-answer", shots, answer)
-    check_line_breaks(page, path)
+    check_line_breaks(page, path)  # the ✅ line and the ⏳ lines of the other stubs
 
     # the reference solution, asked for in a new cell: a heading and highlighted Python
     js(page, JS_PANEL + "panel.content.activeCellIndex = arg; panel.content.mode = 'command';", check)
