@@ -82,3 +82,14 @@ def test_no_ratio_below_one_reads_as_faster(path: Path) -> None:
         for output in cell.get("outputs", []):
             for ratio in re.findall(r"(\d+(?:\.\d+)?)\s?[×x] (?:faster|slower)", _text(output)):
                 assert float(ratio) >= 1, f"{path.name} cell {index}: {ratio}x reads the wrong way round"
+
+
+def test_check_and_explain_lines_as_markdown() -> None:
+    """The ✅/❌/⏳/💡 lines are displayed as Markdown (which wraps between words): `code` stays
+    code, and every other sign Markdown would read shows as typed."""
+    from course.display import markdown_line
+
+    line = "⏳ q1 not attempted yet: replace `raise NotImplementedError` in top_artists with your code."
+    assert markdown_line(line) == line.replace("top_artists", r"top\_artists")
+    assert markdown_line("❌ q2: a*b <b> [x](y) a|b ~c & d") == r"❌ q2: a\*b \<b\> \[x\](y) a\|b \~c \& d"
+    assert markdown_line("💡 `a_b` and ``x`y``, a lone ` tick") == r"💡 `a_b` and ``x`y``, a lone \` tick"
