@@ -242,8 +242,10 @@ class Exercise:
         outcome = await self.evaluate(answer)
         if outcome.status != "busy":  # not judged: the last real verdict stands
             progress.record(self.lesson, self.name, outcome.status)
-        print(outcome.line)
         from course import room  # the live view of the room, only with COURSE_ROOM
+        from course.display import markdown_line, show
+
+        show(outcome.line, markdown_line(outcome.line))  # Markdown wraps between words; code shows as code
         room.record(self.lesson, self.name, outcome.status, outcome.message)
 
     def hint(self, n: int = 1) -> None:
@@ -290,6 +292,11 @@ class PendingCheck:
         name = self._exercise.name
         return (f"⏳ {name} was not checked: put `await` in front, "
                 f"`await ex.{name}.check({self._exercise.function})`.")
+
+    def _repr_markdown_(self) -> str:
+        from course.display import markdown_line
+
+        return markdown_line(repr(self))
 
 
 def exercises_of(module: Any) -> list[Exercise]:

@@ -7,9 +7,10 @@ prints `text`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-__all__ = ["Shown", "show"]
+__all__ = ["Shown", "markdown_line", "show"]
 
 
 class Shown:
@@ -29,6 +30,23 @@ class Shown:
         return self.text
 
     __str__ = __repr__
+
+
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")  # CommonMark's code span
+_MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]<>|~&])")  # inline signs; a line starts with its icon
+
+
+def markdown_line(text: str) -> str:
+    """`text` as Markdown that shows it as it reads: `code` spans render as code, every other
+    sign Markdown would interpret (`*`, `_`, `<`, `#`, ...) stays literal. A Markdown paragraph
+    wraps between words, where a text output breaks lines anywhere, even inside a word."""
+    parts, last = [], 0
+    for span in _CODE_SPAN.finditer(text):
+        parts.append(_MARKDOWN_SIGNS.sub(r"\\\1", text[last:span.start()]))
+        parts.append(span.group(0))
+        last = span.end()
+    parts.append(_MARKDOWN_SIGNS.sub(r"\\\1", text[last:]))
+    return "".join(parts).replace("\n", "  \n")  # a line break stays a line break
 
 
 def in_kernel() -> bool:

@@ -316,6 +316,14 @@ def _last_raised() -> BaseException | None:
     return getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
 
 
+def _show_explanation(item: Explanation) -> None:
+    """The 💡 paragraph: one line of text, and Markdown in JupyterLab (wrapped between words)."""
+    from course.display import markdown_line, show
+
+    line = f"💡 {item.title}. {item.text}"
+    show(line, markdown_line(line))
+
+
 def explain(exc: BaseException | None = None) -> None:
     """Print one paragraph about an exception (by default, the last error a cell raised or a
     check reported): what it means and the fix."""
@@ -332,7 +340,7 @@ def explain(exc: BaseException | None = None) -> None:
     if item is None:
         print(f"{type(exc).__name__}: {exc}\n(No course explanation for this one; read the message above.)")
     else:
-        print(f"💡 {item.title}. {item.text}")
+        _show_explanation(item)
 
 
 def install_ipython_handler() -> None:
@@ -354,7 +362,7 @@ def install_ipython_handler() -> None:
         shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
         item = explanation_for(value)
         if item is not None:
-            print(f"💡 {item.title}. {item.text}")
+            _show_explanation(item)
         return None
 
     shell.set_custom_exc((Exception,), handler)

@@ -150,7 +150,8 @@ def outcomes_in(nb: nbformat.NotebookNode) -> list[Outcome]:
     found = []
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            for line in str(output.get("text", "")).splitlines():
+            text = output.get("text") or output.get("data", {}).get("text/plain", "")  # a line or a display
+            for line in ("".join(text) if isinstance(text, list) else str(text)).splitlines():
                 if (m := OUTCOME_LINE.match(line)) is not None:
                     found.append(Outcome(m.group(2), STATUS_OF[m.group(3)], line))
     return found

@@ -235,8 +235,8 @@ def test_explain_without_argument_explains_the_last_error_of_any_cell(tmp_path, 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS])
     NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True, extra_arguments=QUIET_KERNEL,
                    resources={"metadata": {"path": str(EXERCISES)}}).execute()
-    printed = ["".join(o.get("text", "") for o in cell.outputs if o["output_type"] == "stream")
-               for cell in nb.cells]
+    printed = ["".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cell.outputs)
+               for cell in nb.cells]  # a stream, or the text/plain of a displayed 💡 paragraph
     assert printed[2].startswith("💡 a coroutine that was never awaited."), printed[2]
     assert printed[5].startswith("💡 asyncio.run() inside a running loop."), printed[5]
 

@@ -77,7 +77,8 @@ def _run_cell_in(folder, source: str) -> str:
     client = NotebookClient(nb, timeout=120, kernel_name="python3", extra_arguments=QUIET_KERNEL,
                             resources={"metadata": {"path": str(folder)}})
     client.execute()
-    return "".join(output.get("text", "") for output in nb.cells[0].outputs)
+    return "".join(output.get("text", "") or output.get("data", {}).get("text/plain", "")
+                   for output in nb.cells[0].outputs)  # printed, or displayed as Markdown and text
 
 
 LESSON_00_DEMO = """\

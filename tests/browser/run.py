@@ -5,8 +5,11 @@
 - JupyterLab starts with `make lab`'s own command on 127.0.0.1 with a token, on a scratch copy of
   the course's notebooks (your notebooks and workbooks are never opened, so never saved), with
   its own COURSE_HOME (your progress is never touched), and is stopped by its process id.
-- Lessons 00, 02 and 05 run top to bottom. Any error output, or any code cell that never ran,
-  fails. Every plot must render as an image and every progress bar as a widget.
+- Lessons 00, 02, 05, 09, 10 and 11 run top to bottom. Any error output, or any code cell that
+  never ran, fails. Every plot must render as an image and every progress bar as a widget (seen
+  drawn, or sent by the kernel: a loaded machine may replace a quick bar before it is drawn).
+- No ✅/❌/⏳/💡 line may break inside a word: each rendered line box ends at a space or a hyphen.
+- No request of the page may answer 404 (the language-server extension is off on both sides).
 - Each lesson is saved and reloaded: "Error displaying widget" anywhere fails.
 - Workbook 00: a wrong answer typed into q1 must get ❌, a right one ✅, and `make progress`
   must then show q1 correct.
@@ -31,9 +34,10 @@ WORK = ROOT / ".course" / "browser-test"
 SCRATCH = WORK / "course"           # what JupyterLab serves: a copy of the notebooks
 HOME = WORK / "home"                # COURSE_HOME: progress and databases of this test only
 SHOTS = ROOT / ".course" / "screenshots"
-LESSONS = ["00-welcome", "02-concurrency", "05-asyncpg-bulk-and-types"]
+LESSONS = ["00-welcome", "02-concurrency", "05-asyncpg-bulk-and-types", "09-fastapi-in-process",
+           "10-performance-and-scale", "11-testing-and-capstone"]
 WORKBOOK = "00-welcome"
-CELL_LIMIT = 240  # seconds for one notebook's Run All; lesson 05 loads 300k rows several times
+CELL_LIMIT = 600  # seconds for one notebook's Run All; lesson 05 loads 300k rows, lesson 10 benchmarks
 
 WRONG_MMSS = 'def mmss(milliseconds: int) -> str:\n    return f"{milliseconds // 60000}:{milliseconds // 1000 % 60}"\n'
 
@@ -241,8 +245,13 @@ def shoot(page, name: str, shots: list[Path], cell: int | None = None) -> None:
     shots.append(path)
 
 
-WATCH_WIDGETS = """
-window.__course = {progress: 0, widgetErrors: 0};
+WATCH_WIDGETS = JS_PANEL + """
+window.__course = {progress: 0, widgetErrors: 0, widgetsSent: 0};
+// what the kernel sends, whether or not the page drew it before the bar closed and became text
+panel.sessionContext.iopubMessage.connect((_, msg) => {
+  const data = msg.content && msg.content.data;
+  if (data && 'application/vnd.jupyter.widget-view+json' in data) window.__course.widgetsSent += 1;
+});
 new MutationObserver(() => {
   if (document.querySelector('.jp-OutputArea .widget-hprogress .progress-bar')) window.__course.progress += 1;
   if (document.body.textContent.includes('Error displaying widget')) window.__course.widgetErrors += 1;
@@ -271,11 +280,64 @@ def check_images(page, state: dict, where: str) -> int:
     return count
 
 
+JS_LINE_BREAKS = JS_PANEL + """
+// Each rendered line of a ✅/❌/⏳/💡 output must end at a space or a hyphen, never inside a word.
+const bad = [];
+let lines = 0;
+const index = arg, cell = panel.content.widgets[arg];
+{
+  for (const out of cell.node.querySelectorAll('.jp-OutputArea-output')) {
+    if (!/^\\s*(✅|❌|⏳|💡)/u.test(out.textContent)) continue;
+    const walker = document.createTreeWalker(out, NodeFilter.SHOW_TEXT);
+    const chars = [];  // [character, top of its line box]
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (let i = 0; i < node.data.length; i++) {
+        const range = document.createRange();
+        range.setStart(node, i);
+        range.setEnd(node, i + 1);
+        const rect = range.getClientRects()[0];
+        if (rect) chars.push([node.data[i], rect.top]);
+      }
+    }
+    for (let i = 1; i < chars.length; i++) {
+      const [c, top] = chars[i], [before, topBefore] = chars[i - 1];
+      if (top <= topBefore + 2) continue;  // same line
+      lines += 1;
+      if (/\\s/.test(before) || /\\s/.test(c) || /[-‐–—]/.test(before)) continue;
+      const at = chars.slice(Math.max(0, i - 12), i + 12).map(x => x[0]).join('');
+      bad.push(`cell ${index}: "${at.slice(0, Math.min(12, i))}|${at.slice(Math.min(12, i))}"`);
+    }
+  }
+}
+return {bad, lines};
+"""
+
+
+def check_line_breaks(page, where: str) -> tuple[int, int | None]:
+    """Fail if a ✅/❌/⏳/💡 output wraps inside a word; return how many line breaks were checked,
+    and the first cell that shows such a line.
+
+    Each such cell is scrolled into view first: JupyterLab lays out only the cells near the view."""
+    state, lines, first = js(page, JS_STATE), 0, None
+    for cell in state["cells"]:
+        if not any(text_of(o).lstrip()[:1] in "✅❌⏳💡" and text_of(o).strip() for o in cell["outputs"]):
+            continue
+        js(page, JS_PANEL + "await panel.content.scrollToItem(arg, 'center');"
+                            " panel.content.widgets[arg].node.scrollIntoView({block: 'center'});", cell["index"])
+        page.wait_for_timeout(300)
+        found = js(page, JS_LINE_BREAKS, cell["index"])
+        if found["bad"]:
+            raise Failed(f"{where}: a line breaks inside a word: {found['bad'][:3]}")
+        lines += found["lines"]
+        first = cell["index"] if first is None else first
+    return lines, first
+
+
 def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
     path = f"notebooks/{lesson}.ipynb"
     started = time.perf_counter()
     open_notebook(page, lab, path)
-    page.evaluate(WATCH_WIDGETS)
+    js(page, WATCH_WIDGETS)
     if page.evaluate("() => document.body.textContent.includes('Jupyter news')"):
         shoot(page, f"{lesson}-FAILED-news", shots)
         raise Failed("JupyterLab asks about Jupyter news: the course's .jupyter/ settings were not applied")
@@ -299,6 +361,9 @@ def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
         shoot(page, f"{lesson}-FAILED", shots)
         raise Failed(f"{path}: " + "; ".join(problems[:5]))
     images = check_images(page, state, path)
+    breaks, explained = check_line_breaks(page, path)
+    if explained is not None:
+        shoot(page, f"{lesson}-check-or-explain-line", shots, explained)
     rich = [c["index"] for c in state["cells"] if any("text/markdown" in o.get("data", {}) for o in c["outputs"])]
     for index in rich:  # hints, the progress table: rendered as Markdown, not shown as text
         rendered = js(page, JS_PANEL + "return panel.content.widgets[arg].node.querySelectorAll("
@@ -311,8 +376,8 @@ def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
     seen = page.evaluate("() => window.__course")
     bars = [c["index"] for c in state["cells"] if any("100%|" in text_of(o) for o in c["outputs"])]
     if "tqdm" in " ".join(c["source"] for c in state["cells"]):
-        if seen["progress"] == 0:
-            raise Failed(f"{path}: no progress-bar widget was drawn while it ran")
+        if seen["progress"] == 0 and seen["widgetsSent"] == 0:
+            raise Failed(f"{path}: no progress-bar widget was drawn, or even sent by the kernel, while it ran")
         if not bars:
             raise Failed(f"{path}: no finished progress bar was left as text")
     table = next((c["index"] for c in state["cells"] if "progress_table()" in c["source"]), None)
@@ -346,6 +411,7 @@ def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
     command(page, "application:close-all")
     code = sum(1 for c in state["cells"] if c["type"] == "code")
     return (f"{path}: {code} code cells ran, no errors; {images} plot(s) rendered; "
+            f"{breaks} line break(s) of ✅/❌/⏳/💡 lines, all between words; "
             f"{'a progress widget drawn and left as text; ' if bars else ''}"
             f"no widget error after save and reload ({time.perf_counter() - started:.0f} s)")
 
@@ -400,6 +466,7 @@ def work_the_workbook(page, lab: Lab, shots: list[Path]) -> str:
     type_into_cell(page, answer, solution_source("00", "mmss") + "\n")
     right = run_cell_and_check(page, answer, check, "✅ q1")
     shoot(page, "workbook-00-right-answer", shots, answer)
+    check_line_breaks(page, path)  # the ✅ line and the ⏳ lines of the other stubs
 
     # the reference solution, asked for in a new cell: a heading and highlighted Python
     js(page, JS_PANEL + "panel.content.activeCellIndex = arg; panel.content.mode = 'command';", check)
@@ -445,12 +512,14 @@ def main(only: list[str]) -> int:
     shots: list[Path] = []
     results: list[str] = []
     console: list[str] = []
+    missing: list[str] = []  # URLs the page asked for that answered 404
     try:
         lab = Lab()
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("response", lambda r: missing.append(r.url.split("?")[0]) if r.status == 404 else None)
             page.set_default_timeout(60_000)
             try:
                 for lesson in [name for name in LESSONS if not only or name[:2] in only]:
@@ -466,6 +535,9 @@ def main(only: list[str]) -> int:
         widget_errors = [m for m in console if "widget" in m.lower() or "model not found" in m.lower()]
         if widget_errors:
             raise Failed(f"the browser console reported widget errors: {widget_errors[:3]}")
+        if missing:
+            raise Failed(f"the page got 404 for {sorted(set(missing))[:5]} (e.g. /lsp/status: the language-server "
+                         "extension must be off in .jupyter/labconfig/page_config.json as well as on the server)")
         if os.name != "nt" and "without encryption" in (WORK / "jupyterlab.log").read_text():
             raise Failed("a kernel warned 'running over TCP without encryption' in make lab's terminal")
     except (Failed, PlaywrightError) as exc:
