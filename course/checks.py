@@ -19,7 +19,7 @@ import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from course import progress
 from course.deadline import limited
@@ -56,11 +56,20 @@ FORGOT_AWAIT = ("did you forget `await`? Your code got a coroutine object where 
                 "result: put `await` in front of the async call.")
 
 
+Status = Literal["correct", "wrong", "not attempted", "busy", "error"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+
+
 @dataclass(frozen=True)
 class Outcome:
     exercise: str
-    status: str  # "correct", "wrong", "not attempted", "busy" or "error"
+    status: Status
     message: str = ""
+
+    def as_data(self, lesson: str) -> dict[str, str]:
+        """The verdict as data, stored beside its line: what `make verify` and the tests read."""
+        return {"lesson": lesson, "exercise": self.exercise, "status": self.status,
+                "message": self.message}
 
     @property
     def line(self) -> str:
@@ -245,7 +254,8 @@ class Exercise:
         from course import room  # the live view of the room, only with COURSE_ROOM
         from course.display import markdown_line, show
 
-        show(outcome.line, markdown_line(outcome.line))  # Markdown wraps between words; code shows as code
+        # Markdown wraps between words and shows code as code; the data is what tools read
+        show(outcome.line, markdown_line(outcome.line), outcome.as_data(self.lesson))
         room.record(self.lesson, self.name, outcome.status, outcome.message)
 
     def hint(self, n: int = 1) -> None:

@@ -43,7 +43,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"  ⚠️ {outcomes.problem} Fix: {outcomes.fix}")
             continue
         for outcome in outcomes:
-            print(f"  {outcome.message}")
+            print(f"  {outcome.line}")
     print()
     from course.workbooks import progress_table
 

@@ -10,18 +10,26 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["Shown", "markdown_line", "show"]
+__all__ = ["OUTCOME_MIME", "Shown", "markdown_line", "show"]
+
+
+OUTCOME_MIME = "application/vnd.async-db-course.outcome+json"  # a check's verdict, as data
 
 
 class Shown:
-    """Markdown for JupyterLab with a plain-text form for everything else."""
+    """Markdown for JupyterLab with a plain-text form for everything else, and optionally the
+    same thing as data (a check's verdict) for the tools that read stored outputs."""
 
-    def __init__(self, text: str, markdown: str) -> None:
+    def __init__(self, text: str, markdown: str, data: dict[str, Any] | None = None) -> None:
         self.text = text
         self.markdown = markdown
+        self.data = data
 
-    def _repr_markdown_(self) -> str:
-        return self.markdown
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {"text/plain": self.text, "text/markdown": self.markdown}
+        if self.data is not None:
+            bundle[OUTCOME_MIME] = self.data
+        return bundle
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(self.text)
@@ -59,11 +67,11 @@ def in_kernel() -> bool:
     return shell is not None and hasattr(shell, "kernel")
 
 
-def show(text: str, markdown: str) -> None:
-    """Display Markdown in a notebook; print the plain text anywhere else."""
+def show(text: str, markdown: str, data: dict[str, Any] | None = None) -> None:
+    """Display Markdown (and `data`, if given) in a notebook; print the plain text anywhere else."""
     if in_kernel():
         from IPython.display import display
 
-        display(Shown(text, markdown))
+        display(Shown(text, markdown, data))
     else:
         print(text)

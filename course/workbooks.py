@@ -15,13 +15,17 @@ import nbformat
 
 from course import progress
 from course.build import QUIET_KERNEL, execute, read_notebook, workbook_from
-from course.checks import Exercise, Outcome, exercises_of
+from course.checks import STATUSES, Exercise, Outcome, Status, exercises_of
+from course.display import OUTCOME_MIME
 from course.errors import CourseError
 from course.paths import EXERCISES, ROOT, SOLUTIONS, solution_for, state_dir
 
-OUTCOME_LINE = re.compile(r"^(✅|❌|⏳|⚠️) (q\d+) (correct|not yet|not attempted yet|the check itself failed)")
-STATUS_OF = {"correct": "correct", "not yet": "wrong", "not attempted yet": "not attempted",
-             "the check itself failed": "error"}
+# Check lines stored before verdicts carried their data, or printed outside a kernel.
+OUTCOME_LINE = re.compile(r"^(✅|❌|⏳|⚠️) (q\d+) "
+                          r"(correct|not yet|not attempted yet|not judged|the check itself failed)")
+STATUS_OF: dict[str, Status] = {"correct": "correct", "not yet": "wrong",
+                                "not attempted yet": "not attempted", "not judged": "busy",
+                                "the check itself failed": "error"}
 
 
 def all_exercises() -> list[Exercise]:
@@ -146,15 +150,35 @@ def _as_shipped(workbook: Path) -> bytes | None:
 
 
 def outcomes_in(nb: nbformat.NotebookNode) -> list[Outcome]:
-    """The check lines a notebook printed, as Outcomes."""
+    """The verdicts a notebook's checks displayed, read from their data (or, for an output
+    without it, from the line)."""
     found = []
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            text = output.get("text") or output.get("data", {}).get("text/plain", "")  # a line or a display
+            data = output.get("data", {}).get(OUTCOME_MIME)
+            if isinstance(data, dict) and data.get("status") in STATUSES:
+                found.append(Outcome(data["exercise"], data["status"], data.get("message", "")))
+                continue
+            text = output.get("text") or output.get("data", {}).get("text/plain", "")
             for line in ("".join(text) if isinstance(text, list) else str(text)).splitlines():
                 if (m := OUTCOME_LINE.match(line)) is not None:
-                    found.append(Outcome(m.group(2), STATUS_OF[m.group(3)], line))
+                    message = line.split(": ", 1)[1] if ": " in line else ""
+                    found.append(Outcome(m.group(2), STATUS_OF[m.group(3)], message))
     return found
+
+
+def record_unseen(lesson: str, found: list[Outcome]) -> list[Outcome]:
+    """Checks that printed nothing are recorded as not attempted (not left at an old ✅); a check
+    that was not judged (busy) was seen, and its earlier verdict stands."""
+    seen = {outcome.exercise for outcome in found}
+    missing = []
+    for ex in (ex for ex in all_exercises() if ex.lesson == lesson):
+        if ex.name not in seen:
+            progress.record(ex.lesson, ex.name, "not attempted")
+            missing.append(Outcome(ex.name, "not attempted",
+                                   "it did not run: a cell above its check failed, or the "
+                                   "check cell is gone. Open the workbook and run it from the top."))
+    return sorted(found + missing, key=lambda o: (len(o.exercise), o.exercise))
 
 
 def verify(lesson: str, timeout: int = 300) -> list[Outcome]:
@@ -171,13 +195,5 @@ def verify(lesson: str, timeout: int = 300) -> list[Outcome]:
         client.execute()
     except Exception as exc:  # a dead kernel or a cell over the time limit
         print(f"⚠️ {source.name}: the run stopped early ({type(exc).__name__}).")
-    found = outcomes_in(nb)
-    seen = {outcome.exercise for outcome in found}
-    for ex in (ex for ex in all_exercises() if ex.lesson == lesson):
-        if ex.name not in seen:  # its check never printed: record that, not an old ✅
-            progress.record(ex.lesson, ex.name, "not attempted")
-            found.append(Outcome(ex.name, "not attempted",
-                                 f"⏳ {ex.name} did not run: a cell above its check failed, or the "
-                                 "check cell is gone. Open the workbook and run it from the top."))
-    return sorted(found, key=lambda o: (len(o.exercise), o.exercise))
+    return record_unseen(lesson, outcomes_in(nb))
 

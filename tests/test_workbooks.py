@@ -122,3 +122,32 @@ def test_verify_reports_a_check_that_never_ran(course_copy, monkeypatch) -> None
     assert [o.exercise for o in outcomes] == ["q1", "q2", "q3"]
     assert outcomes[0].status == "not attempted" and "did not run" in outcomes[0].message
     assert progress.load()["00.q1"]["status"] == "not attempted", "no stale ✅ is left"
+
+
+def test_verify_leaves_an_earlier_verdict_when_a_check_was_not_judged(tmp_path, monkeypatch) -> None:
+    """A check the machine was too busy to judge changes nothing: `make verify` must not record
+    it as not attempted over an earlier ✅ (its data says busy, and it was seen)."""
+    from course import progress
+    from course.checks import Outcome
+    from course.display import OUTCOME_MIME
+    from course.workbooks import outcomes_in, record_unseen
+
+    monkeypatch.setenv("COURSE_HOME", str(tmp_path))
+    progress.record("00", "q1", "correct")
+    busy = Outcome("q1", "busy", "the machine was too busy to judge this")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+        "display_data", data={"text/plain": busy.line, OUTCOME_MIME: busy.as_data("00")})])])
+    found = outcomes_in(nb)
+    assert [(o.exercise, o.status) for o in found] == [("q1", "busy")]
+    record_unseen("00", found)
+    assert progress.load()["00.q1"]["status"] == "correct"
+    assert progress.load()["00.q2"]["status"] == "not attempted"  # its check printed nothing
+
+
+def test_a_stored_line_without_data_is_still_read() -> None:
+    from course.workbooks import outcomes_in
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
+        "stream", name="stdout", text="⏳ q3 not judged: the machine was too busy\n❌ q2 not yet: off by one\n")])])
+    assert [(o.exercise, o.status, o.message) for o in outcomes_in(nb)] == [
+        ("q3", "busy", "the machine was too busy"), ("q2", "wrong", "off by one")]
