@@ -172,8 +172,17 @@ def test_asyncio_column() -> None:
         task = asyncio.create_task(f(4))
         assert await task == 4
         with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.01):
+            async with asyncio.timeout(0.01) as cm:
                 await asyncio.sleep(1)
+        assert cm.expired()
+
+        async def gives_up() -> None:
+            raise TimeoutError("the work's own")
+
+        with pytest.raises(TimeoutError, match="the work's own"):
+            async with asyncio.timeout(5) as cm:
+                await gives_up()
+        assert not cm.expired()
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(asyncio.sleep(1), 0.01)
         task = asyncio.create_task(asyncio.sleep(1))

@@ -82,29 +82,47 @@ async def _run(fn: Any, *args: Any) -> Any:
 
 async def _check_album_title(album_title) -> str:
     probe = InFlight()
+    # A copy the check may change: an album whose title is empty, and a title renamed between
+    # two calls for the same album (an answer must look it up again, not keep an old result).
+    albums = {**ALBUMS, 77: {"album_id": 77, "title": "", "artist_id": 150}}
 
     @probe.track
     async def fetch_album(album_id: int) -> dict[str, Any] | None:
         await asyncio.sleep(0)  # a real lookup waits on the database here
-        return ALBUMS.get(album_id)
+        album = albums.get(album_id)
+        return None if album is None else dict(album)
 
     asked = 0
-    for album_id in (163, 19):
+    for step, album_id in enumerate((163, 19, 77, 163)):
+        if step == 3:
+            albums[163] = {**albums[163], "title": "From The Muddy Banks Of The Wishkah [Remaster]"}
+        before = probe.started
         got = await _run(album_title, album_id, fetch_album)
         asked += 1
         if probe.foreign_loop:
             raise Wrong(OTHER_LOOP.format(fn="fetch_album"))
-        expected = ALBUMS[album_id]["title"]
+        expected = albums[album_id]["title"]
         if isinstance(got, dict):
             raise Wrong(f"album_title({album_id}, fetch_album) returned the whole album dict; "
                         f"return only its title, album[\"title\"].")
-        if got == ALBUMS[album_id]["artist_id"] or got == album_id:
+        if got == albums[album_id]["artist_id"] or got == album_id:
             raise Wrong(f"album_title({album_id}, fetch_album) returned {got!r}, an id; return "
                         f"the album's \"title\" field, here {expected!r}.")
+        if probe.started == before:
+            when = ", called again after the album's title changed," if step == 3 else ""
+            raise Wrong(f"album_title({album_id}, fetch_album){when} returned {got!r} without "
+                        "calling fetch_album. Look the album up on every call (await fetch_album "
+                        "each time); a result kept from an earlier call goes stale.")
+        if expected == "" and got is None:
+            raise Wrong(f"album_title({album_id}, fetch_album) returned None, but album {album_id} "
+                        "exists and its title is the empty string ''. Return album[\"title\"] as "
+                        "it is; only a missing album (fetch_album returned None) gives None. A "
+                        "truthiness test (`or None`, `if not title`) is the likely cause: test "
+                        "`if album is None` instead.")
         if got != expected:
             raise Wrong(f"album_title({album_id}, fetch_album) returned {got!r}; expected {expected!r}.")
         if probe.started != asked:
-            raise Wrong(f"fetch_album ran {probe.started - asked + 1} times for one album: await "
+            raise Wrong(f"fetch_album ran {probe.started - before} times for one album: await "
                         "it once, keep the result in a variable, and read the title from that.")
     try:
         got = await _run(album_title, 9999, fetch_album)
@@ -114,7 +132,8 @@ async def _check_album_title(album_title) -> str:
     if got is not None:
         raise Wrong(f"album_title(9999, fetch_album) returned {got!r}; there is no album 9999 "
                     "(fetch_album returns None), so return None.")
-    return "awaited once per album, and None for a missing one."
+    return ("awaited once per call, an empty title kept as '', a renamed title seen on a repeat "
+            "call, and None for a missing one.")
 
 
 q1 = Exercise(

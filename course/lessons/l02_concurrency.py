@@ -207,7 +207,7 @@ async def _check_fetch_bounded(fetch_bounded) -> str:
     spawned = _Spawned()
     try:
         await _bounded_case(fetch_bounded, [3, 9, 1, 12, 5, 7, 2, 11, 4, 8], 3, spawned, slow_first=True)
-        await _bounded_case(fetch_bounded, [6, 2, 10, 4, 12, 1, 9, 3], 10, spawned)
+        await _bounded_case(fetch_bounded, [6, 2, 10, 4, 12, 1, 9, 3], 10, spawned, earlier=3)
         await _bounded_case(fetch_bounded, [5, 1, 8], 1, spawned)
         await _bounded_case(fetch_bounded, [], 2, spawned)
         await _failure_reaches_caller(fetch_bounded, "fetch_bounded", (2,), spawned)
@@ -235,7 +235,8 @@ async def _until_set_or_stuck(done: asyncio.Event, probe: InFlight, total: int) 
 
 
 async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spawned,
-                        slow_first: bool = False) -> None:
+                        slow_first: bool = False, earlier: int | None = None) -> None:
+    """One call; `earlier` is the limit of the call before, which a kept semaphore would reuse."""
     probe = InFlight()
     others_done = asyncio.Event()
     finished: list[int] = []
@@ -278,6 +279,11 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
     if probe.peak < wanted:
         detail = ("one at a time: that is a sequential loop" if probe.peak == 1 and wanted > 1
                   else f"at most {probe.peak}")
+        if probe.peak == earlier:
+            raise Wrong(f"{shown} ran at most {probe.peak} at once, the limit of the call "
+                        f"before (limit={earlier}): a semaphore kept from an earlier call "
+                        "ignores this call's limit. Create asyncio.Semaphore(limit) inside "
+                        "fetch_bounded, on every call, from the limit it is given.")
         raise Wrong(f"{shown} ran {detail}; use all {wanted} slots: start every query at once "
                     f"(gather) and let a shared asyncio.Semaphore({limit}) hold back the rest.")
     if idle_slots:
@@ -657,10 +663,13 @@ async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> Non
                         "asyncio.gather(..., return_exceptions=True), or catch the error inside "
                         "each task.") from None
         if cause is not None and any(isinstance(cause, type(f(0))) for f in FAILURES.values()):
-            raise Wrong(f"{shown} let a failed query's {type(cause).__name__} escape (plain "
-                        "gather raises the first error, and leaves the other queries running). "
-                        "Collect every outcome with asyncio.gather(..., return_exceptions=True) "
-                        "and skip the exceptions.") from None
+            left = f", with {probe.now} other queries still running" if probe.now else ""
+            raise Wrong(f"{shown} let a failed query's {type(cause).__name__} escape{left}. "
+                        "Every failed query is to be skipped, whatever its error. Likely causes: "
+                        "catching only some error types in each task (such as LookupError), or "
+                        "plain gather, which raises the first error. Collect every outcome with "
+                        "asyncio.gather(..., return_exceptions=True) and skip the exceptions (or "
+                        "catch Exception inside each task).") from None
         raise
     await _reject_awaitables(got, shown)
     if probe.cancelled:
@@ -710,11 +719,19 @@ class Connection:
     def __init__(self, pool: Pool, number: int) -> None:
         self._pool = pool
         self.number = number
+        self.running = 0  # queries in flight on this connection
 
     async def fetch_name(self, track_id: int) -> str:
         self._pool.queries += 1
         self._pool.query_started.set()
-        await asyncio.sleep(self._pool.query_wait)
+        self.running += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._pool.query_tasks.add(task)
+        try:
+            await asyncio.sleep(self._pool.query_wait)
+        finally:
+            self.running -= 1
         if track_id not in TRACKS:
             raise LookupError(f"no track {track_id}")
         return TRACKS[track_id]
@@ -734,6 +751,8 @@ class Pool:
         self.queries = 0
         self.lent: set[Connection] = set()
         self.double_release = False
+        self.released_busy = False  # given back while a query still ran on it
+        self.query_tasks: set[asyncio.Task[Any]] = set()
         self._made = 0
 
     async def acquire(self) -> Connection:
@@ -749,11 +768,20 @@ class Pool:
         await asyncio.sleep(0)
         if conn not in self.lent:
             self.double_release = True
+        if conn.running:
+            self.released_busy = True
         self.lent.discard(conn)
 
     @property
     def out(self) -> int:
         return len(self.lent)
+
+    async def stop_queries(self) -> None:
+        """Cancel any query an answer left running (a shielded one), so none outlives the check."""
+        left = [t for t in self.query_tasks if not t.done() and t is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
 
 
 LEAK_ADVICE = ("Put the query in `try:` and the release in `finally:`, which runs however the "
@@ -798,6 +826,13 @@ async def _check_track_name(track_name) -> str:
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        busy = pool.released_busy
+        await pool.stop_queries()
+    if busy:
+        raise Wrong("cancelled during its query, track_name gave its connection back while the "
+                    "query was still running on it, so the next borrower gets a busy connection. "
+                    "The cancellation must stop the query: await conn.fetch_name(...) directly "
+                    "(no asyncio.shield, no task left running), and release in `finally:`.")
     if pool.out:
         raise Wrong("cancelled during its query, track_name did not give its connection back. "
                     "`except Exception:` does not catch cancellation (CancelledError is a "
@@ -826,11 +861,19 @@ async def _check_track_name(track_name) -> str:
     except TimeoutError:
         pass
     else:
+        await pool.stop_queries()
         raise Wrong(f"under asyncio.timeout(0.05), track_name returned {got!r} and no "
                     "TimeoutError was raised: the swallowed cancellation hid the timeout. "
                     "Let CancelledError propagate.")
+    busy = pool.released_busy
+    await pool.stop_queries()
+    if busy:
+        raise Wrong("stopped by a timeout during its query, track_name gave its connection back "
+                    "while the query was still running on it. Let the cancellation stop the "
+                    "query: no asyncio.shield around it, and release in `finally:`.")
     _released(pool, "when a timeout cancelled it")
-    return "the connection goes back after a result, an error, a cancel and a timeout."
+    return ("the connection goes back after a result, an error, a cancel and a timeout, and "
+            "only once its query has stopped.")
 
 
 def _released(pool: Pool, when: str) -> None:

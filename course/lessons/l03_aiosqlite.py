@@ -402,6 +402,13 @@ async def _check_top_artists(top_artists) -> str:
                 BY_NAME_ONLY, (n,))], what)
             if len(rows) != len(expected):
                 if n == EVERY_ARTIST:
+                    phantom = [r for r in rows if r[0] not in {name for name, _ in expected} and r[1] == 1]
+                    if phantom:
+                        raise Wrong(f"{what} listed {len(phantom)} artists that have no track as having 1 "
+                                    f"(such as {phantom[0]}). A LEFT JOIN gives such an artist one row of "
+                                    "NULLs, and count(*) counts that row: count the tracks themselves, "
+                                    "count(t.track_id), which gives 0 (or use an inner JOIN, which leaves "
+                                    "them out).")
                     raise Wrong(f"{what} returned {len(rows)} rows; {len(expected)} artists have "
                                 "tracks, and there are fewer than n: return each of them once "
                                 "(an artist without a track may come last, with 0).")
@@ -1034,8 +1041,17 @@ async def _customers_cancelled(customers_in, path: Path) -> None:
     what = "customers_in(path, 'Canada')"
     pause = _Pause()
     before = _workers()
+    open_at_return: list[int] = []
     async with _recording_connect() as opened, _recording_sqlite3(pause) as recorded:
-        task = asyncio.ensure_future(_run(customers_in, path, "Canada"))
+
+        async def run() -> Any:
+            """The learner's call, noting how many connections were open as it ended."""
+            try:
+                return await _run(customers_in, path, "Canada")
+            finally:
+                open_at_return.append(sum(not conn.closed_here for conn in recorded))
+
+        task = asyncio.ensure_future(run())
         try:
             waiter = asyncio.ensure_future(pause.started.wait())
             try:
@@ -1044,6 +1060,13 @@ async def _customers_cancelled(customers_in, path: Path) -> None:
                 waiter.cancel()
             if pause.started.is_set():
                 task.cancel()
+                # The query stays paused for a few turns of the loop: a call that returns now
+                # returns with its connection still open in a worker thread. (A correct one
+                # waits for the close, which waits for the query: it cannot end meanwhile.)
+                for _ in range(50):
+                    if task.done():
+                        break
+                    await asyncio.sleep(0)
         finally:
             pause.release.set()
         outcome = (await asyncio.gather(task, return_exceptions=True))[0]
@@ -1067,6 +1090,13 @@ async def _customers_cancelled(customers_in, path: Path) -> None:
         raise Wrong(f"cancelled during its query (as a timeout would), {what} returned "
                     f"{outcome!r}: it swallowed the CancelledError. Close the connection, and "
                     "let the cancellation reach the caller.")
+    if any(open_at_return):
+        raise Wrong(f"cancelled during its query (as a timeout would), {what} let the "
+                    "cancellation through while its connection was still open: the query went "
+                    "on in a worker thread, and the connection closed only later. "
+                    "asyncio.to_thread stops waiting when cancelled; it does not stop the "
+                    "thread. Use `async with aiosqlite.connect(path) as db:`, whose close waits "
+                    "for the query, or wait for the thread to finish before re-raising.")
 
 
 def _broken_copy() -> Path:

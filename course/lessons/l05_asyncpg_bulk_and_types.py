@@ -184,6 +184,14 @@ async def _load_case(conn: asyncpg.Connection, load_lines, table: str, size: int
         if "has no len()" in str(exc):
             raise Wrong("rows is a generator here (as in a real import), so len(rows) and "
                         "rows[i] fail. Pass it straight to records=, which accepts any iterable.") from None
+        named = [(args[0] if args else kw.get("table_name")) for name, args, kw in spy.calls
+                 if name in _CopySpy.COPIES]
+        quoted = [t for t in named if isinstance(t, str) and t != table and t.startswith('"')]
+        if quoted and isinstance(exc.__cause__, asyncpg.UndefinedTableError):
+            raise Wrong(f"you gave COPY the table name already quoted, {quoted[0]!r}, and it "
+                        f"quoted it again, so PostgreSQL looked for a table whose name includes "
+                        f"the quotes ({exc}). Pass the bare name, `table`: "
+                        "copy_records_to_table quotes it for you.") from None
         if table == SECOND_STAGING and isinstance(exc.__cause__, asyncpg.PostgresError):
             raise Wrong(f"{what} failed ({exc}): the table's name has spaces and capitals, so "
                         "it must be quoted as an identifier. Pass the name to COPY as it is "

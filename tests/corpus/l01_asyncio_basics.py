@@ -60,6 +60,23 @@ async def album_title_ignores_missing(album_id, fetch_album):
     return album["title"]
 
 
+@wrong("q1", expect="empty string")
+async def album_title_empty_becomes_none(album_id, fetch_album):
+    album = await fetch_album(album_id)
+    return (album or {}).get("title") or None
+
+
+_ALBUM_CACHE: dict = {}
+
+
+@wrong("q1", expect="without calling fetch_album")
+async def album_title_cached_between_calls(album_id, fetch_album):
+    if album_id not in _ALBUM_CACHE:
+        _ALBUM_CACHE[album_id] = await fetch_album(album_id)
+    album = _ALBUM_CACHE[album_id]
+    return None if album is None else album["title"]
+
+
 @wrong("q1", expect="cannot start a loop here")
 def album_title_asyncio_run(album_id, fetch_album):
     album = asyncio.run(fetch_album(album_id))

@@ -140,6 +140,20 @@ async def fetch_bounded_capped_at_five(ids, fetch_one, limit):
     return await asyncio.gather(*(one(track_id) for track_id in ids))
 
 
+_KEPT_SEMAPHORE: dict = {}
+
+
+@wrong("q2", expect="limit of the call before")
+async def fetch_bounded_semaphore_kept_between_calls(ids, fetch_one, limit):
+    semaphore = _KEPT_SEMAPHORE.setdefault("sem", asyncio.Semaphore(limit))
+
+    async def one(track_id):
+        async with semaphore:
+            return await fetch_one(track_id)
+
+    return list(await asyncio.gather(*(one(track_id) for track_id in ids)))
+
+
 # --- q3: with_timeout ------------------------------------------------------------------------
 
 
@@ -319,7 +333,7 @@ async def fetch_some_keeps_exceptions(ids, fetch_one):
     return {track_id: result for track_id, result in zip(ids, results) if result is not None}
 
 
-@wrong("q5", expect="ConnectionResetError escape")
+@wrong("q5", expect="catching only some error types")
 async def fetch_some_catches_only_lookup(ids, fetch_one):
     async def one(track_id):
         try:
@@ -423,6 +437,15 @@ async def track_name_releases_twice(pool, track_id):
         name = await conn.fetch_name(track_id)
         await pool.release(conn)
         return name
+    finally:
+        await pool.release(conn)
+
+
+@wrong("q6", expect="still running on it")
+async def track_name_shields_the_query(pool, track_id):
+    conn = await pool.acquire()
+    try:
+        return await asyncio.shield(conn.fetch_name(track_id))
     finally:
         await pool.release(conn)
 

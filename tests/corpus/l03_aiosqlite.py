@@ -764,14 +764,30 @@ async def customers_in_close_not_awaited(path, country):
         db.close()  # noqa: RUF006 -- the mistake: close() is a coroutine
 
 
-@correct("q5")
+@wrong("q5", expect="closed only later")
 async def customers_in_sqlite3_in_a_thread_closed(path, country):
+    # to_thread returns at once when cancelled, while the thread still holds the connection.
     def query():
         with contextlib.closing(sqlite3.connect(path)) as conn:
             conn.row_factory = sqlite3.Row
             return [dict(row) for row in conn.execute(CUSTOMERS, (country,)).fetchall()]
 
     return await asyncio.to_thread(query)
+
+
+@correct("q5")
+async def customers_in_sqlite3_thread_awaited_on_cancel(path, country):
+    def query():
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            conn.row_factory = sqlite3.Row
+            return [dict(row) for row in conn.execute(CUSTOMERS, (country,)).fetchall()]
+
+    task = asyncio.ensure_future(asyncio.to_thread(query))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})  # the thread closes its connection before we give up
+        raise
 
 
 @correct("q5")
@@ -797,7 +813,7 @@ async def top_artists_grouped_by_name(db, n):
     return await db.execute_fetchall(TOP_BY_NAME_ONLY, (n,))
 
 
-@wrong("q2", expect="artists have tracks")
+@wrong("q2", expect="count(*) counts that row")
 async def top_artists_left_join_count_star(db, n):
     return await db.execute_fetchall(
         """

@@ -904,3 +904,34 @@ async def apply_price_changes_sorted(conn, changes):
             if status == "UPDATE 1":
                 applied.add(track_id)
     return sorted(applied)
+
+
+@wrong("q2", expect="count(*) counts that row")
+async def top_artists_left_join_count_star(conn, n):
+    return await conn.fetch(
+        """SELECT ar.name, COUNT(*) AS tracks FROM artist ar
+           LEFT JOIN album al ON al.artist_id = ar.artist_id LEFT JOIN track t ON t.album_id = al.album_id
+           GROUP BY ar.artist_id ORDER BY tracks DESC, ar.name LIMIT $1""", n)
+
+
+@correct("q1")
+async def customers_in_exists_unnest_varchar_array(conn, countries):
+    # varchar[] makes asyncpg look the type up on its first use on a connection: its own
+    # queries, not the learner's, and not counted.
+    if not countries:
+        return []
+    return await conn.fetch(
+        """SELECT c.customer_id, c.first_name, c.last_name, c.country FROM customer c
+           WHERE EXISTS (SELECT 1 FROM unnest($1::varchar[]) AS w(name) WHERE w.name = c.country)
+           ORDER BY c.country ASC, c.last_name ASC, c.customer_id""", countries)
+
+
+@wrong("q4", expect="reading a column from None")
+async def lookup_many_subscripts_a_missing_row(pool, track_ids):
+    async def one(track_id):
+        async with pool.acquire() as conn:
+            return (await conn.fetchrow("SELECT name FROM track WHERE track_id = $1", track_id))["name"]
+
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(one(track_id)) for track_id in track_ids]
+    return [task.result() for task in tasks]

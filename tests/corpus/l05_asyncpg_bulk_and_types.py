@@ -677,3 +677,9 @@ async def collect_notifications_none_wanted_without_listening(conn, channel, n):
 async def load_lines_counts_the_whole_table(conn, table, rows):
     await conn.copy_records_to_table(table, records=rows, columns=synthetic.INVOICE_LINE_COLUMNS)
     return await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # noqa: S608 -- the check's table
+
+
+@wrong("q1", expect="already quoted")
+async def load_lines_quotes_the_name_itself(conn, table, rows):
+    status = await conn.copy_records_to_table(f'"{table}"', records=rows, columns=COLUMNS)
+    return int(status.split()[-1])
