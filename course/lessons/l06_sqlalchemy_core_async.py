@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import gc
 import hashlib
-import logging
 import sys
 import threading
 import tracemalloc
@@ -31,6 +29,7 @@ from course.databases import BACKENDS, fresh_engine_url
 from course.postgres import PgDatabase, drop_postgres
 from course.probes import (
     HOSTILE_INPUTS,
+    ConnectionLeaks,
     InjectedFailure,
     ListThatBreaks,
     StatementCounter,
@@ -60,68 +59,58 @@ SYNC_DRIVER = ("your code opened a sync sqlite3 connection on the event loop's t
                "or create_async_engine() with an async driver (sqlite+aiosqlite, postgresql+asyncpg).")
 
 
-# A connection the learner's code never closed is found by the garbage collector once the code
-# returns; SQLAlchemy then logs an error on its pool logger (and the pool gets it back, so
-# checked_out() alone would miss it).
-pool_logger = logging.getLogger("sqlalchemy.pool")
-
-
-class _DroppedConnections(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "non-checked-in connection" in record.getMessage():
-            self.count += 1
-
-
-DROPPED = ("a connection your code opened was never closed: the garbage collector found it after "
-           "your function returned (\"The garbage collector is trying to clean up non-checked-in "
-           "connection\"). Use `async with engine.connect() as conn:` (or `engine.begin()`), which "
-           "gives the connection back to the pool even on error; a connection you do not close is "
-           "still checked out, and with enough of them the pool runs dry.")
+def _never_closed(count: int) -> str:
+    return (f"{count} connection(s) your code opened were never closed: they were still checked "
+            "out of the pool when your function returned (the check closed them). Use `async with "
+            "engine.connect() as conn:` (or `engine.begin()`), which gives the connection back "
+            "to the pool even on error; connections nobody closes run the pool dry.")
 
 
 async def run(fn: Any, *args: Any) -> Any:
-    """call() the learner's function, watching for a sync driver and translating the usual
-    async mistakes of SQLAlchemy into plain words."""
+    """call() the learner's function, watching for a sync driver and for connections it never
+    closed (closed here, quietly), and translating the usual async mistakes of SQLAlchemy into
+    plain words."""
     global _hook_installed
     if not _hook_installed:
         sys.addaudithook(_audit)  # audit hooks cannot be removed: it only looks at watched threads
         _hook_installed = True
     me = threading.get_ident()
     seen = len(_sync_connects)
-    gc.collect()  # older garbage is not the learner's: let it go before watching
-    dropped = _DroppedConnections()
+    leaks = ConnectionLeaks()
     _watched_threads.add(me)
-    pool_logger.addHandler(dropped)
     try:
-        result = await call(fn, *args)
-        gc.collect()
-        if dropped.count:
-            raise Wrong(DROPPED)
-        return result
+        with leaks:
+            result = await call(fn, *args)
     except LearnerError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, TypeError | AttributeError) and (
-                "coroutine" in str(cause) or "GeneratorStartableContext" in str(cause)):
-            raise Wrong(FORGOT_AWAIT) from None
-        if isinstance(cause, MissingGreenlet) or (
-                isinstance(cause, StatementError) and isinstance(cause.orig, MissingGreenlet)):
-            raise Wrong("MissingGreenlet: a sync engine (create_engine) was given an async driver's "
-                        "URL, so it cannot await. Use create_async_engine(url), and `async with "
-                        "engine.connect()` or `engine.begin()` around `await conn.execute(...)`.") from None
-        if isinstance(cause, ModuleNotFoundError) and "psycopg" in str(cause):
-            raise Wrong("`postgresql://` means the psycopg driver in SQLAlchemy 2.1, which the course "
-                        "does not install: keep the URL's `postgresql+asyncpg` driver (pass the URL "
-                        "object you were given, unchanged).") from None
+        if (plain := _translated(exc)) is not exc:
+            raise plain from None
         raise
     finally:
-        pool_logger.removeHandler(dropped)
         _watched_threads.discard(me)
+        left = await leaks.settle()
         if len(_sync_connects) > seen:
             raise Wrong(SYNC_DRIVER)
+    if left:
+        raise Wrong(_never_closed(left))
+    return result
+
+
+def _translated(exc: LearnerError) -> Exception:
+    """A plain-words Wrong for the usual async mistakes of SQLAlchemy, or the error itself."""
+    cause = exc.__cause__
+    if isinstance(cause, TypeError | AttributeError) and (
+            "coroutine" in str(cause) or "GeneratorStartableContext" in str(cause)):
+        return Wrong(FORGOT_AWAIT)
+    if isinstance(cause, MissingGreenlet) or (
+            isinstance(cause, StatementError) and isinstance(cause.orig, MissingGreenlet)):
+        return Wrong("MissingGreenlet: a sync engine (create_engine) was given an async driver's "
+                     "URL, so it cannot await. Use create_async_engine(url), and `async with "
+                     "engine.connect()` or `engine.begin()` around `await conn.execute(...)`.")
+    if isinstance(cause, ModuleNotFoundError) and "psycopg" in str(cause):
+        return Wrong("`postgresql://` means the psycopg driver in SQLAlchemy 2.1, which the course "
+                     "does not install: keep the URL's `postgresql+asyncpg` driver (pass the URL "
+                     "object you were given, unchanged).")
+    return exc
 
 
 @contextlib.asynccontextmanager

@@ -293,7 +293,7 @@ async def export_lines_with_sqlite3(conn, table, out):
     return count
 
 
-@wrong("q3", expect="still checked out")
+@wrong("q3", expect="never closed")
 async def export_lines_on_a_second_connection(conn, table, out):
     other = await conn.engine.connect()  # BUG: never closed
     result = await other.stream(select(table).order_by(table.c.invoice_line_id))
