@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import csv
 import hashlib
+import re
 import sys
 import threading
 import tracemalloc
@@ -193,7 +194,8 @@ def _reference_q1(md: MetaData, genre_name: str, n: int) -> Any:
             .limit(n))
 
 
-Q1_CASES = [("Jazz", 3), ("Jazz", 1), (HOSTILE_GENRE, 4), ("Rock", 12), ("Opera", 5), ("Jazz", 0)]
+Q1_CASES = [("Jazz", 3), ("Jazz", 1), (HOSTILE_GENRE, 4), ("Rock", 12), ("Opera", 5), ("Jazz", 0),
+            ("", 3), ("No such genre", 2)]
 
 
 async def _check_longest_tracks(longest_tracks) -> str:
@@ -207,7 +209,7 @@ async def _check_longest_tracks(longest_tracks) -> str:
 
 
 async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, backend: str) -> None:
-    texts: set[str] = set()
+    texts: dict[str, set[str]] = {}  # genre -> the LIMIT statements sent for it, whatever n
     for genre_name, n in Q1_CASES + [(h, 5) for h in HOSTILE_INPUTS]:
         what = f"longest_tracks(conn, {genre_name!r}, {n})"
         async with engine.connect() as conn:
@@ -234,13 +236,28 @@ async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, back
         if n > 0 and not any("LIMIT" in s.upper() for s in counter.statements):
             raise Wrong(f"{what} fetched the whole genre and cut it in Python: let the database "
                         "cut with `.limit(n)` (or `LIMIT :n` in text()), so only n rows travel.")
-        texts.update(counter.statements)
+        if literal := [s for s in counter.statements if re.search(r"\bLIMIT\s+\d", s, re.IGNORECASE)]:
+            found = re.search(r"\bLIMIT\s+\d+", literal[0], re.IGNORECASE)
+            raise Wrong(f"{what} sent `{found[0] if found else 'LIMIT'}`: the number is written inside "
+                        "the SQL text, so every n makes a new statement. Bind it: `.limit(n)` in "
+                        "select(), or `LIMIT :n` in text().")
+        texts.setdefault(genre_name, set()).update(s for s in counter.statements if "LIMIT" in s.upper())
         rows = _rows(got, what, 2)
         if rows == expected:
             continue
+        if rows and not expected and n > 0:
+            raise Wrong(f"{what} returned {len(rows)} rows on {_on(backend)}, but no genre is "
+                        f"called exactly {genre_name!r}: expected none. Compare the whole name "
+                        "with `genre.c.name == name` (LIKE reads % and _ as patterns; an empty "
+                        "name must match nothing).")
         if len(rows) != len(expected):
+            if not any("LIMIT" in s.upper() for s in counter.statements):
+                raise Wrong(f"{what} sent no LIMIT and returned {len(rows)} rows on {_on(backend)}; "
+                            f"expected {len(expected)}. Pass n to `.limit(n)` as it is: LIMIT 0 "
+                            "means no rows, while `.limit(None)` (or `n or None`) means no limit.")
             raise Wrong(f"{what} returned {len(rows)} rows on {_on(backend)}; expected "
-                        f"{len(expected)}. Pass n itself to LIMIT, no +1 or -1.")
+                        f"{len(expected)}. Likely: the LIMIT got another number than n (n + 1, "
+                        "n - 1), or rows were cut or added in Python. Pass n itself to `.limit(n)`.")
         if [ms for _, ms in rows] == [ms for _, ms in expected]:
             raise Wrong(f"{what}: ties are broken another way. The check gave three Jazz tracks the "
                         f"same length ({TIE_MS} ms), two of them the same name: order by "
@@ -251,10 +268,11 @@ async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, back
         raise Wrong(f"{what} should start with {expected[0] if expected else 'nothing'}; yours "
                     f"starts with {rows[0] if rows else 'nothing'}. Join track to genre and keep "
                     "the genre's tracks only.")
-    limits = {s for s in texts if "LIMIT" in s.upper()}
-    if len(limits) > 1:
-        raise Wrong("your SQL text changes with n: the number is inside the SQL. Bind it: "
-                    "`.limit(n)` in select(), or `LIMIT :n` in text().")
+    for genre_name, limits in texts.items():
+        if len(limits) > 1:
+            raise Wrong(f"for the genre {genre_name!r}, your SQL text changed from one n to "
+                        "another: n, or something computed from it, is written inside the SQL. "
+                        "Bind it: `.limit(n)` in select(), or `LIMIT :n` in text().")
 
 
 q1 = Exercise(

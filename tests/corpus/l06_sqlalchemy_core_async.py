@@ -42,7 +42,7 @@ async def longest_tracks_ties_by_id(conn, name, n):
     return (await conn.execute(stmt)).all()
 
 
-@wrong("q1", expect="changes with n")
+@wrong("q1", expect="every n makes a new statement")
 async def longest_tracks_fstring_limit(conn, name, n):
     sql = text(
         "SELECT t.name, t.milliseconds FROM track AS t JOIN genre AS g ON g.genre_id = t.genre_id "
@@ -571,3 +571,52 @@ async def count_albums_orm(url, name):
             return await session.scalar(stmt)
     finally:
         await engine.dispose()
+
+
+# --- every kind of input the statements allow: empty names, n = 0, leaks kept alive -----------
+
+_KEPT = []  # a learner's module-level cache, which keeps a leaked connection alive
+
+
+@wrong("q1", expect="never closed")
+async def longest_tracks_keeps_a_connection(conn, name, n):
+    extra = await conn.engine.connect()  # BUG: kept for later, never closed
+    _KEPT.append(extra)
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n)
+    return (await extra.execute(stmt)).all()
+
+
+@wrong("q1", expect="LIMIT 0")
+async def longest_tracks_n_or_none(conn, name, n):
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id)
+    return (await conn.execute(stmt.limit(n or None))).all()  # BUG: n = 0 means no LIMIT at all
+
+
+@wrong("q1", expect="no genre is called exactly")
+async def longest_tracks_like(conn, name, n):
+    stmt = (select(track.c.name, track.c.milliseconds)
+            .join(genre, genre.c.genre_id == track.c.genre_id)
+            .where(genre.c.name.like(name))  # BUG: '%' and '_' are patterns, not characters
+            .order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n))
+    return (await conn.execute(stmt)).all()
+
+
+@correct("q1")
+async def longest_tracks_empty_name_is_null(conn, name, n):
+    """`name or None`: the empty name becomes IS NULL, another text, and still no genre."""
+    stmt = (select(track.c.name, track.c.milliseconds)
+            .join(genre, genre.c.genre_id == track.c.genre_id)
+            .where(genre.c.name == (name or None))
+            .order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n))
+    return (await conn.execute(stmt)).all()
+
+
+@correct("q1")
+async def longest_tracks_scalar_subquery_early_zero(conn, name, n):
+    """No query at all for n = 0; the genre found by a scalar subquery; Row objects returned."""
+    if n <= 0:
+        return []
+    genre_id = select(genre.c.genre_id).where(genre.c.name == name).scalar_subquery()
+    stmt = (select(track.c.name, track.c.milliseconds).where(track.c.genre_id == genre_id)
+            .order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n))
+    return list((await conn.execute(stmt)).all())
