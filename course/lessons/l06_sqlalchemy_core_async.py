@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Column, Integer, MetaData, Numeric, Table, event, func, insert, select
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, MissingGreenlet, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, MissingGreenlet, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import Pool
 
@@ -608,8 +608,10 @@ class _NoAutocommit(StatementCounter):
 async def _load_cases(engine: AsyncEngine, table: Table, load_lines, backend: str) -> None:
     first = 1_000_003
     for size, seed in ((1_500, 3), (BULK, 5)):
-        rows = list(synthetic.invoice_lines(size, seed, first_id=first))
-        first += 3 * size
+        made = synthetic.invoice_lines(size, seed, first_id=first)
+        rows = [(first + 7 * k, *rest) for k, (_, *rest) in enumerate(made)]  # ids with gaps
+        rows.reverse()  # and not in id order
+        first += 8 * size
         before = await _count(engine, table)
         with _NoAutocommit(engine) as counter:
             try:
@@ -622,6 +624,8 @@ async def _load_cases(engine: AsyncEngine, table: Table, load_lines, backend: st
                                 f"{_on(backend)} (and {size} rows cost {size} commits). Use "
                                 "`async with engine.begin() as conn:`, which commits all the rows "
                                 "together or none of them.") from None
+                if isinstance(exc.__cause__, IntegrityError):
+                    raise Wrong(_refused(size, exc)) from None
                 if "too many" in str(exc).lower() or "32767" in str(exc) or "arguments" in str(exc).lower():
                     raise Wrong(f"{size} rows failed ({exc}): `.values(list)` builds one statement "
                                 "with a parameter per value, and databases cap those. Pass the list "
@@ -673,6 +677,22 @@ async def _load_cases(engine: AsyncEngine, table: Table, load_lines, backend: st
                     "they commit together or not at all.")
 
 
+def _refused(size: int, exc: LearnerError) -> str:
+    """What an IntegrityError on the check's good lines (distinct ids, every column) means."""
+    text = str(exc).lower()
+    if "null" in text:
+        return (f"the database refused one of {size} lines, a column without a value ({exc}). "
+                "Key each dict by the column's name, `dict(zip(table.c.keys(), line))`: Column "
+                "objects or other names as keys leave the columns empty.")
+    if "unique" in text or "duplicate" in text:
+        return (f"the database refused one of {size} lines as a duplicate ({exc}), though every "
+                "invoice_line_id the check sent is different: some line was inserted twice (a "
+                "second execute of the same rows, or a retry after a failure). Insert the list "
+                "once, in one `await conn.execute(insert(table), rows)`.")
+    return (f"the database refused one of {size} good lines ({exc}): store each tuple as it is, "
+            "its values in the table's column order.")
+
+
 q4 = Exercise(
     "06", "q4", "load_lines", _check_load_lines,
     hints=["Turn each tuple into a dict keyed by column name: `dict(zip(table.c.keys(), line))`.",
@@ -717,8 +737,9 @@ class _PoolWatch:
             event.remove(Pool, name, getattr(self, f"_{name}"))
 
 
+NO_ALBUMS = "Milton Nascimento & Bebeto"  # in Chinook's artist table, with no album
 ARTISTS = [("Iron Maiden", 21), ("AC/DC", 2), ("Guns N' Roses", 3), ("Nobody at all", 0),
-           (HOSTILE_INPUTS[0], 0)]
+           (NO_ALBUMS, 0), ("", 0), (HOSTILE_INPUTS[0], 0)]
 
 
 async def _check_count_albums(count_albums) -> str:
@@ -770,8 +791,11 @@ async def _lifecycle_cases(url: URL, broken: URL, count_albums, backend: str) ->
                         "the url you are given, with create_async_engine(url).")
         _closed_all(watch, f"after count_albums(url, {artist!r}) returned")
         if got != albums:
+            why = (" This artist exists but has no album: likely an outer join from artist to album "
+                   "(one row of NULLs) counted with count(*). Count `album.c.album_id`, or select "
+                   "from album joined to artist." if artist == NO_ALBUMS and got == 1 else "")
             raise Wrong(f"count_albums(url, {artist!r}) returned {got!r} on {_on(backend)}; "
-                        f"expected {albums}.")
+                        f"expected {albums}.{why}")
     with _PoolWatch() as watch:
         await must_raise(DBAPIError, run(count_albums, broken, "AC/DC"),
                          lambda got: f"the check gave a database without an album table, and "

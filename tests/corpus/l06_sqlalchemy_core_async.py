@@ -709,3 +709,96 @@ async def export_lines_yield_per(conn, table, out):
         writer.writerows(part)
         count += len(part)
     return count
+
+
+@wrong("q4", expect="Key each dict by the column's name")
+async def load_lines_column_objects_as_keys(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.begin() as conn:
+        await conn.execute(insert(table), [dict(zip(table.c, line)) for line in lines])  # BUG: Column keys
+    return len(lines)
+
+
+@wrong("q4", expect="some line was inserted twice")
+async def load_lines_twice_for_the_count(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.begin() as conn:
+        await conn.execute(insert(table), _dicts(table, lines))
+        result = await conn.execute(insert(table), _dicts(table, lines))  # BUG: "to get the rowcount"
+    return result.rowcount
+
+
+@correct("q4")
+async def load_lines_exec_with_values_keys(engine, table, lines):
+    """Column names taken from the Column objects; the count from the list itself."""
+    names = [column.name for column in table.columns]
+    rows = [dict(zip(names, line, strict=True)) for line in lines]
+    if rows:
+        async with engine.begin() as conn:
+            await conn.execute(table.insert(), rows)
+    return len(rows)
+
+
+@correct("q4")
+async def load_lines_connect_commit(engine, table, lines):
+    """engine.connect() with an explicit commit: a failure leaves before the commit."""
+    if not lines:
+        return 0
+    async with engine.connect() as conn:
+        await conn.execute(insert(table), _dicts(table, lines))
+        await conn.commit()
+    return len(lines)
+
+
+@wrong("q5", expect="an outer join from artist to album")
+async def count_albums_outer_join(url, name):
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            stmt = (select(func.count()).select_from(artist)
+                    .outerjoin(album, album.c.artist_id == artist.c.artist_id)  # BUG: count(*) counts the NULL row
+                    .where(artist.c.name == name))
+            return (await conn.execute(stmt)).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@wrong("q5", expect="expected 0")
+async def count_albums_empty_name_means_all(url, name):
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            stmt = select(func.count()).select_from(album)
+            if name:  # BUG: an empty name counts every album
+                stmt = stmt.join(artist, artist.c.artist_id == album.c.artist_id).where(artist.c.name == name)
+            return (await conn.execute(stmt)).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@correct("q5")
+async def count_albums_subquery_engine_begin(url, name):
+    """A scalar subquery for the artist, engine.begin(), dispose in finally."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            artist_ids = select(artist.c.artist_id).where(artist.c.name == name)
+            return await conn.scalar(select(func.count(album.c.album_id)).where(album.c.artist_id.in_(artist_ids)))
+    finally:
+        await engine.dispose()
+
+
+@correct("q5")
+async def count_albums_outer_join_counting_albums(url, name):
+    """An outer join is fine when it counts album ids: NULLs are not counted."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            stmt = (select(func.count(album.c.album_id)).select_from(artist)
+                    .outerjoin(album, album.c.artist_id == artist.c.artist_id)
+                    .where(artist.c.name == name))
+            return (await conn.execute(stmt)).scalar_one()
+    finally:
+        await engine.dispose()
