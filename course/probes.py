@@ -410,10 +410,11 @@ class ConnectionLeaks:
         event.remove(self._target, "checkin", self._checkin)
         self._quiet.__exit__(None, None, None)
 
-    async def settle(self) -> int:
+    async def settle(self, held: bool = True) -> int:
         """Close every connection still out, quietly; return how many the code never gave back
         (those the garbage collector already found included: it detaches them, never checks
-        them in)."""
+        them in). With held=False, only those the code dropped: a connection something still
+        holds (the session a check lent the code) is left alone."""
         import gc
         import warnings
 
@@ -424,6 +425,8 @@ class ConnectionLeaks:
         with _quiet_pool_log(_PoolLogHush()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             gc.collect()  # one the learner dropped: SQLAlchemy terminates it now, not later
+            if not held:
+                leaked = [entry for entry in leaked if entry[1]() is None]
             for record, proxy, _ in leaked:
                 fairy = proxy()
                 if fairy is not None and getattr(fairy, "_connection_record", None) is record:
