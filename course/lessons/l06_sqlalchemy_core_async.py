@@ -627,6 +627,10 @@ async def _load_cases(engine: AsyncEngine, table: Table, load_lines, backend: st
                                 "together or none of them.") from None
                 if isinstance(exc.__cause__, IntegrityError):
                     raise Wrong(_refused(size, exc)) from None
+                if "Boolean value of this clause" in str(exc):
+                    raise Wrong(f"your code raised {exc}: a Column object was compared or tested "
+                                "as if it were a plain value (as a dict key, say). Key each dict "
+                                "by the column's name, `dict(zip(table.c.keys(), line))`.") from None
                 if "too many" in str(exc).lower() or "32767" in str(exc) or "arguments" in str(exc).lower():
                     raise Wrong(f"{size} rows failed ({exc}): `.values(list)` builds one statement "
                                 "with a parameter per value, and databases cap those. Pass the list "
