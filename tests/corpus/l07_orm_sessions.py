@@ -605,12 +605,12 @@ async def create_invoice_lines_by_track(session, customer_id, lines):
 async def create_invoice_in_a_session_of_its_own(session, customer_id, lines):
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    other = AsyncSession(session.bind)  # BUG: a second session, never closed
-    await other.begin()
-    invoice = await _build(other, customer_id, lines)
-    other.add(invoice)
-    await other.commit()
-    return invoice.invoice_id
+    other = AsyncSession(session.bind, expire_on_commit=False)  # BUG: a second session, never closed
+    async with other.begin():
+        invoice = await _build(other, customer_id, lines)
+        other.add(invoice)
+    # reading after the commit begins a new transaction, which holds a connection until closed
+    return await other.scalar(select(Invoice.invoice_id).where(Invoice.invoice_id == invoice.invoice_id))
 
 
 @correct("q2")
