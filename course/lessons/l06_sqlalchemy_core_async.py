@@ -318,7 +318,8 @@ def _left_behind(before: tuple[int, int], now: tuple[int, int], how: str) -> Wro
 async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, backend: str) -> None:
     playlist, playlist_track = md.tables["playlist"], md.tables["playlist_track"]
     for name, tracks in (("Road trip", Q2_TRACKS), (HOSTILE_INPUTS[0], [9, 8]),
-                         (HOSTILE_INPUTS[1], [4]), ("Nothing yet", []), ("", [2, 3])):
+                         (HOSTILE_INPUTS[1], [4]), ("Nothing yet", []), ("", [2, 3]),
+                         ("C:\\music\\50% off", [7])):
         before = await _playlist_state(engine, md)
         try:
             playlist_id = await run(create_playlist, engine, name, list(tracks))

@@ -815,10 +815,10 @@ async def _upsert_cases(engine: AsyncEngine, backend: Backend, save_artists) -> 
     on = _on(backend)
     rng = random.Random()
     Session = async_sessionmaker(engine, expire_on_commit=False)
-    fresh = rng.sample(range(1_000, 9_000), 3)
+    fresh = rng.sample(range(1_000, 9_000), 4)
     first = [(1, "AC/DC (remastered)"), (fresh[0], "Brand New Band"), (58, "Purple, Deep")]
     second = [(fresh[0], HOSTILE_INPUTS[1]), (fresh[1], HOSTILE_INPUTS[0]), (2, HOSTILE_INPUTS[2]),
-              (fresh[2], HOSTILE_INPUTS[3]), (6, "")]
+              (fresh[2], HOSTILE_INPUTS[3]), (6, ""), (fresh[3], "AC\\DC 100%_")]
     bulk = [(i, f"Artist number {i}") for i in rng.sample(range(200, 9_000), 40)]
     for artists in (first, second, bulk, []):
         ids = [i for i, _ in artists]
