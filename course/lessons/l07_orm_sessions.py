@@ -243,7 +243,7 @@ async def _track_cases(engine: AsyncEngine, backend: Backend, track_or_none) -> 
             raise Wrong(f"{_on(backend)}track {wanted[0]} was already in the session, yet "
                         f"track_or_none ran {counter.count} statement(s). `session.get()` looks in "
                         "the identity map first and asks the database only when it must; a "
-                        "select() always asks.")
+                        "select() always asks, and so does get() with populate_existing=True.")
 
 
 q1 = Exercise(

@@ -700,3 +700,34 @@ async def save_artists_begin_block(session, artists):
     if artists:
         async with session.begin():
             await session.execute(_upsert_renaming(session, artists))
+
+
+@wrong("q1", expect="identity map first")
+async def track_or_none_always_fresh(session, track_id):
+    return await session.get(Track, track_id, populate_existing=True)  # BUG: always asks the database
+
+
+@wrong("q1", expect="should return None")
+async def track_or_none_nearest(session, track_id):
+    found = await session.get(Track, track_id)
+    if found is None:  # BUG: "the closest track" instead of None
+        found = await session.scalar(select(Track).where(Track.track_id <= track_id)
+                                     .order_by(Track.track_id.desc()).limit(1))
+    return found
+
+
+@correct("q1")
+async def track_or_none_dict_identity(session, track_id):
+    """The primary key given as a dict."""
+    return await session.get(Track, {"track_id": track_id})
+
+
+@correct("q1")
+async def track_or_none_identity_map_then_select(session, track_id):
+    """Looks in the identity map by hand, then asks the database."""
+
+    key = session.sync_session.identity_key(Track, track_id)
+    held = session.identity_map.get(key)
+    if held is not None:
+        return held
+    return await session.scalar(select(Track).where(Track.track_id == track_id))

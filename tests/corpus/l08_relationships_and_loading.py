@@ -652,3 +652,35 @@ async def track_labels_getattr_loop(track):
     """Both relationships awaited in turn through getattr on awaitable_attrs."""
     album, genre = [await getattr(track.awaitable_attrs, rel) for rel in ("album", "genre")]
     return track.name, album and album.title, genre and genre.name
+
+
+@wrong("q3", expect="first name, space, last name")
+async def invoice_detail_last_name_first(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id, options=[
+        selectinload(Invoice.customer),
+        selectinload(Invoice.lines).selectinload(InvoiceLine.track).selectinload(Track.album)])
+    if invoice is None:
+        return None
+    name, lines = _detail(invoice)
+    return f"{invoice.customer.last_name}, {invoice.customer.first_name}", lines  # BUG
+
+
+@wrong("q3", expect="right lines in the wrong order")
+async def invoice_detail_lines_by_track_name(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id, options=[
+        selectinload(Invoice.customer),
+        selectinload(Invoice.lines).selectinload(InvoiceLine.track).selectinload(Track.album)])
+    if invoice is None:
+        return None
+    name, lines = _detail(invoice)
+    return name, sorted(lines, key=lambda line: line[0])  # BUG: by track name
+
+
+@correct("q3")
+async def invoice_detail_joinedload_unique(session, invoice_id):
+    """One statement: joinedload all the way, unique(), and scalar_one_or_none()."""
+    stmt = (select(Invoice).where(Invoice.invoice_id == invoice_id).options(
+        joinedload(Invoice.customer),
+        joinedload(Invoice.lines).joinedload(InvoiceLine.track).joinedload(Track.album)))
+    invoice = (await session.execute(stmt)).unique().scalar_one_or_none()
+    return None if invoice is None else _detail(invoice)
