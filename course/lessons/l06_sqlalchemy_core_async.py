@@ -27,6 +27,7 @@ from sqlalchemy.pool import Pool
 from course import synthetic
 from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call, must_raise
 from course.databases import BACKENDS, fresh_engine_url
+from course.lessons._quiet import quiet_wrong
 from course.postgres import PgDatabase, drop_postgres
 from course.probes import (
     HOSTILE_INPUTS,
@@ -71,6 +72,13 @@ async def run(fn: Any, *args: Any) -> Any:
     """call() the learner's function, watching for a sync driver and for connections it never
     closed (closed here, quietly), and translating the usual async mistakes of SQLAlchemy into
     plain words."""
+    try:
+        return await _watched(fn, *args)
+    except Wrong as exc:
+        raise quiet_wrong(exc) from None
+
+
+async def _watched(fn: Any, *args: Any) -> Any:
     global _hook_installed
     if not _hook_installed:
         sys.addaudithook(_audit)  # audit hooks cannot be removed: it only looks at watched threads

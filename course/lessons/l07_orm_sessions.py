@@ -31,6 +31,7 @@ from sqlalchemy.util import await_
 
 from course.checks import Exercise, LearnerError, Wrong, call, must_raise
 from course.databases import BACKENDS, Backend, fresh_engine_url
+from course.lessons._quiet import quiet_wrong
 from course.models import Artist, Invoice, InvoiceLine, Track
 from course.postgres import PgDatabase, drop_postgres
 from course.probes import (
@@ -116,12 +117,14 @@ async def _run(fn: Any, *args: Any) -> Any:
     try:
         with leaks:
             result = await _watched(fn, *args)
-    except (Wrong, LearnerError):
+    except (Wrong, LearnerError) as exc:
         await _settle(asyncio.all_tasks() - before)
+        await leaks.settle(held=False)
+        if isinstance(exc, Wrong):  # the error behind it may hold an un-awaited coroutine
+            raise quiet_wrong(exc) from None
         with warnings.catch_warnings():  # a coroutine a forgotten await left: already reported
             warnings.simplefilter("ignore", RuntimeWarning)
             gc.collect()
-        await leaks.settle(held=False)
         raise
     if dropped := await leaks.settle(held=False):
         raise Wrong(DROPPED.format(n=dropped))
