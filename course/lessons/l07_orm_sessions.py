@@ -479,49 +479,66 @@ q2 = Exercise(
 
 class _LostUpdateProbe:
     """Makes a lost update certain instead of likely: a task that read an invoice without a
-    lock waits, before it writes, until every concurrent task has read it too."""
+    lock and then wrote it waits, before it commits, until another task has read the invoice
+    too (the old total, as it is not committed yet), or every task has read it.
+
+    When nobody else can read meanwhile (an asyncio.Lock held until after the commit, say),
+    no lost update can happen: after one wait of 3 s nobody waits any more. Calls are told
+    apart by their connection, not their task: `Session.begin()` commits (and flushes) in a
+    task of its own."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine.sync_engine
         self.tasks = 0
-        self.reads: dict[asyncio.Task[Any] | None, str] = {}
-        self.all_read = asyncio.Event()
+        self.reads: dict[Any, str] = {}  # by connection
+        self.done_reads: list[Any] = []  # which connection finished a read, in order
+        self.marks: dict[Any, int] = {}  # len(done_reads) when a connection wrote
+        self.changed = asyncio.Event()
         self.gave_up = False
 
     def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        task = asyncio.current_task()
+        task = conn
         if statement.lstrip().upper().startswith("SELECT") and "FROM invoice" in statement \
                 and "FOR UPDATE" not in statement.upper():
             self.reads.setdefault(task, "started")
         elif statement.lstrip().upper().startswith("UPDATE INVOICE") and self.reads.get(task) == "done":
-            await_(self._everyone_read())
+            self.marks.setdefault(task, len(self.done_reads))
 
     def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        task = asyncio.current_task()
+        task = conn
         if self.reads.get(task) == "started":
             self.reads[task] = "done"
-            if sum(v == "done" for v in self.reads.values()) >= self.tasks:
-                self.all_read.set()
+            self.done_reads.append(task)
+            self.changed.set()
 
-    async def _everyone_read(self) -> None:
-        if self.gave_up:
-            return
+    def _on_commit(self, conn) -> None:  # noqa: ANN001
+        task = conn
+        if task in self.marks:
+            await_(self._someone_else_read(task, self.marks.pop(task)))
+
+    def _read_since(self, task: Any, mark: int) -> bool:
+        return len(set(self.done_reads)) >= self.tasks or \
+            any(other is not task for other in self.done_reads[mark:])
+
+    async def _someone_else_read(self, task: Any, mark: int) -> None:
         try:
             async with asyncio.timeout(3):
-                await self.all_read.wait()
+                while not self.gave_up and not self._read_since(task, mark):
+                    self.changed.clear()
+                    await self.changed.wait()
         except TimeoutError:
-            # the other tasks do not read while this one waits (an asyncio.Lock around the
-            # whole call, say): no lost update can be forced, so nobody waits any more
             self.gave_up = True
 
     def __enter__(self) -> _LostUpdateProbe:
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
+        event.listen(self.engine, "commit", self._on_commit)
         return self
 
     def __exit__(self, *exc: object) -> None:
         event.remove(self.engine, "before_cursor_execute", self._before)
         event.remove(self.engine, "after_cursor_execute", self._after)
+        event.remove(self.engine, "commit", self._on_commit)
 
 
 async def _total(engine: AsyncEngine, invoice_id: int) -> Decimal | None:

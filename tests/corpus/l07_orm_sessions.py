@@ -731,3 +731,26 @@ async def track_or_none_identity_map_then_select(session, track_id):
     if held is not None:
         return held
     return await session.scalar(select(Track).where(Track.track_id == track_id))
+
+
+_FLUSH_LOCK = asyncio.Lock()
+
+
+@wrong("q3", expect="changes were lost")
+async def add_to_total_lock_released_before_commit(Session, invoice_id, amount):
+    async with Session.begin() as session:
+        async with _FLUSH_LOCK:  # BUG: released at the flush, before the commit
+            invoice = await session.get(Invoice, invoice_id)
+            invoice.total += amount
+            await session.flush()
+        total = invoice.total
+    return total
+
+
+@wrong("q3", expect="changes were lost")
+async def add_to_total_begin_without_lock(Session, invoice_id, amount):
+    async with Session.begin() as session:  # its flush and commit run in a task of their own
+        invoice = await session.get(Invoice, invoice_id)  # BUG: no FOR UPDATE
+        invoice.total += amount
+        total = invoice.total
+    return total
