@@ -754,3 +754,26 @@ async def add_to_total_begin_without_lock(Session, invoice_id, amount):
         invoice.total += amount
         total = invoice.total
     return total
+
+
+async def _names_once(Session, track_ids):
+    """Each distinct id looked up once, in its own task and session."""
+    async def one(track_id):
+        async with Session() as session:
+            return await session.scalar(select(Track.name).where(Track.track_id == track_id))
+
+    unique = list(dict.fromkeys(track_ids))
+    return unique, dict(zip(unique, await asyncio.gather(*map(one, unique)), strict=True))
+
+
+@wrong("q4", expect="a repeated id repeated")
+async def track_names_each_id_once(Session, track_ids):
+    unique, names = await _names_once(Session, track_ids)
+    return [names[i] for i in unique]  # BUG: a repeated id comes back once
+
+
+@correct("q4")
+async def track_names_deduplicated_lookups(Session, track_ids):
+    """A repeated id is looked up once, and its name given again in its place."""
+    _, names = await _names_once(Session, track_ids)
+    return [names[i] for i in track_ids]
