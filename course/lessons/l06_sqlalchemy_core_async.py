@@ -726,14 +726,29 @@ class _PoolWatch:
     def __init__(self) -> None:
         self.opened = self.closed = self.out = self.back = 0
         self.sync = False
+        self._open: dict[int, Any] = {}  # the DBAPI connections not closed yet
 
     def _connect(self, dbapi_connection, record) -> None:  # noqa: ANN001
         self.opened += 1
+        self._open[id(dbapi_connection)] = dbapi_connection
         if "AsyncAdapt" not in type(dbapi_connection).__name__:
             self.sync = True
 
     def _close(self, dbapi_connection, record) -> None:  # noqa: ANN001
         self.closed += 1
+        self._open.pop(id(dbapi_connection), None)
+
+    async def release(self) -> None:
+        """End the connections an engine the code never disposed still holds, while the loop
+        runs: otherwise aiosqlite's thread reports "Event loop is closed" when it goes later."""
+        for connection in self._open.values():
+            with contextlib.suppress(Exception):
+                connection.terminate()
+            thread = getattr(getattr(connection, "_connection", None), "_thread", None)
+            if thread is not None and thread.is_alive():
+                await asyncio.to_thread(thread.join, 5)
+        self._open.clear()
+        await asyncio.sleep(0)  # the thread's last callback runs on this loop
 
     def _checkout(self, *args: Any) -> None:
         self.out += 1
@@ -799,6 +814,8 @@ async def _lifecycle_cases(url: URL, broken: URL, count_albums, backend: str) ->
                                 "the SQL. Bind it: `artist.c.name == name` in select(), or `:name` "
                                 "in text().") from None
                 raise
+            finally:
+                await watch.release()
             await asyncio.sleep(0)
         if not watch.opened:
             raise Wrong("count_albums never opened a connection of its own: create an engine from "
@@ -815,6 +832,7 @@ async def _lifecycle_cases(url: URL, broken: URL, count_albums, backend: str) ->
                          lambda got: f"the check gave a database without an album table, and "
                                      f"count_albums returned {got!r}: let the error reach the caller.")
         await asyncio.sleep(0)
+    await watch.release()
     _closed_all(watch, "when the query failed (a database without an album table)")
 
 
