@@ -10,6 +10,7 @@
 - ListThatBreaks, breaks_after(): input that fails midway, a failure that is not the database's.
 - HOSTILE_INPUTS: strings that break SQL built by hand.
 - sleeps_on_loop(): time.sleep() called on the loop's own thread, seen directly, not timed.
+- ConnectionLeaks: pooled connections a call never gave back, closed quietly by the check.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import logging
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -355,3 +358,113 @@ def sleeps_on_loop(fail: Callable[[float], BaseException] | None = None) -> Iter
         yield slept
     finally:
         time.sleep = real
+
+
+class ConnectionLeaks:
+    """Every pooled SQLAlchemy connection handed out while the block runs, and afterwards the
+    ones never given back, closed by the check itself so that nothing about them (SQLAlchemy's
+    "garbage collector is trying to clean up non-checked-in connection", aiosqlite's "Event
+    loop is closed") prints later, under some other cell.
+
+        with ConnectionLeaks() as leaks:       # every pool, or ConnectionLeaks(engine)
+            await call(learner_fn, ...)
+        ...                                    # the check closes its own connections first
+        found = await leaks.settle()           # how many the learner's code never gave back
+
+    While the block runs, the pool's log is silenced too: a connection the garbage collector
+    finds then is counted in `dropped` (and settle() counts it) instead of printed.
+    """
+
+    def __init__(self, engine: Any = None) -> None:
+        from sqlalchemy.pool import Pool
+
+        engine = getattr(engine, "sync_engine", engine)
+        self._target = engine.pool if engine is not None else Pool
+        self._out: dict[int, tuple[Any, Any, Any]] = {}  # record -> (record, weak proxy, driver)
+        self._hush = _PoolLogHush()
+
+    @property
+    def dropped(self) -> int:
+        """Connections the garbage collector found unreturned so far (SQLAlchemy then ends them)."""
+        return self._hush.dropped
+
+    def _checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        self._out[id(record)] = (record, weakref.ref(proxy), getattr(record, "driver_connection", None))
+
+    def _checkin(self, dbapi_connection: Any, record: Any) -> None:
+        self._out.pop(id(record), None)
+
+    def __enter__(self) -> ConnectionLeaks:
+        from sqlalchemy import event
+
+        event.listen(self._target, "checkout", self._checkout)
+        event.listen(self._target, "checkin", self._checkin)
+        self._quiet = _quiet_pool_log(self._hush)
+        self._quiet.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from sqlalchemy import event
+
+        event.remove(self._target, "checkout", self._checkout)
+        event.remove(self._target, "checkin", self._checkin)
+        self._quiet.__exit__(None, None, None)
+
+    async def settle(self, held: bool = True) -> int:
+        """Close every connection still out, quietly; return how many the code never gave back
+        (those the garbage collector already found included: it detaches them, never checks
+        them in). With held=False, only those the code dropped: a connection something still
+        holds (the session a check lent the code) is left alone."""
+        import gc
+        import warnings
+
+        from sqlalchemy.util import greenlet_spawn
+
+        leaked = list(self._out.values())  # those the garbage collector detached are still here
+        self._out.clear()
+        with _quiet_pool_log(_PoolLogHush()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # one the learner dropped: SQLAlchemy terminates it now, not later. The young
+            # generations hold what the call made; a full collection costs a quarter second
+            gc.collect(1)
+            if not held:
+                leaked = [entry for entry in leaked if entry[1]() is None]
+            for record, proxy, _ in leaked:
+                fairy = proxy()
+                if fairy is not None and getattr(fairy, "_connection_record", None) is record:
+                    with contextlib.suppress(Exception):  # still held: close it, check it in
+                        async with asyncio.timeout(5):
+                            await greenlet_spawn(fairy.invalidate)
+            for _, _, driver in leaked:  # aiosqlite: let its thread end while the loop runs
+                thread = getattr(driver, "_thread", None)
+                if thread is not None and thread.is_alive():
+                    await asyncio.to_thread(thread.join, 5)
+            for _ in range(3):
+                await asyncio.sleep(0)  # the thread's last callback runs on this loop
+        return len(leaked)
+
+
+class _PoolLogHush(logging.Handler):
+    """Takes what SQLAlchemy's pool logs while a check watches, counting the dropped connections."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "non-checked-in connection" in record.getMessage():
+            self.dropped += 1
+
+
+@contextlib.contextmanager
+def _quiet_pool_log(hush: _PoolLogHush) -> Iterator[None]:
+    """Route the pool's log (sqlalchemy.pool and its children) to `hush` alone, meanwhile."""
+    log = logging.getLogger("sqlalchemy.pool")
+    propagate = log.propagate
+    log.addHandler(hush)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(hush)
+        log.propagate = propagate

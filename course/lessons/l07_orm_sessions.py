@@ -31,10 +31,12 @@ from sqlalchemy.util import await_
 
 from course.checks import Exercise, LearnerError, Wrong, call, must_raise
 from course.databases import BACKENDS, Backend, fresh_engine_url
+from course.lessons._quiet import quiet_wrong
 from course.models import Artist, Invoice, InvoiceLine, Track
 from course.postgres import PgDatabase, drop_postgres
 from course.probes import (
     HOSTILE_INPUTS,
+    ConnectionLeaks,
     InjectedFailure,
     ListThatBreaks,
     StatementCounter,
@@ -101,18 +103,32 @@ async def _settle(tasks: set[asyncio.Task[Any]]) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+DROPPED = ("{n} connection(s) your code opened were dropped without being closed: the garbage "
+           "collector found them still checked out of the pool after your function returned (the "
+           "check closed them). Open sessions with `async with Session() as session:` and "
+           "connections with `async with`, so they go back to the pool.")
+
+
 async def _run(fn: Any, *args: Any) -> Any:
-    """call(), watching for a sync driver used on the loop's thread, and tidying up the tasks a
-    rejected answer leaves behind."""
+    """call(), watching for a sync driver used on the loop's thread and for connections dropped
+    unclosed (closed here, quietly), and tidying up the tasks a rejected answer leaves behind."""
     before = asyncio.all_tasks()
+    leaks = ConnectionLeaks()
     try:
-        return await _watched(fn, *args)
-    except (Wrong, LearnerError):
+        with leaks:
+            result = await _watched(fn, *args)
+    except (Wrong, LearnerError) as exc:
         await _settle(asyncio.all_tasks() - before)
+        await leaks.settle(held=False)
+        if isinstance(exc, Wrong):  # the error behind it may hold an un-awaited coroutine
+            raise quiet_wrong(exc) from None
         with warnings.catch_warnings():  # a coroutine a forgotten await left: already reported
             warnings.simplefilter("ignore", RuntimeWarning)
             gc.collect()
         raise
+    if dropped := await leaks.settle(held=False):
+        raise Wrong(DROPPED.format(n=dropped))
+    return result
 
 
 async def _watched(fn: Any, *args: Any) -> Any:
@@ -230,7 +246,7 @@ async def _track_cases(engine: AsyncEngine, backend: Backend, track_or_none) -> 
             raise Wrong(f"{_on(backend)}track {wanted[0]} was already in the session, yet "
                         f"track_or_none ran {counter.count} statement(s). `session.get()` looks in "
                         "the identity map first and asks the database only when it must; a "
-                        "select() always asks.")
+                        "select() always asks, and so does get() with populate_existing=True.")
 
 
 q1 = Exercise(
@@ -330,7 +346,9 @@ async def _invoice_cases(engine: AsyncEngine, backend: Backend, create_invoice) 
         s.add(_new_track(new_id, "A track the check added", new_price))
     customer = rng.choice([c for c in range(1, 60) if c != 7])
     cases = [(7, FIRST_LINES, Decimal("4.96")),
-             (customer, [(new_id, 3), (3503, 1)], Decimal(new_price) * 3 + Decimal("0.99"))]
+             (customer, [(new_id, 3), (3503, 1)], Decimal(new_price) * 3 + Decimal("0.99")),
+             # the same track twice in one invoice: two lines, as the pairs say
+             (customer, [(new_id, 1), (3, 2), (new_id, 2)], Decimal(new_price) * 3 + Decimal("1.98"))]
     for customer_id, lines, total in cases:
         before = await _invoice_counts(engine)
         async with Session() as session:
@@ -358,9 +376,11 @@ async def _invoice_cases(engine: AsyncEngine, backend: Backend, create_invoice) 
                 select(Track.track_id, Track.unit_price).where(Track.track_id.in_([t for t, _ in lines])))).all())
         expected = sorted((t, prices[t], q) for t, q in lines)
         if sorted(r[0] for r in got_lines) != sorted(t for t, _ in lines):
+            twice = " (a track may come twice: each pair is its own line)" \
+                if len({t for t, _ in lines}) < len(lines) else ""
             raise Wrong(f"{on}invoice {invoice_id} for lines {lines} has {len(got_lines)} line(s) "
                         f"for tracks {[r[0] for r in got_lines]}; it should have one per pair, "
-                        f"{len(lines)} in all.")
+                        f"{len(lines)} in all{twice}.")
         if sorted(tuple(r) for r in got_lines) != expected:
             raise Wrong(f"{on}invoice {invoice_id} for lines {lines} should have the lines "
                         f"(track_id, unit_price, quantity) {expected}, each at the track's own "
@@ -459,44 +479,66 @@ q2 = Exercise(
 
 class _LostUpdateProbe:
     """Makes a lost update certain instead of likely: a task that read an invoice without a
-    lock waits, before it writes, until every concurrent task has read it too."""
+    lock and then wrote it waits, before it commits, until another task has read the invoice
+    too (the old total, as it is not committed yet), or every task has read it.
+
+    When nobody else can read meanwhile (an asyncio.Lock held until after the commit, say),
+    no lost update can happen: after one wait of 3 s nobody waits any more. Calls are told
+    apart by their connection, not their task: `Session.begin()` commits (and flushes) in a
+    task of its own."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine.sync_engine
         self.tasks = 0
-        self.reads: dict[asyncio.Task[Any] | None, str] = {}
-        self.all_read = asyncio.Event()
+        self.reads: dict[Any, str] = {}  # by connection
+        self.done_reads: list[Any] = []  # which connection finished a read, in order
+        self.marks: dict[Any, int] = {}  # len(done_reads) when a connection wrote
+        self.changed = asyncio.Event()
+        self.gave_up = False
 
     def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        task = asyncio.current_task()
+        task = conn
         if statement.lstrip().upper().startswith("SELECT") and "FROM invoice" in statement \
                 and "FOR UPDATE" not in statement.upper():
             self.reads.setdefault(task, "started")
         elif statement.lstrip().upper().startswith("UPDATE INVOICE") and self.reads.get(task) == "done":
-            await_(self._everyone_read())
+            self.marks.setdefault(task, len(self.done_reads))
 
     def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
-        task = asyncio.current_task()
+        task = conn
         if self.reads.get(task) == "started":
             self.reads[task] = "done"
-            if sum(v == "done" for v in self.reads.values()) >= self.tasks:
-                self.all_read.set()
+            self.done_reads.append(task)
+            self.changed.set()
 
-    async def _everyone_read(self) -> None:
+    def _on_commit(self, conn) -> None:  # noqa: ANN001
+        task = conn
+        if task in self.marks:
+            await_(self._someone_else_read(task, self.marks.pop(task)))
+
+    def _read_since(self, task: Any, mark: int) -> bool:
+        return len(set(self.done_reads)) >= self.tasks or \
+            any(other is not task for other in self.done_reads[mark:])
+
+    async def _someone_else_read(self, task: Any, mark: int) -> None:
         try:
             async with asyncio.timeout(3):
-                await self.all_read.wait()
+                while not self.gave_up and not self._read_since(task, mark):
+                    self.changed.clear()
+                    await self.changed.wait()
         except TimeoutError:
-            pass  # a task that never reads: go on
+            self.gave_up = True
 
     def __enter__(self) -> _LostUpdateProbe:
         event.listen(self.engine, "before_cursor_execute", self._before)
         event.listen(self.engine, "after_cursor_execute", self._after)
+        event.listen(self.engine, "commit", self._on_commit)
         return self
 
     def __exit__(self, *exc: object) -> None:
         event.remove(self.engine, "before_cursor_execute", self._before)
         event.remove(self.engine, "after_cursor_execute", self._after)
+        event.remove(self.engine, "commit", self._on_commit)
 
 
 async def _total(engine: AsyncEngine, invoice_id: int) -> Decimal | None:
@@ -546,11 +588,29 @@ async def _total_cases(engine: AsyncEngine, add_to_total) -> str:
                     "while you change it: `await session.get(Invoice, invoice_id, "
                     "with_for_update=True)`, or let the database add: `update(Invoice)."
                     "values(total=Invoice.total + amount)`.")
-    if max(results) != expected:  # type: ignore[type-var]
-        raise Wrong(f"after {len(amounts)} concurrent calls the last total returned was "
-                    f"{max(results)}, but the committed total is {expected}: return the total "
-                    "your change produced.")
+    _each_returned_its_total(invoice_id, before, amounts, results)
     return "no change lost among 5 concurrent calls on PostgreSQL, and each returned its new total."
+
+
+def _each_returned_its_total(invoice_id: int, before: Decimal, amounts: list[Decimal],
+                             results: list[Any]) -> None:
+    """The calls committed one after another: sorted, each returned total is the one before it
+    plus that call's own amount (every amount is positive), starting from `before`."""
+    for got, amount in zip(results, amounts, strict=True):
+        if not isinstance(got, Decimal):
+            raise Wrong(f"a concurrent add_to_total(Session, {invoice_id}, {amount}) returned "
+                        f"{got!r}; it should return the new total, a Decimal.")
+    previous = before
+    for got, amount in sorted(zip(results, amounts, strict=True)):
+        if got - amount != previous:
+            raise Wrong(f"{len(amounts)} concurrent calls added {', '.join(map(str, amounts))} to "
+                        f"invoice {invoice_id}, from {before}; the committed total is right, but "
+                        f"the call that added {amount} returned {got}, which is no total the "
+                        f"invoice had after that call's change (the totals, in commit order, "
+                        f"ran from {before} to {before + sum(amounts)}). Return the total your own "
+                        "change produced, read inside the same transaction: the locked object's "
+                        "`total`, or UPDATE … RETURNING.")
+        previous = got
 
 
 async def _total_case(engine: AsyncEngine, watch: _SessionWatch, invoice_id: int, amount: Decimal,
@@ -691,6 +751,10 @@ async def _names_case(engine: AsyncEngine, on: str, names: dict[int, str], ids: 
             cause = str(exc.__cause__)
             if "isce" in cause or "concurrent operations are not permitted" in cause:
                 raise Wrong(_shared(on, 2)) from None
+            if "'async_sessionmaker' object" in cause or "'WatchedSession'" in cause:
+                raise Wrong(f"{on}your code raised {exc}. `Session` is a sessionmaker, a factory "
+                            "of sessions, not a session: call it to get one, `async with Session() "
+                            "as session:` inside each task, then `await session.scalar(...)`.") from None
             raise
     await asyncio.sleep(0)
     if (value := _literal_in(counter.statements, ids)) is not None:
@@ -754,6 +818,11 @@ async def _artist_names(engine: AsyncEngine, ids: list[int]) -> dict[int, str | 
             select(Artist.artist_id, Artist.name).where(Artist.artist_id.in_(ids)))).all())
 
 
+ONE_STATEMENT = ("the exercise asks for one: an upsert, INSERT … ON CONFLICT DO UPDATE, with "
+                 "every artist in it whatever the length of the list, and no SELECT first (the ON "
+                 "CONFLICT clause is what tells new ids from old ones).")
+
+
 async def _check_save_artists(save_artists) -> str:
     for backend in BACKENDS:
         async with _database(f"check-07-q5-{backend}", backend) as engine:
@@ -766,10 +835,10 @@ async def _upsert_cases(engine: AsyncEngine, backend: Backend, save_artists) -> 
     on = _on(backend)
     rng = random.Random()
     Session = async_sessionmaker(engine, expire_on_commit=False)
-    fresh = rng.sample(range(1_000, 9_000), 3)
+    fresh = rng.sample(range(1_000, 9_000), 4)
     first = [(1, "AC/DC (remastered)"), (fresh[0], "Brand New Band"), (58, "Purple, Deep")]
     second = [(fresh[0], HOSTILE_INPUTS[1]), (fresh[1], HOSTILE_INPUTS[0]), (2, HOSTILE_INPUTS[2]),
-              (fresh[2], HOSTILE_INPUTS[3])]
+              (fresh[2], HOSTILE_INPUTS[3]), (6, ""), (fresh[3], "AC\\DC 100%_")]
     bulk = [(i, f"Artist number {i}") for i in rng.sample(range(200, 9_000), 40)]
     for artists in (first, second, bulk, []):
         ids = [i for i, _ in artists]
@@ -798,13 +867,11 @@ async def _upsert_cases(engine: AsyncEngine, backend: Backend, save_artists) -> 
                     raise
             if (value := _literal_in(counter.statements, ids)) is not None:
                 raise _fstring_sql(value)
-            writes = [s for s in counter.statements if not s.lstrip().upper().startswith("SELECT")
-                      or "INSERT" in s.upper()]
-            if artists and (len(counter.statements) > 2 or len(writes) > 1):
+            if artists and len(counter.statements) > 1:
+                kinds = ", ".join(s.split(None, 1)[0].upper() for s in counter.statements[:6])
+                more = "…" if len(counter.statements) > 6 else ""
                 raise Wrong(f"{on}saving {len(artists)} artists ran {len(counter.statements)} "
-                            "statements: one INSERT … ON CONFLICT DO UPDATE with every artist in "
-                            "it does the job in one statement, whatever the length of the list "
-                            "(a loop of merge() or add() asks once per artist).")
+                            f"statements ({kinds}{more}); {ONE_STATEMENT}")
             if session.in_transaction() and artists:
                 raise Wrong(f"{on}save_artists returned with its transaction still open: nothing "
                             "is committed. End with `await session.commit()`.")

@@ -31,7 +31,7 @@ from course.checks import Exercise, LearnerError, Wrong, call
 from course.databases import BACKENDS, fresh_engine_url
 from course.models import Album, Artist, Customer, Genre, Invoice, InvoiceLine, Track
 from course.postgres import PgDatabase, drop_postgres
-from course.probes import StatementCounter
+from course.probes import ConnectionLeaks, StatementCounter
 
 LIMIT = 30.0  # seconds: the first check of a session may start PostgreSQL and clone Chinook
 
@@ -110,15 +110,33 @@ async def _on_both(name: str, body: Callable[[AsyncEngine, str], Any]) -> str:
 
 
 class _Recorder(StatementCounter):
-    """A StatementCounter that keeps each statement's parameters too."""
+    """A StatementCounter that keeps each statement's parameters too, and the most statements
+    that were in flight at once (two at once on one session: loads gathered concurrently)."""
 
     def __init__(self, engine: Any) -> None:
         super().__init__(engine)
         self.parameters: list[Any] = []
+        self.in_flight = self.peak = 0
 
     def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
         super()._on_execute(conn, cursor, statement, parameters, context, executemany)
         self.parameters.append(parameters)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+
+    def _done(self, *args: Any) -> None:
+        self.in_flight -= 1
+
+    def __enter__(self) -> _Recorder:
+        super().__enter__()
+        event.listen(self.engine, "after_cursor_execute", self._done)
+        event.listen(self.engine, "handle_error", self._done)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "after_cursor_execute", self._done)
+        event.remove(self.engine, "handle_error", self._done)
+        super().__exit__(*exc)
 
 
 # --- running the learner's function, with plain words for the loading errors ----------------
@@ -147,8 +165,40 @@ def _lazy_table(exc: BaseException) -> str:
     return f" (it went for the `{found[1]}` table)" if found else ""
 
 
+AWAIT_TOO_LATE = ("{what} read `.{attribute}` from a coroutine ({error}): a load was not "
+                  "awaited before `.{attribute}` was read. Did you forget `await`, or put it in "
+                  "front of the whole expression? In `await track.awaitable_attrs.album."
+                  "{attribute}` Python reads `.{attribute}` first and awaits last. Await the "
+                  "relationship, then read from it: `album = await track.awaitable_attrs.album`, "
+                  "then `album.{attribute}` (or `(await track.awaitable_attrs.album).{attribute}`).")
+DROPPED = ("{n} connection(s) your code opened were dropped without being closed: the garbage "
+           "collector found them still checked out of the pool after your function returned (the "
+           "check closed them). Use the session you were given, or open your own with `async "
+           "with`, so it goes back to the pool.")
+
+
+def _await_too_late(exc: BaseException | None, what: str) -> str | None:
+    """The message for `await x.awaitable_attrs.rel.attr`, if that is what failed."""
+    found = re.search(r"'coroutine' object has no attribute '(\w+)'", str(exc)) \
+        if isinstance(exc, AttributeError) else None
+    return AWAIT_TOO_LATE.format(what=what, attribute=found[1], error=exc) if found else None
+
+
 async def _run(fn: Any, *args: Any, what: str, fix: str) -> Any:
-    """call(), with the loading mistakes of this lesson told in plain words."""
+    """call(), with the loading mistakes of this lesson told in plain words, and connections
+    the code dropped unclosed closed here, quietly."""
+    leaks = ConnectionLeaks()
+    try:
+        with leaks:
+            result = await _explained(fn, *args, what=what, fix=fix)
+    finally:
+        dropped = await leaks.settle(held=False)
+    if dropped:
+        raise Wrong(DROPPED.format(n=dropped))
+    return result
+
+
+async def _explained(fn: Any, *args: Any, what: str, fix: str) -> Any:
     with warnings.catch_warnings():
         # A forgotten await leaves the learner's coroutine inside the error (AttributeError keeps
         # the object it was read on), and aiosqlite's lazy load leaves an un-awaited
@@ -160,9 +210,12 @@ async def _run(fn: Any, *args: Any, what: str, fix: str) -> Any:
             message = str(exc)
             if message.startswith("cursor() was called but never awaited"):
                 message = SWALLOWED.format(fix=fix)
+            message = _await_too_late(exc.__cause__, what) or message
         except LearnerError as exc:
             cause = exc.__cause__
-            if _missing_greenlet(cause):
+            if late := _await_too_late(cause, what):
+                message = late
+            elif _missing_greenlet(cause):
                 message = LAZY.format(what=what, table=_lazy_table(cause), fix=fix[:1].upper() + fix[1:])
             elif isinstance(cause, InvalidRequestError) and "unique() method must be invoked" in str(cause):
                 message = UNIQUE
@@ -259,9 +312,7 @@ async def _check_artist_albums(artist_albums) -> str:
             rows = _album_rows(got, what)
             expected = await _expected_albums(engine, artist_id)
             if seen.count > 2:
-                raise Wrong(f"{what} ran {seen.count} statements for {len(expected)} albums: one "
-                            "for the albums, then one more per album. That is the N+1 problem "
-                            f"(awaitable_attrs in a loop does it too). Ask for all the tracks at once: {Q1_FIX}")
+                raise Wrong(_too_many(what, seen.statements, len(expected)))
             if rows == expected:
                 continue
             got_titles = [title for title, _ in rows]
@@ -293,6 +344,24 @@ async def _check_artist_albums(artist_albums) -> str:
                 "included), at most 2 statements each, on SQLite and PostgreSQL.")
 
     return await _on_both("q1", body)
+
+
+def _from(statement: str) -> str:
+    found = re.search(r'\bFROM\s+"?(\w+)', statement, re.IGNORECASE)
+    return found[1] if found else statement.split(None, 1)[0].upper()
+
+
+def _too_many(what: str, statements: list[str], albums: int) -> str:
+    """Name the N+1 problem only when the statements show it: one more, alike, per album."""
+    if albums >= 2 and len(statements) == albums + 1 and len(set(statements[1:])) == 1:
+        return (f"{what} ran {len(statements)} statements for {albums} albums: one for the albums, "
+                f"then the same query on `{_from(statements[1])}` once per album. That is the N+1 "
+                f"problem (awaitable_attrs in a loop does it too). Ask for all the tracks at once: {Q1_FIX}")
+    tables = ", ".join(_from(s) for s in statements[:6]) + ("…" if len(statements) > 6 else "")
+    return (f"{what} ran {len(statements)} statements (on {tables}) for {albums} albums; at most "
+            "2 are allowed: one for the albums, one for all their tracks. A separate query for "
+            "the artist, or for some albums' tracks, goes over. Filter the albums by "
+            f"Album.artist_id, and {Q1_FIX}")
 
 
 q1 = Exercise(
@@ -332,12 +401,19 @@ def _revenue_rows(got: Any, what: str) -> list[tuple[Any, Decimal | None]]:
     if not isinstance(got, list):
         raise Wrong(f"{what} should return a list of (genre, revenue) rows, not {type(got).__name__}.")
     try:
-        return [(name, _cents(total)) for name, total in got]
+        pairs = [(name, total) for name, total in got]
     except (TypeError, ValueError):
         raise Wrong(f"{what} should return (genre, revenue) pairs; one item is {got[0]!r}.") from None
+    for name, total in pairs:
+        if not isinstance(total, Decimal):
+            raise Wrong(f"{what} gives {name!r} a revenue of {total!r}, a {type(total).__name__}; "
+                        "the exercise promises a Decimal, exact to the cent (a float is not, even "
+                        "rounded). Keep what func.sum() over the Numeric columns returns, with "
+                        "select(); text() on SQLite hands back floats.")
+    return [(name, _cents(total)) for name, total in pairs]
 
 
-COUNTRY_CASES = ["USA", COUNTRY, "Brazil", "x' OR '1'='1", "Atlantis"]
+COUNTRY_CASES = ["USA", COUNTRY, "Brazil", "x' OR '1'='1", "Atlantis", ""]
 Q2_FIX = ("select(Genre.name, func.sum(InvoiceLine.unit_price * InvoiceLine.quantity)) joined to "
           "Track, InvoiceLine and Invoice, with .group_by(Genre.genre_id, Genre.name)")
 
@@ -550,22 +626,30 @@ async def _expected_page(engine: AsyncEngine, after: Any, size: int) -> list[tup
         return [tuple(row) for row in await session.execute(stmt)]
 
 
+COMPUTED = -1  # an OFFSET the database computes (a subquery, an expression)
+
+
 def _offset_value(statement: str, parameters: Any) -> int | None:
-    """The OFFSET a statement asked for, read from its text and its bound parameters."""
-    found = re.search(r"\bOFFSET\s+(\?|\$(\d+)|%\(\w+\)s|:\w+|\d+)", statement, re.IGNORECASE)
+    """The OFFSET a statement asked for, read from its text and its bound parameters: also
+    SQLite's `LIMIT skip, size`; COMPUTED when the database works it out itself."""
+    found = (re.search(r"\bOFFSET\s+(\S+)", statement, re.IGNORECASE)
+             or re.search(r"\bLIMIT\s+([^\s,]+)\s*,", statement, re.IGNORECASE))
     if not found:
         return None
-    mark = found[1]
+    mark = found[1].rstrip(")")
+    numbered = re.fullmatch(r"\$(\d+)(::\w+)?", mark)
     try:
         if mark.isdigit():
             return int(mark)
         if mark == "?":
             return int(parameters[statement[: found.start(1)].count("?")])
-        if found[2]:
-            return int(parameters[int(found[2]) - 1])
-        return int(parameters[mark.strip(":%()s")])
+        if numbered:
+            return int(parameters[int(numbered[1]) - 1])
+        if re.fullmatch(r"%\(\w+\)s|:\w+", mark):
+            return int(parameters[mark.strip(":%()s")])
     except (IndexError, KeyError, TypeError, ValueError):
         return 1  # an OFFSET we cannot read: treat it as one
+    return COMPUTED
 
 
 PAGE_STARTS = [None, ("Intro", 900121), ("Let's Get It Up", 3), ("O'Brien", 900130), ("M", 0),
@@ -595,8 +679,10 @@ async def _page(tracks_page, engine: AsyncEngine, after: Any, size: int) -> tupl
     for statement, parameters in zip(seen.statements, seen.parameters, strict=True):
         offset = _offset_value(statement, parameters)
         if offset:
-            raise Wrong(f"{what} sent OFFSET {offset}: the database reads and throws away "
-                        f"{offset} rows to skip them, more for every page further on. Keyset "
+            sent = ("an OFFSET computed in the SQL itself (a subquery or an expression)"
+                    if offset == COMPUTED else f"OFFSET {offset}")
+            raise Wrong(f"{what} sent {sent}: the database reads and throws away every row "
+                        "before the page to skip it, more for every page further on. Keyset "
                         "pagination starts after the last key instead: WHERE (name, track_id) > "
                         "(last name, last id) … LIMIT size.")
     if seen.count != 1:
@@ -612,16 +698,22 @@ async def _check_tracks_page(tracks_page) -> str:
     async def body(engine: AsyncEngine, backend: str) -> str:
         listing = await _expected_listing(engine)
         # walk the whole listing, page by page
-        after, walked, pages = None, [], 0
+        after, walked, pages, seen_pages = None, [], 0, []
         while True:
             rows, _ = await _page(tracks_page, engine, after, 500)
             pages += 1
+            seen_pages.append((after, rows))
             if not rows or pages > len(listing) // 500 + 2:
                 break
             walked += rows
             after = rows[-1]
         if walked != listing:
-            _explain_walk(walked, listing)
+            if len(walked) > len(listing) or len(set(walked)) < len(walked):
+                # one more page, after a key whose name other tracks share, tells the causes apart
+                twin = next(key for i, key in enumerate(listing[1:], 1) if listing[i - 1][0] == key[0])
+                rows, _ = await _page(tracks_page, engine, twin, 3)
+                seen_pages.insert(0, (twin, rows))
+            _explain_walk(walked, listing, seen_pages)
         for start in PAGE_STARTS:
             for size in (7, 1):
                 rows, _ = await _page(tracks_page, engine, start, size)
@@ -636,11 +728,9 @@ async def _check_tracks_page(tracks_page) -> str:
     return await _on_both("q4", body)
 
 
-def _explain_walk(walked: list, listing: list) -> None:
+def _explain_walk(walked: list, listing: list, pages: list[tuple[Any, list]]) -> None:
     if len(walked) > len(listing) or len(set(walked)) < len(walked):
-        repeated = next(key for i, key in enumerate(walked) if key in walked[:i])
-        raise Wrong(f"walking the pages repeated {repeated}: each page must start *after* the "
-                    "last key of the previous one (>, not >=).")
+        _explain_repeat(walked, listing, pages)
     missing = [key for key in listing if key not in set(walked)]
     if missing:
         twin = [key for key in listing if key[0] == missing[0][0]]
@@ -653,6 +743,34 @@ def _explain_walk(walked: list, listing: list) -> None:
                     "order by (name, track_id) and start after the last key.")
     raise Wrong("walking the pages gave every track, but not in (name, track_id) order: ORDER BY "
                 "Track.name, Track.track_id, the same key that starts the next page.")
+
+
+def _explain_repeat(walked: list, listing: list, pages: list[tuple[Any, list]]) -> None:
+    """Say what the pages that came back showed: the last key itself again (>= for >), or a
+    same-named track with a smaller id (a key without track_id)."""
+    place = {key: i for i, key in enumerate(listing)}
+    itself = None
+    for after, rows in pages:
+        if after is None or after not in place:
+            continue
+        for row in rows:
+            if row not in place or place[row] > place[after]:
+                continue
+            if row[0] == after[0] and row != after:
+                raise Wrong(f"walking the pages repeated tracks: the page after {after} came back "
+                            f"to {row}, a track with the same name and a smaller track_id, so the "
+                            "comparison looked at the name alone. Compare the whole key, strictly after it: "
+                            "`tuple_(Track.name, Track.track_id) > tuple_(*after)`.")
+            if row == after and itself is None:
+                itself = after
+    if itself is not None:
+        raise Wrong(f"walking the pages repeated tracks: the page after {itself} began with that "
+                    "key itself. Start strictly after the last key (>, not >=): "
+                    "`tuple_(Track.name, Track.track_id) > tuple_(*after)`.")
+    repeated = next(key for i, key in enumerate(walked) if key in walked[:i])
+    raise Wrong(f"walking the pages repeated {repeated}: some page went back to rows an earlier "
+                "page had given. Order by (name, track_id) and start strictly after the last key: "
+                "`tuple_(Track.name, Track.track_id) > tuple_(*after)`.")
 
 
 q4 = Exercise(
@@ -699,6 +817,13 @@ async def _check_track_labels(track_labels) -> str:
                                             "(None), and your code read its title or name "
                                             "anyway. Return None in its place.") from None
                             raise
+                if seen.peak > 1:
+                    raise Wrong(f"{what} had {seen.peak} queries running at once on the track's one "
+                                "session (two awaitable_attrs loads gathered, say). A session runs "
+                                "one statement at a time: shared between concurrent loads, it fails "
+                                "(\"concurrent operations are not permitted\") or, as here, queues "
+                                "them by luck, the shared-session mistake of lesson 07. Await the "
+                                f"loads one after the other: {Q5_FIX}")
                 if not isinstance(got, tuple) or len(got) != 3:
                     raise Wrong(f"{what} should return a tuple (track name, album title, genre "
                                 f"name); yours is {got!r}.")

@@ -42,7 +42,7 @@ async def longest_tracks_ties_by_id(conn, name, n):
     return (await conn.execute(stmt)).all()
 
 
-@wrong("q1", expect="changes with n")
+@wrong("q1", expect="every n makes a new statement")
 async def longest_tracks_fstring_limit(conn, name, n):
     sql = text(
         "SELECT t.name, t.milliseconds FROM track AS t JOIN genre AS g ON g.genre_id = t.genre_id "
@@ -273,13 +273,13 @@ async def export_lines_with_header(conn, table, out):
     return count
 
 
-@wrong("q3", expect="expected the number of rows written, 40000")
+@wrong("q3", expect="expected the number of rows written, 0")
 async def export_lines_counts_for_the_first_table_only(conn, table, out):
     writer = csv.writer(out)
     result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
     async for part in result.partitions(1000):
         writer.writerows(part)
-    return 10_000  # right only for the first table the check tries
+    return 5_000  # right only for one table the check tries
 
 
 @wrong("q3", expect="sync sqlite3 connection")
@@ -293,7 +293,7 @@ async def export_lines_with_sqlite3(conn, table, out):
     return count
 
 
-@wrong("q3", expect="still checked out")
+@wrong("q3", expect="never closed")
 async def export_lines_on_a_second_connection(conn, table, out):
     other = await conn.engine.connect()  # BUG: never closed
     result = await other.stream(select(table).order_by(table.c.invoice_line_id))
@@ -571,3 +571,247 @@ async def count_albums_orm(url, name):
             return await session.scalar(stmt)
     finally:
         await engine.dispose()
+
+
+# --- every kind of input the statements allow: empty names, n = 0, leaks kept alive -----------
+
+_KEPT = []  # a learner's module-level cache, which keeps a leaked connection alive
+
+
+@wrong("q1", expect="never closed")
+async def longest_tracks_keeps_a_connection(conn, name, n):
+    extra = await conn.engine.connect()  # BUG: kept for later, never closed
+    _KEPT.append(extra)
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n)
+    return (await extra.execute(stmt)).all()
+
+
+@wrong("q1", expect="LIMIT 0")
+async def longest_tracks_n_or_none(conn, name, n):
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id)
+    return (await conn.execute(stmt.limit(n or None))).all()  # BUG: n = 0 means no LIMIT at all
+
+
+@wrong("q1", expect="no genre is called exactly")
+async def longest_tracks_like(conn, name, n):
+    stmt = (select(track.c.name, track.c.milliseconds)
+            .join(genre, genre.c.genre_id == track.c.genre_id)
+            .where(genre.c.name.like(name))  # BUG: '%' and '_' are patterns, not characters
+            .order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n))
+    return (await conn.execute(stmt)).all()
+
+
+@correct("q1")
+async def longest_tracks_empty_name_is_null(conn, name, n):
+    """`name or None`: the empty name becomes IS NULL, another text, and still no genre."""
+    stmt = (select(track.c.name, track.c.milliseconds)
+            .join(genre, genre.c.genre_id == track.c.genre_id)
+            .where(genre.c.name == (name or None))
+            .order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n))
+    return (await conn.execute(stmt)).all()
+
+
+@correct("q1")
+async def longest_tracks_scalar_subquery_early_zero(conn, name, n):
+    """No query at all for n = 0; the genre found by a scalar subquery; Row objects returned."""
+    if n <= 0:
+        return []
+    genre_id = select(genre.c.genre_id).where(genre.c.name == name).scalar_subquery()
+    stmt = (select(track.c.name, track.c.milliseconds).where(track.c.genre_id == genre_id)
+            .order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n))
+    return list((await conn.execute(stmt)).all())
+
+
+@wrong("q2", expect="store the name exactly as given")
+async def create_playlist_default_name(engine, name, track_ids):
+    async with engine.begin() as conn:
+        playlist_id = (await conn.execute(_new_playlist(name or "Untitled"))).scalar_one()  # BUG
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@wrong("q2", expect="when the second track 5 was refused")
+async def create_playlist_two_transactions(engine, name, track_ids):
+    async with engine.begin() as conn:
+        playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+    async with engine.begin() as conn:  # BUG: the playlist is already committed
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@correct("q2")
+async def create_playlist_insert_per_track(engine, name, track_ids):
+    """One INSERT per track, all inside the one transaction: slower, still all or nothing."""
+    async with engine.begin() as conn:
+        playlist_id = (await conn.execute(
+            insert(playlist).returning(playlist.c.playlist_id), {"name": name})).scalar_one()
+        for track_id in track_ids:
+            await conn.execute(insert(playlist_track).values(playlist_id=playlist_id, track_id=track_id))
+    return playlist_id
+
+
+@correct("q2")
+async def create_playlist_connect_commit(engine, name, track_ids):
+    """engine.connect() with an explicit commit at the end: an exception or a cancellation
+    leaves the block before it, and the connection rolls back."""
+    async with engine.connect() as conn:
+        playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+        await conn.commit()
+    return playlist_id
+
+
+@wrong("q3", expect="memory grew with the table")
+async def export_lines_partitions_as_big_as_the_table(conn, table, out):
+    writer = csv.writer(out)
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for part in result.partitions(1_000_000):  # BUG: one partition holds every row
+        writer.writerows(part)
+        count += len(part)
+    return count
+
+
+@wrong("q3", expect="invoice_line_id order")
+async def export_lines_newest_first(conn, table, out):
+    writer = csv.writer(out)
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id.desc()))  # BUG
+    async for part in result.partitions(1000):
+        writer.writerows(part)
+        count += len(part)
+    return count
+
+
+@correct("q3")
+async def export_lines_row_by_row(conn, table, out):
+    """One row at a time off the stream: slower, and the memory stays flat."""
+    writer = csv.writer(out)
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for row in result:
+        writer.writerow(row)
+        count += 1
+    return count
+
+
+@correct("q3")
+async def export_lines_yield_per(conn, table, out):
+    """yield_per sets the partition size; partitions() then takes it."""
+    writer = csv.writer(out)
+    count = 0
+    stmt = select(table).order_by(table.c.invoice_line_id).execution_options(yield_per=2000)
+    result = await conn.stream(stmt)
+    async for part in result.partitions():
+        writer.writerows(part)
+        count += len(part)
+    return count
+
+
+@wrong("q4", expect="Key each dict by the column's name")
+async def load_lines_column_objects_as_keys(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.begin() as conn:
+        await conn.execute(insert(table), [dict(zip(table.c, line)) for line in lines])  # BUG: Column keys
+    return len(lines)
+
+
+@wrong("q4", expect="some line was inserted twice")
+async def load_lines_twice_for_the_count(engine, table, lines):
+    if not lines:
+        return 0
+    async with engine.begin() as conn:
+        await conn.execute(insert(table), _dicts(table, lines))
+        result = await conn.execute(insert(table), _dicts(table, lines))  # BUG: "to get the rowcount"
+    return result.rowcount
+
+
+@correct("q4")
+async def load_lines_exec_with_values_keys(engine, table, lines):
+    """Column names taken from the Column objects; the count from the list itself."""
+    names = [column.name for column in table.columns]
+    rows = [dict(zip(names, line, strict=True)) for line in lines]
+    if rows:
+        async with engine.begin() as conn:
+            await conn.execute(table.insert(), rows)
+    return len(rows)
+
+
+@correct("q4")
+async def load_lines_connect_commit(engine, table, lines):
+    """engine.connect() with an explicit commit: a failure leaves before the commit."""
+    if not lines:
+        return 0
+    async with engine.connect() as conn:
+        await conn.execute(insert(table), _dicts(table, lines))
+        await conn.commit()
+    return len(lines)
+
+
+@wrong("q5", expect="an outer join from artist to album")
+async def count_albums_outer_join(url, name):
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            stmt = (select(func.count()).select_from(artist)
+                    .outerjoin(album, album.c.artist_id == artist.c.artist_id)  # BUG: count(*) counts the NULL row
+                    .where(artist.c.name == name))
+            return (await conn.execute(stmt)).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@wrong("q5", expect="expected 0")
+async def count_albums_empty_name_means_all(url, name):
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            stmt = select(func.count()).select_from(album)
+            if name:  # BUG: an empty name counts every album
+                stmt = stmt.join(artist, artist.c.artist_id == album.c.artist_id).where(artist.c.name == name)
+            return (await conn.execute(stmt)).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@correct("q5")
+async def count_albums_subquery_engine_begin(url, name):
+    """A scalar subquery for the artist, engine.begin(), dispose in finally."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            artist_ids = select(artist.c.artist_id).where(artist.c.name == name)
+            return await conn.scalar(select(func.count(album.c.album_id)).where(album.c.artist_id.in_(artist_ids)))
+    finally:
+        await engine.dispose()
+
+
+@correct("q5")
+async def count_albums_outer_join_counting_albums(url, name):
+    """An outer join is fine when it counts album ids: NULLs are not counted."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            stmt = (select(func.count(album.c.album_id)).select_from(artist)
+                    .outerjoin(album, album.c.artist_id == artist.c.artist_id)
+                    .where(artist.c.name == name))
+            return (await conn.execute(stmt)).scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@wrong("q3", expect="expected the number of rows written, 0")
+async def export_lines_counts_by_the_last_id(conn, table, out):
+    writer = csv.writer(out)
+    last = None
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    count = 0
+    async for part in result.partitions(1000):
+        writer.writerows(part)
+        count += len(part)
+        last = part[-1]
+    return count if last is not None else None  # BUG: an empty table gives None, not 0

@@ -587,3 +587,193 @@ async def track_names_session_begin(Session, track_ids):
     tasks = [asyncio.create_task(one(i)) for i in track_ids]
     return [await t for t in tasks]
 
+
+
+# --- every kind of input the statements allow: a track twice, empty names; every rule enforced --
+
+@wrong("q2", expect="a track may come twice")
+async def create_invoice_lines_by_track(session, customer_id, lines):
+    quantities = dict(lines)  # BUG: the same track twice keeps only its last pair
+    async with session.begin():
+        invoice = await _build(session, customer_id, list(quantities.items()))
+        session.add(invoice)
+        await session.flush()
+        return invoice.invoice_id
+
+
+@wrong("q2", expect="dropped without being closed")
+async def create_invoice_in_a_session_of_its_own(session, customer_id, lines):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    other = AsyncSession(session.bind, expire_on_commit=False)  # BUG: a second session, never closed
+    async with other.begin():
+        invoice = await _build(other, customer_id, lines)
+        other.add(invoice)
+    # reading after the commit begins a new transaction, which holds a connection until closed
+    return await other.scalar(select(Invoice.invoice_id).where(Invoice.invoice_id == invoice.invoice_id))
+
+
+@correct("q2")
+async def create_invoice_summed_at_the_end(session, customer_id, lines):
+    """add_all of the lines with invoice=..., the total summed once at the end."""
+    async with session.begin():
+        invoice = Invoice(customer_id=customer_id, invoice_date=datetime.now(), total=Decimal(0))
+        made = []
+        for track_id, quantity in lines:
+            track = await session.get(Track, track_id)
+            if track is None:
+                raise ValueError(f"no track {track_id}")
+            made.append(InvoiceLine(invoice=invoice, track_id=track_id, unit_price=track.unit_price,
+                                    quantity=quantity))
+        invoice.total = sum((line.unit_price * line.quantity for line in made), Decimal(0))
+        session.add_all([invoice, *made])
+        await session.flush()
+        return invoice.invoice_id
+
+
+_LOCK = asyncio.Lock()
+
+
+@wrong("q3", expect="which is no total the invoice had")
+async def add_to_total_returns_old_plus_amount(Session, invoice_id, amount):
+    async with Session() as session:
+        old = await session.scalar(select(Invoice.total).where(Invoice.invoice_id == invoice_id))
+    async with Session.begin() as session:  # the change itself is atomic: nothing is lost
+        await session.execute(update(Invoice).where(Invoice.invoice_id == invoice_id)
+                              .values(total=Invoice.total + amount))
+    return old + amount  # BUG: another call may have committed between the read and the update
+
+
+@correct("q3")
+async def add_to_total_asyncio_lock(Session, invoice_id, amount):
+    """One process, one lock around read-modify-write: no update lost here (though another
+    process would need the database's lock)."""
+    async with _LOCK, Session.begin() as session:
+        invoice = await session.get(Invoice, invoice_id)
+        invoice.total += amount
+        total = invoice.total
+    return total
+
+
+@wrong("q4", expect="a factory of sessions")
+async def track_names_sessionmaker_as_session(Session, track_ids):
+    async def one(track_id):
+        return await Session.scalar(select(Track.name).where(Track.track_id == track_id))  # BUG
+    return list(await asyncio.gather(*(one(i) for i in track_ids)))
+
+
+@correct("q4")
+async def track_names_semaphore(Session, track_ids):
+    """At most 4 lookups at once, each in its own session, by session.get."""
+    limit = asyncio.Semaphore(4)
+
+    async def one(track_id):
+        async with limit, Session() as session:
+            track = await session.get(Track, track_id)
+            return None if track is None else track.name
+
+    return [*await asyncio.gather(*map(one, track_ids))]
+
+
+@wrong("q5", expect="no SELECT first")
+async def save_artists_select_then_upsert(session, artists):
+    if not artists:
+        return
+    await session.scalars(select(Artist.artist_id).where(Artist.artist_id.in_([i for i, _ in artists])))  # BUG
+    await session.execute(_upsert_renaming(session, artists))
+    await session.commit()
+
+
+@wrong("q5", expect="the exercise asks for one")
+async def save_artists_insert_then_update(session, artists):
+    if not artists:
+        return
+    await session.execute(_upsert(session, artists).on_conflict_do_nothing(index_elements=[Artist.artist_id]))
+    for artist_id, name in artists:  # BUG: one UPDATE per artist after the insert
+        await session.execute(update(Artist).where(Artist.artist_id == artist_id).values(name=name))
+    await session.commit()
+
+
+@correct("q5")
+async def save_artists_begin_block(session, artists):
+    """session.begin() commits at the end of its block; the set_ taken from the dialect's excluded."""
+    if artists:
+        async with session.begin():
+            await session.execute(_upsert_renaming(session, artists))
+
+
+@wrong("q1", expect="identity map first")
+async def track_or_none_always_fresh(session, track_id):
+    return await session.get(Track, track_id, populate_existing=True)  # BUG: always asks the database
+
+
+@wrong("q1", expect="should return None")
+async def track_or_none_nearest(session, track_id):
+    found = await session.get(Track, track_id)
+    if found is None:  # BUG: "the closest track" instead of None
+        found = await session.scalar(select(Track).where(Track.track_id <= track_id)
+                                     .order_by(Track.track_id.desc()).limit(1))
+    return found
+
+
+@correct("q1")
+async def track_or_none_dict_identity(session, track_id):
+    """The primary key given as a dict."""
+    return await session.get(Track, {"track_id": track_id})
+
+
+@correct("q1")
+async def track_or_none_identity_map_then_select(session, track_id):
+    """Looks in the identity map by hand, then asks the database."""
+
+    key = session.sync_session.identity_key(Track, track_id)
+    held = session.identity_map.get(key)
+    if held is not None:
+        return held
+    return await session.scalar(select(Track).where(Track.track_id == track_id))
+
+
+_FLUSH_LOCK = asyncio.Lock()
+
+
+@wrong("q3", expect="changes were lost")
+async def add_to_total_lock_released_before_commit(Session, invoice_id, amount):
+    async with Session.begin() as session:
+        async with _FLUSH_LOCK:  # BUG: released at the flush, before the commit
+            invoice = await session.get(Invoice, invoice_id)
+            invoice.total += amount
+            await session.flush()
+        total = invoice.total
+    return total
+
+
+@wrong("q3", expect="changes were lost")
+async def add_to_total_begin_without_lock(Session, invoice_id, amount):
+    async with Session.begin() as session:  # its flush and commit run in a task of their own
+        invoice = await session.get(Invoice, invoice_id)  # BUG: no FOR UPDATE
+        invoice.total += amount
+        total = invoice.total
+    return total
+
+
+async def _names_once(Session, track_ids):
+    """Each distinct id looked up once, in its own task and session."""
+    async def one(track_id):
+        async with Session() as session:
+            return await session.scalar(select(Track.name).where(Track.track_id == track_id))
+
+    unique = list(dict.fromkeys(track_ids))
+    return unique, dict(zip(unique, await asyncio.gather(*map(one, unique)), strict=True))
+
+
+@wrong("q4", expect="a repeated id repeated")
+async def track_names_each_id_once(Session, track_ids):
+    unique, names = await _names_once(Session, track_ids)
+    return [names[i] for i in unique]  # BUG: a repeated id comes back once
+
+
+@correct("q4")
+async def track_names_deduplicated_lookups(Session, track_ids):
+    """A repeated id is looked up once, and its name given again in its place."""
+    _, names = await _names_once(Session, track_ids)
+    return [names[i] for i in track_ids]

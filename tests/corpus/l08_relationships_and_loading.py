@@ -548,3 +548,139 @@ async def track_labels_inspect(track):
         await async_object_session(track).run_sync(lambda _s: (track.album, track.genre))
     return track.name, track.album.title if track.album else None, track.genre.name if track.genre else None
 
+
+
+# --- causes named only when seen; every rule enforced; every kind of input sent ----------------
+
+@wrong("q1", expect="ran 3 statements (on artist, album, track)")
+async def artist_albums_artist_then_albums_then_tracks(session, artist_id):
+    from course.models import Artist
+
+    if await session.get(Artist, artist_id) is None:  # BUG: a third statement, for the artist
+        return []
+    albums = (await session.scalars(ALBUMS.where(Album.artist_id == artist_id))).all()
+    tracks = (await session.scalars(select(Track).where(Track.album_id.in_([a.album_id for a in albums]))
+                                    .order_by(Track.track_id))).all()
+    by_album = defaultdict(list)
+    for t in tracks:
+        by_album[t.album_id].append(t.name)
+    return [(a.title, by_album[a.album_id]) for a in albums]
+
+
+@correct("q1")
+async def artist_albums_subqueryload(session, artist_id):
+    """subqueryload: two statements too, the second one for all the tracks."""
+    from sqlalchemy.orm import subqueryload
+
+    albums = await session.scalars(ALBUMS.where(Album.artist_id == artist_id).options(subqueryload(Album.tracks)))
+    return [(a.title, [t.name for t in a.tracks]) for a in albums]
+
+
+@wrong("q2", expect="a float")
+async def genre_revenue_as_float(session, country):
+    stmt = _revenue_query(InvoiceLine.unit_price * InvoiceLine.quantity, Invoice.billing_country, country)
+    return [(name, round(float(total), 2)) for name, total in await session.execute(stmt)]  # BUG: not a Decimal
+
+
+@wrong("q2", expect="the exercise promises a Decimal")
+async def genre_revenue_text(session, country):
+    rows = await session.execute(text(
+        "SELECT g.name, SUM(il.unit_price * il.quantity) AS revenue FROM genre g "
+        "JOIN track t ON t.genre_id = g.genre_id JOIN invoice_line il ON il.track_id = t.track_id "
+        "JOIN invoice i ON i.invoice_id = il.invoice_id WHERE i.billing_country = :country "
+        "GROUP BY g.genre_id, g.name ORDER BY revenue DESC, g.name"), {"country": country})
+    return [tuple(row) for row in rows]  # floats on SQLite
+
+
+@correct("q2")
+async def genre_revenue_text_typed(session, country):
+    """text() with its column typed as Numeric: Decimal on both backends."""
+    from sqlalchemy import Numeric, String
+
+    stmt = text(
+        "SELECT g.name, SUM(il.unit_price * il.quantity) AS revenue FROM genre g "
+        "JOIN track t ON t.genre_id = g.genre_id JOIN invoice_line il ON il.track_id = t.track_id "
+        "JOIN invoice i ON i.invoice_id = il.invoice_id WHERE i.billing_country = :country "
+        "GROUP BY g.genre_id, g.name ORDER BY revenue DESC, g.name"
+    ).columns(name=String, revenue=Numeric(10, 2))
+    return [tuple(row) for row in await session.execute(stmt, {"country": country})]
+
+
+@wrong("q4", expect="an OFFSET computed in the SQL itself")
+async def tracks_page_offset_subquery(session, after, size):
+    stmt = LISTING.limit(size)
+    if after is not None:
+        skip = select(func.count()).select_from(Track).where(KEY <= tuple_(*after)).scalar_subquery()
+        stmt = stmt.offset(skip)
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
+@wrong("q4", expect="looked at the name alone")
+async def tracks_page_name_at_or_after(session, after, size):
+    stmt = LISTING.limit(size)
+    if after is not None:
+        stmt = stmt.where(Track.name >= after[0])  # BUG: the key lacks track_id
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
+@correct("q4")
+async def tracks_page_offset_zero(session, after, size):
+    """An explicit OFFSET 0 skips nothing: keyset all the same."""
+    stmt = LISTING.limit(size).offset(0)
+    if after is not None:
+        stmt = stmt.where(or_(Track.name > after[0], and_(Track.name == after[0], Track.track_id > after[1])))
+    return [(name, track_id) for name, track_id in await session.execute(stmt)]
+
+
+@wrong("q5", expect="put it in front of the whole expression")
+async def track_labels_await_on_the_title(track):
+    title = await track.awaitable_attrs.album.title  # BUG: .title is read before the await
+    name = await track.awaitable_attrs.genre.name
+    return track.name, title, name
+
+
+@wrong("q5", expect="running at once on the track's one session")
+async def track_labels_gathered(track):
+    import asyncio
+
+    album, genre = await asyncio.gather(track.awaitable_attrs.album, track.awaitable_attrs.genre)
+    return track.name, album.title if album else None, genre.name if genre else None
+
+
+@correct("q5")
+async def track_labels_getattr_loop(track):
+    """Both relationships awaited in turn through getattr on awaitable_attrs."""
+    album, genre = [await getattr(track.awaitable_attrs, rel) for rel in ("album", "genre")]
+    return track.name, album and album.title, genre and genre.name
+
+
+@wrong("q3", expect="first name, space, last name")
+async def invoice_detail_last_name_first(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id, options=[
+        selectinload(Invoice.customer),
+        selectinload(Invoice.lines).selectinload(InvoiceLine.track).selectinload(Track.album)])
+    if invoice is None:
+        return None
+    name, lines = _detail(invoice)
+    return f"{invoice.customer.last_name}, {invoice.customer.first_name}", lines  # BUG
+
+
+@wrong("q3", expect="right lines in the wrong order")
+async def invoice_detail_lines_by_track_name(session, invoice_id):
+    invoice = await session.get(Invoice, invoice_id, options=[
+        selectinload(Invoice.customer),
+        selectinload(Invoice.lines).selectinload(InvoiceLine.track).selectinload(Track.album)])
+    if invoice is None:
+        return None
+    name, lines = _detail(invoice)
+    return name, sorted(lines, key=lambda line: line[0])  # BUG: by track name
+
+
+@correct("q3")
+async def invoice_detail_joinedload_unique(session, invoice_id):
+    """One statement: joinedload all the way, unique(), and scalar_one_or_none()."""
+    stmt = (select(Invoice).where(Invoice.invoice_id == invoice_id).options(
+        joinedload(Invoice.customer),
+        joinedload(Invoice.lines).joinedload(InvoiceLine.track).joinedload(Track.album)))
+    invoice = (await session.execute(stmt)).unique().scalar_one_or_none()
+    return None if invoice is None else _detail(invoice)
