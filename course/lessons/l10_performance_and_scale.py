@@ -128,7 +128,8 @@ async def _judge_pool(engine: AsyncEngine, url: Any, shown: str, rate: int, late
         why = (f"{exact:g} connections are busy on average, and a fraction of a connection "
                "does not exist: round up (math.ceil)" if size == math.floor(exact) else
                f"Little's law says rate × latency = {exact:g} are busy at once, so {needed}")
-        raise Wrong(f"{shown}: only {peak} requests could hold a connection at once, the others "
+        held = f"{peak} request could" if peak == 1 else f"{peak} requests could"
+        raise Wrong(f"{shown}: only {held} hold a connection at once, the others "
                     f"queued for the pool. {why}.")
     if size != needed and capacity == needed:
         raise Wrong(f"{shown} reaches {needed} connections with pool_size={size} plus overflow: "

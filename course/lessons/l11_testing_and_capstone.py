@@ -522,6 +522,20 @@ def _variant_routes() -> dict[str, tuple[str, str, Any, str]]:
 VARIANTS = ("missing_rollback", "off_by_one_page", "ok_instead_of_404", "n_plus_one", "blocking")
 
 
+OVERDRAWN = ("took the stock before checking it, or without a check that stops it. Let the "
+             "write check, in the order's transaction: `update(stock).where(stock.c.track_id == "
+             "t, stock.c.quantity >= q).values(quantity=stock.c.quantity - q)`, and when its "
+             "`rowcount` is not 1, roll back and answer 409.")
+
+
+def _stock_overdrawn(exc: BaseException) -> bool:
+    """Whether the learner's error is the stock_not_negative CHECK refusing a write."""
+    from sqlalchemy.exc import IntegrityError
+
+    cause = exc.__cause__
+    return isinstance(cause, IntegrityError) and "stock_not_negative" in str(cause)
+
+
 def store_variant(name: str) -> Any:
     """create_app for the lesson-09 store, or for a copy of it with the planted bug `name`."""
     from fastapi.routing import APIRoute
@@ -1041,6 +1055,17 @@ class _Suite:
 
     async def run(self) -> list[str]:
         """Run every hidden test in turn; return what each one checked."""
+        try:
+            return await self._run()
+        except LearnerError as exc:
+            if _stock_overdrawn(exc):
+                raise Wrong("an order failed with IntegrityError from the stock_not_negative "
+                            f"CHECK constraint (a 500), {self.where()}: your route wrote a stock "
+                            f"below 0, so it {OVERDRAWN}") from None
+            raise
+
+    async def _run(self) -> list[str]:
+        """The hidden tests, in order."""
         self.prices = await _prices(self.observer)
         self.stock0, self.orders0, _ = await self.state()
         self.in_stock = sorted(t for t, q in self.stock0.items() if q >= 3)
@@ -1180,7 +1205,15 @@ class _Suite:
                 ((sold_out[0], 1), 409, f"track {sold_out[0]} is sold out"),
                 ((e, before[e] + 1), 409, f"track {e} has only {before[e]} in stock"),
                 ((999_999, 1), 404, "track 999999 does not exist")):
-            response = await self.order([(d, 1), (e, 1), bad])
+            try:
+                response = await self.order([(d, 1), (e, 1), bad])
+            except LearnerError as exc:
+                if expected == 409 and _stock_overdrawn(exc):
+                    raise Wrong(f"an order whose third line is impossible ({why}) failed with "
+                                "IntegrityError from the stock_not_negative CHECK constraint "
+                                f"(a 500): your route wrote a stock below 0, so it {OVERDRAWN}"
+                                ) from None
+                raise
             state = await self.state()
             if response.status_code != expected:
                 raise Wrong(f"an order whose third line is impossible ({why}) answered "

@@ -26,6 +26,12 @@ def sized_engine_rounds_down(url, rate, latency_ms):
     return create_async_engine(url, pool_size=int(rate * latency_ms / 1000), max_overflow=0)
 
 
+@wrong("q1", expect="only 1 request could hold a connection at once")
+def sized_engine_one_connection(url, rate, latency_ms):
+    # "async needs only one connection": requests then queue for it
+    return create_async_engine(url, pool_size=1, max_overflow=0)
+
+
 @wrong("q1", expect="In floating point")
 def sized_engine_in_floating_point(url, rate, latency_ms):
     # 100 * (70 / 1000) is 7.000000000000001, which math.ceil makes 8

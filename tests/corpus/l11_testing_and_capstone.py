@@ -935,6 +935,14 @@ def _make_app2(url, *, mode):
                 if mode == "stock_outside":
                     await session.execute(update(stock).where(stock.c.track_id == ln.track_id)
                                           .values(quantity=stock.c.quantity - ln.quantity))
+                elif mode == "update_then_check":
+                    # the stock taken first, then checked: the CHECK constraint refuses the write
+                    await session.execute(update(stock).where(stock.c.track_id == ln.track_id)
+                                          .values(quantity=stock.c.quantity - ln.quantity))
+                    left = await session.scalar(select(stock.c.quantity)
+                                                .where(stock.c.track_id == ln.track_id))
+                    if left < 0:
+                        raise HTTPException(409, "out of stock")
                 elif mode == "python_check_locked":
                     have = await session.scalar(select(stock.c.quantity)
                                                 .where(stock.c.track_id == ln.track_id)
@@ -1096,6 +1104,13 @@ def w_q4_stock_checked_outside_transaction(url):
     """The stock checked in its own committed transaction, then taken unconditionally: five
     orders at once for the last copies all pass the check, and the CHECK constraint fails."""
     return _make_app2(url, mode="stock_outside")
+
+
+@wrong("q4", expect="took the stock before checking it")
+def w_q4_update_then_check(url):
+    """Each line's stock taken with an unconditional UPDATE, then read back and checked: a
+    sold-out line drives the stock below 0 and the CHECK constraint fails (a 500)."""
+    return _make_app2(url, mode="update_then_check")
 
 
 @wrong("q4", expect="Floats cannot hold most cents exactly")
