@@ -561,12 +561,22 @@ class CsvSink:
         return self._digest.hexdigest()[:16]
 
 
-def _expected_csv(rows: list[tuple]) -> str:
+def _expected_csv(rows: list[tuple], price: Any = Decimal) -> str:
+    """The fingerprint of the right CSV; with price=float, of one that wrote prices as floats."""
     sink = CsvSink()
     writer = csv.writer(sink)
-    for row in sorted(rows):
-        writer.writerow(row)
+    for line_id, invoice_id, track_id, unit_price, quantity in sorted(rows):
+        writer.writerow((line_id, invoice_id, track_id, price(unit_price), quantity))
     return sink.fingerprint
+
+
+# prices whose float prints otherwise than the Decimal (synthetic's 0.99 and 1.99 print alike)
+ODD_PRICES = (Decimal("0.10"), Decimal("2.00"), Decimal("1.50"))
+
+
+def _with_odd_prices(rows: list[tuple]) -> list[tuple]:
+    return [(line_id, invoice_id, track_id, ODD_PRICES[line_id % 3] if line_id % 10 == 0 else price, quantity)
+            for line_id, invoice_id, track_id, price, quantity in rows]
 
 
 @contextlib.contextmanager
@@ -608,7 +618,8 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
     # an empty table first; then shuffled ids, not contiguous, and two different shops: a
     # canned answer cannot match
     for size, seed in ((0, 3), (SMALL, 7), (BIG, 11)):
-        rows = [(line_id * 3 + 5, *rest) for line_id, *rest in synthetic.invoice_lines(size, seed)]
+        rows = _with_odd_prices([(line_id * 3 + 5, *rest)
+                                 for line_id, *rest in synthetic.invoice_lines(size, seed)])
         rows.reverse()  # inserted out of order: the export must ORDER BY
         await _fill(engine, table, rows)
         sink = CsvSink()
@@ -632,6 +643,10 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
         if sink.lines != size:
             raise Wrong(f"{sink.lines} lines were written for {size} rows: one csv line per row, "
                         "`writer.writerow(row)`, no header.")
+        if sink.fingerprint != _expected_csv(rows) and sink.fingerprint == _expected_csv(rows, float):
+            raise Wrong("the prices were written as floats (0.1 for the unit_price 0.10, 2.0 for "
+                        "2.00): unit_price is a Decimal, exact to the cent. Write each row's "
+                        "values as they come, `writer.writerow(row)`.")
         if sink.fingerprint != _expected_csv(rows):
             raise Wrong(f"the CSV written on {_on(backend)} differs from the table's rows in "
                         "invoice_line_id order: select every column of `table`, ORDER BY "

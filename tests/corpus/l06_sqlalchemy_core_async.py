@@ -899,3 +899,28 @@ async def count_albums_closes_only_on_success(url, name):
         return count
     finally:
         await engine.dispose()
+
+
+@wrong("q3", expect="written as floats")
+async def export_lines_float_prices(conn, table, out):
+    writer = csv.writer(out)
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for part in result.partitions(1000):
+        for line_id, invoice_id, track_id, price, quantity in part:
+            writer.writerow((line_id, invoice_id, track_id, float(price), quantity))  # BUG: 0.10 -> 0.1
+            count += 1
+    return count
+
+
+@correct("q3")
+async def export_lines_price_to_the_cent(conn, table, out):
+    """The price formatted to two places: the same text as the Decimal of a Numeric(10, 2)."""
+    writer = csv.writer(out)
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for part in result.partitions(1000):
+        for line_id, invoice_id, track_id, price, quantity in part:
+            writer.writerow((line_id, invoice_id, track_id, f"{price:.2f}", quantity))
+            count += 1
+    return count
