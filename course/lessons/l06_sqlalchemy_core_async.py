@@ -344,8 +344,10 @@ def _left_behind(before: tuple[int, int], now: tuple[int, int], how: str) -> Wro
 
 
 # On PostgreSQL the check moves the playlist's id sequence far past the largest id, so an id the
-# database numbers (>= NUMBERED_FROM) differs from one worked out as MAX(playlist_id) + 1.
-NUMBERED_FROM = 5000
+# database numbers (>= NUMBERED_FROM) differs from one worked out as MAX(playlist_id) + 1; and it
+# stores a playlist of its own with a larger id still, so MAX(playlist_id) read after the INSERT
+# is not the new playlist's.
+NUMBERED_FROM, PLANTED = 5000, 9_000_000
 _EXPLICIT_ID = re.compile(r'INSERT\s+INTO\s+"?playlist"?\s*\(([^)]*)\)', re.IGNORECASE)
 CHOSE_ID = ("Let the database number the new playlist: insert only its name and read the id back "
             "with `insert(playlist).values(name=name).returning(playlist.c.playlist_id)`. An id "
@@ -359,6 +361,7 @@ async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, ba
         async with engine.begin() as conn:
             await conn.exec_driver_sql(
                 f"SELECT setval(pg_get_serial_sequence('playlist', 'playlist_id'), {NUMBERED_FROM}, false)")
+            await conn.execute(insert(playlist).values(playlist_id=PLANTED, name="The check's own"))
     for name, tracks in (("Road trip", Q2_TRACKS), (HOSTILE_INPUTS[0], [9, 8]),
                          (HOSTILE_INPUTS[1], [4]), ("Nothing yet", []), ("", [2, 3]),
                          ("C:\\music\\50% off", [7])):
@@ -385,7 +388,13 @@ async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, ba
                for m in _EXPLICIT_ID.finditer(s)):
             raise Wrong(f"your INSERT into playlist names a playlist_id ({playlist_id}) itself. "
                         + CHOSE_ID)
-        if backend == "postgresql" and playlist_id < NUMBERED_FROM:
+        if backend == "postgresql" and playlist_id == PLANTED:
+            raise Wrong(f"on PostgreSQL create_playlist returned {PLANTED}, the largest playlist_id, "
+                        "but that playlist was the check's own, stored before the call: the id "
+                        "was read afterwards (MAX(playlist_id), say), not from your INSERT. "
+                        "Read it from the INSERT itself: `insert(playlist).values(name=name)"
+                        ".returning(playlist.c.playlist_id)`.")
+        if backend == "postgresql" and not NUMBERED_FROM <= playlist_id < PLANTED:
             raise Wrong(f"on PostgreSQL the database would have numbered the new playlist "
                         f"{NUMBERED_FROM} or more (the check moved its sequence on), but the "
                         f"playlist got {playlist_id}: the id did not come from the database. "

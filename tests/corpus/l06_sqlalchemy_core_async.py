@@ -924,3 +924,28 @@ async def export_lines_price_to_the_cent(conn, table, out):
             writer.writerow((line_id, invoice_id, track_id, f"{price:.2f}", quantity))
             count += 1
     return count
+
+
+@wrong("q2", expect="the id was read afterwards")
+async def create_playlist_reads_max_after_insert(engine, name, track_ids):
+    async with engine.begin() as conn:
+        await conn.execute(insert(playlist).values(name=name))
+        # BUG: the largest id need not be the one just inserted
+        playlist_id = await conn.scalar(select(func.max(playlist.c.playlist_id)))
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@correct("q2")
+async def create_playlist_orm_flush(engine, name, track_ids):
+    """An ORM Playlist flushed in a session: the database numbers it, the object reads it back."""
+    from course.models import Playlist
+
+    async with AsyncSession(engine) as session, session.begin():
+        new = Playlist(name=name)
+        session.add(new)
+        await session.flush()
+        if track_ids:
+            await session.execute(insert(playlist_track), _track_rows(new.playlist_id, track_ids))
+        return new.playlist_id
