@@ -61,9 +61,10 @@ SYNC_DRIVER = ("your code opened a sync sqlite3 connection on the event loop's t
                "or create_async_engine() with an async driver (sqlite+aiosqlite, postgresql+asyncpg).")
 
 
-def _never_closed(count: int) -> str:
+def _never_closed(count: int, failure: LearnerError | None = None) -> str:
+    when = "returned" if failure is None else f"raised {type(failure.__cause__).__name__}"
     return (f"{count} connection(s) your code opened were never closed: they were still checked "
-            "out of the pool when your function returned (the check closed them). Use `async with "
+            f"out of the pool when your function {when} (the check closed them). Use `async with "
             "engine.connect() as conn:` (or `engine.begin()`), which gives the connection back "
             "to the pool even on error; connections nobody closes run the pool dry.")
 
@@ -87,20 +88,23 @@ async def _watched(fn: Any, *args: Any) -> Any:
     seen = len(_sync_connects)
     leaks = ConnectionLeaks()
     _watched_threads.add(me)
+    failure: LearnerError | None = None
     try:
         with leaks:
             result = await call(fn, *args)
     except LearnerError as exc:
-        if (plain := _translated(exc)) is not exc:
-            raise plain from None
-        raise
+        failure = exc
     finally:
         _watched_threads.discard(me)
         left = await leaks.settle()
         if len(_sync_connects) > seen:
             raise Wrong(SYNC_DRIVER)
-    if left:
-        raise Wrong(_never_closed(left))
+    if left:  # on an error too: a connection opened without `async with` stays out
+        raise Wrong(_never_closed(left, failure))
+    if failure is not None:
+        if (plain := _translated(failure)) is not failure:
+            raise plain from None
+        raise failure
     return result
 
 
@@ -186,8 +190,9 @@ async def _make_ties(engine: AsyncEngine, md: MetaData) -> None:
         jazz = (await conn.execute(
             select(track.c.track_id).where(track.c.genre_id == 2).order_by(track.c.track_id))).scalars().all()
         first, middle, last = jazz[0], jazz[len(jazz) // 2], jazz[-1]
-        for track_id, name in ((first, "Zoot Walk (extended)"), (middle, "All Blues (extended)"),
-                               (last, "All Blues (extended)")):
+        # the last first: on PostgreSQL the two twins are then stored against id order
+        for track_id, name in ((first, "Zoot Walk (extended)"), (last, "All Blues (extended)"),
+                               (middle, "All Blues (extended)")):
             await conn.execute(track.update().where(track.c.track_id == track_id)
                                .values(name=name, milliseconds=TIE_MS))
         await conn.execute(genre.update().where(genre.c.genre_id == 5).values(name=HOSTILE_GENRE))
@@ -212,8 +217,8 @@ async def _check_longest_tracks(longest_tracks) -> str:
             md = await reflect(engine)
             await _make_ties(engine, md)
             await _longest_cases(engine, md, longest_tracks, backend)
-    return ("bound genre and LIMIT, ties broken by name then id, the same code on SQLite and "
-            "PostgreSQL.")
+    return ("bound genre and LIMIT, longest first, ties broken by name (seen on tied tracks) "
+            "then track_id (read in your ORDER BY), the same code on SQLite and PostgreSQL.")
 
 
 async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, backend: str) -> None:
@@ -250,6 +255,13 @@ async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, back
                         "the SQL text, so every n makes a new statement. Bind it: `.limit(n)` in "
                         "select(), or `LIMIT :n` in text().")
         texts.setdefault(genre_name, set()).update(s for s in counter.statements if "LIMIT" in s.upper())
+        if n > 0 and (order := _last_order_by(counter.statements)) is not None and not re.search(
+                r"track_id|rowid", order, re.IGNORECASE):
+            raise Wrong(f"{what} sent `ORDER BY {order.strip()}`: no track_id in it, so two tracks "
+                        "of the same length and name come back in whatever order the database "
+                        "picks (the check made two such Jazz tracks; their rows look alike, but "
+                        "they are different tracks). Break ties by name, then by track_id: "
+                        "`.order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id)`.")
         rows = _rows(got, what, 2)
         if rows == expected:
             continue
@@ -281,6 +293,14 @@ async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, back
             raise Wrong(f"for the genre {genre_name!r}, your SQL text changed from one n to "
                         "another: n, or something computed from it, is written inside the SQL. "
                         "Bind it: `.limit(n)` in select(), or `LIMIT :n` in text().")
+
+
+def _last_order_by(statements: list[str]) -> str | None:
+    """The ORDER BY list of the statement that sent a LIMIT, or None when there is none."""
+    for statement in statements:
+        if found := re.search(r"ORDER\s+BY\s+(.*?)\s+LIMIT\b", statement, re.IGNORECASE | re.DOTALL):
+            return re.split(r"ORDER\s+BY", found[1], flags=re.IGNORECASE)[-1]
+    return None
 
 
 q1 = Exercise(
@@ -323,14 +343,32 @@ def _left_behind(before: tuple[int, int], now: tuple[int, int], how: str) -> Wro
                  "(or a cancellation) leaves it.")
 
 
+# On PostgreSQL the check moves the playlist's id sequence far past the largest id, so an id the
+# database numbers (>= NUMBERED_FROM) differs from one worked out as MAX(playlist_id) + 1; and it
+# stores a playlist of its own with a larger id still, so MAX(playlist_id) read after the INSERT
+# is not the new playlist's.
+NUMBERED_FROM, PLANTED = 5000, 9_000_000
+_EXPLICIT_ID = re.compile(r'INSERT\s+INTO\s+"?playlist"?\s*\(([^)]*)\)', re.IGNORECASE)
+CHOSE_ID = ("Let the database number the new playlist: insert only its name and read the id back "
+            "with `insert(playlist).values(name=name).returning(playlist.c.playlist_id)`. An id "
+            "worked out by your code (MAX(playlist_id) + 1, say) is taken twice when two calls "
+            "run at once.")
+
+
 async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, backend: str) -> None:
     playlist, playlist_track = md.tables["playlist"], md.tables["playlist_track"]
+    if backend == "postgresql":
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('playlist', 'playlist_id'), {NUMBERED_FROM}, false)")
+            await conn.execute(insert(playlist).values(playlist_id=PLANTED, name="The check's own"))
     for name, tracks in (("Road trip", Q2_TRACKS), (HOSTILE_INPUTS[0], [9, 8]),
                          (HOSTILE_INPUTS[1], [4]), ("Nothing yet", []), ("", [2, 3]),
                          ("C:\\music\\50% off", [7])):
         before = await _playlist_state(engine, md)
         try:
-            playlist_id = await run(create_playlist, engine, name, list(tracks))
+            with StatementCounter(engine) as counter:
+                playlist_id = await run(create_playlist, engine, name, list(tracks))
         except LearnerError as exc:
             if name in HOSTILE_INPUTS and "DEFAULT VALUES" not in str(exc):
                 raise Wrong(f"the name {name!r} broke your query ({exc}): it became part of the "
@@ -346,6 +384,21 @@ async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, ba
             raise Wrong("create_playlist should return the new playlist_id, an int (`insert(...)"
                         ".returning(playlist.c.playlist_id)`, then `.scalar_one()`); it returned "
                         f"{type(playlist_id).__name__}.")
+        if any("playlist_id" in m[1].lower() for s in counter.statements
+               for m in _EXPLICIT_ID.finditer(s)):
+            raise Wrong(f"your INSERT into playlist names a playlist_id ({playlist_id}) itself. "
+                        + CHOSE_ID)
+        if backend == "postgresql" and playlist_id == PLANTED:
+            raise Wrong(f"on PostgreSQL create_playlist returned {PLANTED}, the largest playlist_id, "
+                        "but that playlist was the check's own, stored before the call: the id "
+                        "was read afterwards (MAX(playlist_id), say), not from your INSERT. "
+                        "Read it from the INSERT itself: `insert(playlist).values(name=name)"
+                        ".returning(playlist.c.playlist_id)`.")
+        if backend == "postgresql" and not NUMBERED_FROM <= playlist_id < PLANTED:
+            raise Wrong(f"on PostgreSQL the database would have numbered the new playlist "
+                        f"{NUMBERED_FROM} or more (the check moved its sequence on), but the "
+                        f"playlist got {playlist_id}: the id did not come from the database. "
+                        + CHOSE_ID)
         async with engine.connect() as conn:  # a new connection sees only what was committed
             stored = (await conn.execute(select(playlist.c.name)
                                          .where(playlist.c.playlist_id == playlist_id))).scalar()
@@ -386,6 +439,39 @@ async def _playlist_cases(engine: AsyncEngine, md: MetaData, create_playlist, ba
         raise _left_behind(before, now, "when the list of tracks broke midway (not a database error)")
 
     await _cancel_midway(engine, md, create_playlist, before)
+    if backend == "postgresql":
+        await _at_once(engine, md, create_playlist)
+
+
+async def _at_once(engine: AsyncEngine, md: MetaData, create_playlist) -> None:
+    """Four calls at once on PostgreSQL: each must get its own playlist, with its own tracks."""
+    playlist, playlist_track = md.tables["playlist"], md.tables["playlist_track"]
+    names = [f"At once {i}" for i in range(4)]
+
+    async def at_once(engine: AsyncEngine) -> list[Any]:  # one run(): one watch over the leaks
+        return await asyncio.gather(*(create_playlist(engine, name, [20 + i, 30 + i])
+                                      for i, name in enumerate(names)), return_exceptions=True)
+
+    results = await run(at_once, engine)
+    for result in results:
+        if isinstance(result, Exception):
+            raise Wrong(f"4 calls of create_playlist at once on PostgreSQL: one raised "
+                        f"{type(result).__name__}: {str(result).splitlines()[0] if str(result) else ''}. "
+                        "Each call must succeed on its own: let the database number each "
+                        "playlist (`.returning(playlist.c.playlist_id)`), one `engine.begin()` "
+                        "block per call.")
+        if isinstance(result, BaseException):
+            raise result
+    async with engine.connect() as conn:
+        for i, (name, playlist_id) in enumerate(zip(names, results, strict=True)):
+            stored = await conn.scalar(select(playlist.c.name).where(playlist.c.playlist_id == playlist_id))
+            tracks = sorted((await conn.execute(select(playlist_track.c.track_id).where(
+                playlist_track.c.playlist_id == playlist_id))).scalars().all())
+            if stored != name or tracks != [20 + i, 30 + i]:
+                raise Wrong(f"4 calls of create_playlist at once on PostgreSQL: the call for "
+                            f"{name!r} returned {playlist_id}, which holds {stored!r} with tracks "
+                            f"{tracks}. Read the new id from the INSERT itself, "
+                            "`.returning(playlist.c.playlist_id)`, not from another query.")
 
 
 async def _cancel_midway(engine: AsyncEngine, md: MetaData, create_playlist, before: tuple[int, int]) -> None:
@@ -484,12 +570,22 @@ class CsvSink:
         return self._digest.hexdigest()[:16]
 
 
-def _expected_csv(rows: list[tuple]) -> str:
+def _expected_csv(rows: list[tuple], price: Any = Decimal) -> str:
+    """The fingerprint of the right CSV; with price=float, of one that wrote prices as floats."""
     sink = CsvSink()
     writer = csv.writer(sink)
-    for row in sorted(rows):
-        writer.writerow(row)
+    for line_id, invoice_id, track_id, unit_price, quantity in sorted(rows):
+        writer.writerow((line_id, invoice_id, track_id, price(unit_price), quantity))
     return sink.fingerprint
+
+
+# prices whose float prints otherwise than the Decimal (synthetic's 0.99 and 1.99 print alike)
+ODD_PRICES = (Decimal("0.10"), Decimal("2.00"), Decimal("1.50"))
+
+
+def _with_odd_prices(rows: list[tuple]) -> list[tuple]:
+    return [(line_id, invoice_id, track_id, ODD_PRICES[line_id % 3] if line_id % 10 == 0 else price, quantity)
+            for line_id, invoice_id, track_id, price, quantity in rows]
 
 
 @contextlib.contextmanager
@@ -531,7 +627,8 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
     # an empty table first; then shuffled ids, not contiguous, and two different shops: a
     # canned answer cannot match
     for size, seed in ((0, 3), (SMALL, 7), (BIG, 11)):
-        rows = [(line_id * 3 + 5, *rest) for line_id, *rest in synthetic.invoice_lines(size, seed)]
+        rows = _with_odd_prices([(line_id * 3 + 5, *rest)
+                                 for line_id, *rest in synthetic.invoice_lines(size, seed)])
         rows.reverse()  # inserted out of order: the export must ORDER BY
         await _fill(engine, table, rows)
         sink = CsvSink()
@@ -555,6 +652,10 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
         if sink.lines != size:
             raise Wrong(f"{sink.lines} lines were written for {size} rows: one csv line per row, "
                         "`writer.writerow(row)`, no header.")
+        if sink.fingerprint != _expected_csv(rows) and sink.fingerprint == _expected_csv(rows, float):
+            raise Wrong("the prices were written as floats (0.1 for the unit_price 0.10, 2.0 for "
+                        "2.00): unit_price is a Decimal, exact to the cent. Write each row's "
+                        "values as they come, `writer.writerow(row)`.")
         if sink.fingerprint != _expected_csv(rows):
             raise Wrong(f"the CSV written on {_on(backend)} differs from the table's rows in "
                         "invoice_line_id order: select every column of `table`, ORDER BY "

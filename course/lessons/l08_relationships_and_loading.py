@@ -335,9 +335,12 @@ async def _check_artist_albums(artist_albums) -> str:
             if [title for title, _ in rows] == want_titles:
                 for (title, names), (_, want) in zip(rows, expected, strict=True):
                     if names != want:
-                        order = " in the wrong order (by track_id)" if sorted(names) == sorted(want) else ""
-                        raise Wrong(f"{what}: the tracks of {title!r} are {names[:3]}…{order}; "
-                                    f"expected {want[:3]}…, ordered by track_id.")
+                        same = sorted(names) == sorted(want)
+                        raise Wrong(f"{what}: the tracks of {title!r} come as {names[:3]}…; "
+                                    f"expected {want[:3]}…, " + (
+                                        "the same tracks in track_id order (Album.tracks is "
+                                        "ordered that way already)." if same else
+                                        "the album's own tracks, ordered by track_id."))
             raise Wrong(f"{what} returned {got_titles[:3]}…; expected {want_titles[:3]}…, the "
                         "albums of that artist by album_id.")
         return ("5 artists (an album without tracks, two albums with one title, an unknown id "
@@ -454,11 +457,25 @@ async def _check_genre_revenue(genre_revenue) -> str:
                                 "go by genre name (ORDER BY revenue DESC, Genre.name).")
                 raise Wrong(f"{what} has the right totals in the wrong order: biggest revenue "
                             "first, then by genre name.")
+            if sorted((name for name, _ in rows), key=str) == sorted((name for name, _ in expected), key=str):
+                raise Wrong(_sums_differ(what, rows, expected))
             raise Wrong(_rows_differ(what, rows, expected, "row"))
         return (f"one GROUP BY query per call; quantities, discounted prices, billing country and "
                 f"the tie in {COUNTRY!r} right, on SQLite and PostgreSQL.")
 
     return await _on_both("q2", body)
+
+
+def _sums_differ(what: str, got: list, want: list) -> str:
+    """The right genres with other sums: name the first sums that differ, and the fix."""
+    wanted = dict(want)
+    off = [(name, total, wanted[name]) for name, total in got if total != wanted[name]]
+    shown = "; ".join(f"{name!r} {total}, expected {right}" for name, total, right in off[:3])
+    return (f"{what} has the right genres, but the sums differ: {shown}"
+            + (f", and {len(off) - 3} more" if len(off) > 3 else "") + ". A genre's revenue is "
+            "the sum, over its invoice lines, of each line's `InvoiceLine.unit_price * "
+            "InvoiceLine.quantity` (the price paid, times how many): "
+            "`func.sum(InvoiceLine.unit_price * InvoiceLine.quantity)`.")
 
 
 def _rows_differ(what: str, got: list, want: list, noun: str) -> str:
@@ -493,6 +510,10 @@ def _explain_revenue(what: str, rows: list, expected: list) -> None:
     if got.get(TIE_GENRE) == Decimal("0.50"):
         raise Wrong(f"{what} gives {TIE_GENRE!r} 0.50 for a line of 3 sold at 0.50: multiply by "
                     "the quantity. Every Chinook line has quantity 1, so only new data shows it.")
+    if got.get(TIE_GENRE) == Decimal("0.99"):
+        raise Wrong(f"{what} gives {TIE_GENRE!r} 0.99, the track's list price once, for a line "
+                    "of 3 sold at 0.50: sum each line's `InvoiceLine.unit_price * "
+                    "InvoiceLine.quantity`, the price paid times how many.")
     if got.get(TIE_GENRE) == Decimal("2.97"):
         raise Wrong(f"{what} gives {TIE_GENRE!r} 2.97: that is the track's list price, but the "
                     "line was sold at 0.50. Sum InvoiceLine.unit_price × quantity, the price paid.")
@@ -528,8 +549,9 @@ async def _expected_invoice(engine: AsyncEngine, invoice_id: int) -> Any:
 
 
 INVOICE_CASES = [1, 98, INVOICE_ID, EMPTY_INVOICE_ID, 412, 31337]
-Q3_FIX = ("load everything with the query: `selectinload(Invoice.lines).selectinload(InvoiceLine.track)"
-          ".selectinload(Track.album)`, and `selectinload(Invoice.customer)`.")
+Q3_FIX = ("load everything with the query: `selectinload(Invoice.lines)` for the collection, "
+          "chained with `.joinedload(InvoiceLine.track).joinedload(Track.album)` for each line's "
+          "single track and album, and `joinedload(Invoice.customer)` for the single customer.")
 
 
 async def _check_invoice_detail(invoice_detail) -> str:
@@ -602,8 +624,9 @@ q3 = Exercise(
     "08", "q3", "invoice_detail", _check_invoice_detail, limit=LIMIT,
     hints=["Every relationship you read must come with the query: the check adds raiseload('*') "
            "to your statements, so any lazy load fails at once, awaitable_attrs included.",
-           "Chain loader options along the path: selectinload(Invoice.lines).selectinload("
-           "InvoiceLine.track).selectinload(Track.album); and selectinload(Invoice.customer).",
+           "Chain loader options along the path: selectinload for the collection, joinedload "
+           "for a single parent: selectinload(Invoice.lines).joinedload(InvoiceLine.track)"
+           ".joinedload(Track.album); and joinedload(Invoice.customer).",
            "`invoice = await session.get(Invoice, invoice_id, options=[...])`; None when absent. "
            "Some tracks have no album: write None for the title then."],
     title="An invoice with no lazy load",
@@ -749,6 +772,29 @@ def _explain_repeat(walked: list, listing: list, pages: list[tuple[Any, list]]) 
     """Say what the pages that came back showed: the last key itself again (>= for >), or a
     same-named track with a smaller id (a key without track_id)."""
     place = {key: i for i, key in enumerate(listing)}
+    for after, rows in pages:
+        known = [row for row in rows if row in place]
+        for first, second in zip(known, known[1:], strict=False):
+            if place[first] > place[second] and first[0] == second[0]:
+                raise Wrong(f"walking the pages repeated tracks, and the page after {after} "
+                            f"listed {first} before {second}: tracks with the same name came "
+                            "back in no set order, so a page could end on one of them and the "
+                            "next page start before another it had already given. ORDER BY "
+                            "Track.name, Track.track_id: the whole key, as in the WHERE.")
+            if place[first] > place[second]:
+                raise Wrong(f"walking the pages repeated tracks, and the page after {after} "
+                            f"listed {first} before {second}: not in (name, track_id) order. "
+                            "ORDER BY Track.name, Track.track_id.")
+    for after, rows in pages:
+        if after is None or after not in place:
+            continue
+        back = [row for row in rows if row in place and place[row] < place[after] and row[0] != after[0]]
+        if back:
+            raise Wrong(f"walking the pages repeated tracks: the page after {after} came back to "
+                        f"{back[0]}, whose name sorts before {after[0]!r}. The WHERE let through "
+                        "tracks that come before the key in (name, track_id) order; likely it "
+                        "compares track_id alone. Compare the whole key: "
+                        "`tuple_(Track.name, Track.track_id) > tuple_(*after)`.")
     itself = None
     for after, rows in pages:
         if after is None or after not in place:
@@ -837,8 +883,12 @@ async def _check_track_labels(track_labels) -> str:
                 if got[1] is None and expected[1] is not None or got[2] is None and expected[2] is not None:
                     raise Wrong(f"{what} returned None for a relationship the track has: {got!r}, "
                                 f"expected {expected!r}. Was an error caught and hidden?")
+                if any(g == "" and e is None for g, e in zip(got[1:], expected[1:], strict=True)):
+                    raise Wrong(f"{what} returned {got!r}; expected {expected!r}. A track with no "
+                                "album (or no genre) gives None in that place, not an empty "
+                                "string: `album.title if album else None`.")
                 raise Wrong(f"{what} returned {got!r}; expected {expected!r}. Read the names from "
-                            "the related objects, not from a table of your own.")
+                            "the related objects: `(await track.awaitable_attrs.album).title`.")
         return ("5 tracks, with and without album or genre, loaded and not, read with no SQL when "
                 "already loaded, on SQLite and PostgreSQL.")
 

@@ -815,3 +815,137 @@ async def export_lines_counts_by_the_last_id(conn, table, out):
         count += len(part)
         last = part[-1]
     return count if last is not None else None  # BUG: an empty table gives None, not 0
+
+
+# --- ties by id, a leak only on failure, an id chosen by the code -----------------------------
+
+@wrong("q1", expect="no track_id in it")
+async def longest_tracks_no_id_tiebreak(conn, name, n):
+    # BUG: two tracks of the same length and name come back in any order
+    stmt = _longest(name, n).order_by(track.c.milliseconds.desc(), track.c.name).limit(n)
+    return (await conn.execute(stmt)).all()
+
+
+@wrong("q1", expect="no genre is called exactly")
+async def longest_tracks_ilike(conn, name, n):
+    stmt = (select(track.c.name, track.c.milliseconds)
+            .join(genre, genre.c.genre_id == track.c.genre_id)
+            .where(genre.c.name.ilike(name))  # BUG: a pattern, and case ignored
+            .order_by(track.c.milliseconds.desc(), track.c.name, track.c.track_id).limit(n))
+    return (await conn.execute(stmt)).all()
+
+
+@correct("q1")
+async def longest_tracks_lower_case_text(conn, name, n):
+    """SQL written in lower case, with aliases: the ORDER BY is read whatever its case."""
+    sql = text("select t.name, t.milliseconds from track t join genre g on g.genre_id = t.genre_id "
+               "where g.name = :g order by t.milliseconds desc, t.name asc, t.track_id asc limit :n")
+    return [tuple(row) for row in await conn.execute(sql, {"g": name, "n": n})]
+
+
+@wrong("q2", expect="when your function raised")
+async def create_playlist_closes_only_on_success(engine, name, track_ids):
+    conn = await engine.connect()  # BUG: a failed insert leaves it checked out
+    await conn.begin()
+    playlist_id = (await conn.execute(_new_playlist(name))).scalar_one()
+    if track_ids:
+        await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    await conn.commit()
+    await conn.close()
+    return playlist_id
+
+
+@wrong("q2", expect="names a playlist_id")
+async def create_playlist_max_plus_one(engine, name, track_ids):
+    async with engine.begin() as conn:
+        # BUG: two calls at once can pick the same id
+        playlist_id = await conn.scalar(select(func.coalesce(func.max(playlist.c.playlist_id), 0) + 1))
+        await conn.execute(insert(playlist).values(playlist_id=playlist_id, name=name))
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@wrong("q2", expect="did not come from the database")
+async def create_playlist_max_plus_one_in_sql(engine, name, track_ids):
+    async with engine.begin() as conn:
+        # BUG: the id is worked out in the SQL, not numbered by the database
+        playlist_id = await conn.scalar(text(
+            "INSERT INTO playlist SELECT coalesce(max(playlist_id), 0) + 1, :name FROM playlist "
+            "RETURNING playlist_id"), {"name": name})
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@correct("q2")
+async def create_playlist_inserted_primary_key(engine, name, track_ids):
+    """No RETURNING written: `inserted_primary_key` reads the id the database gave."""
+    async with engine.begin() as conn:
+        result = await conn.execute(insert(playlist).values(name=name))
+        playlist_id = result.inserted_primary_key[0]
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@wrong("q5", expect="when your function raised")
+async def count_albums_closes_only_on_success(url, name):
+    engine = create_async_engine(url)
+    try:
+        conn = await engine.connect()  # BUG: the failed query leaves it checked out
+        count = (await conn.execute(_albums_of(name))).scalar_one()
+        await conn.close()
+        return count
+    finally:
+        await engine.dispose()
+
+
+@wrong("q3", expect="written as floats")
+async def export_lines_float_prices(conn, table, out):
+    writer = csv.writer(out)
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for part in result.partitions(1000):
+        for line_id, invoice_id, track_id, price, quantity in part:
+            writer.writerow((line_id, invoice_id, track_id, float(price), quantity))  # BUG: 0.10 -> 0.1
+            count += 1
+    return count
+
+
+@correct("q3")
+async def export_lines_price_to_the_cent(conn, table, out):
+    """The price formatted to two places: the same text as the Decimal of a Numeric(10, 2)."""
+    writer = csv.writer(out)
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for part in result.partitions(1000):
+        for line_id, invoice_id, track_id, price, quantity in part:
+            writer.writerow((line_id, invoice_id, track_id, f"{price:.2f}", quantity))
+            count += 1
+    return count
+
+
+@wrong("q2", expect="the id was read afterwards")
+async def create_playlist_reads_max_after_insert(engine, name, track_ids):
+    async with engine.begin() as conn:
+        await conn.execute(insert(playlist).values(name=name))
+        # BUG: the largest id need not be the one just inserted
+        playlist_id = await conn.scalar(select(func.max(playlist.c.playlist_id)))
+        if track_ids:
+            await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
+    return playlist_id
+
+
+@correct("q2")
+async def create_playlist_orm_flush(engine, name, track_ids):
+    """An ORM Playlist flushed in a session: the database numbers it, the object reads it back."""
+    from course.models import Playlist
+
+    async with AsyncSession(engine) as session, session.begin():
+        new = Playlist(name=name)
+        session.add(new)
+        await session.flush()
+        if track_ids:
+            await session.execute(insert(playlist_track), _track_rows(new.playlist_id, track_ids))
+        return new.playlist_id

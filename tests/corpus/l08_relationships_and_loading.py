@@ -417,7 +417,7 @@ async def track_labels_own_queries(track):
 CHINOOK_GENRES = {1: "Rock", 2: "Jazz", 3: "Metal", 4: "Alternative & Punk", 7: "Latin"}
 
 
-@wrong("q5", expect="not from a table of your own")
+@wrong("q5", expect="Read the names from the related objects")
 async def track_labels_genres_from_a_dict(track):
     album = await track.awaitable_attrs.album
     return track.name, album.title if album else None, CHINOOK_GENRES.get(track.genre_id, "Rock")
@@ -684,3 +684,66 @@ async def invoice_detail_joinedload_unique(session, invoice_id):
         joinedload(Invoice.lines).joinedload(InvoiceLine.track).joinedload(Track.album)))
     invoice = (await session.execute(stmt)).unique().scalar_one_or_none()
     return None if invoice is None else _detail(invoice)
+
+
+# --- messages that name what was seen: tracks by name, other sums, pages, empty strings -----
+
+@wrong("q1", expect="the same tracks in track_id order")
+async def artist_albums_tracks_by_name(session, artist_id):
+    rows = (await session.execute(
+        select(Album.album_id, Album.title, Track.name).outerjoin(Track, Track.album_id == Album.album_id)
+        .where(Album.artist_id == artist_id).order_by(Album.album_id, Track.name))).all()  # BUG: by name
+    albums = {}
+    for album_id, title, name in rows:
+        albums.setdefault(album_id, (title, []))[1].extend([name] if name is not None else [])
+    return list(albums.values())
+
+
+@wrong("q2", expect="the track's list price once")
+async def genre_revenue_list_price_once(session, country):
+    # BUG: the track's list price, once per line: neither the price paid nor the quantity
+    rows = await session.execute(_revenue_query(Track.unit_price, Invoice.billing_country, country))
+    return [tuple(row) for row in rows]
+
+
+@wrong("q2", expect="the sums differ")
+async def genre_revenue_invoice_totals(session, country):
+    # BUG: each invoice's whole total, once per line of the genre, not the line's own amount
+    rows = await session.execute(_revenue_query(Invoice.total, Invoice.billing_country, country))
+    return [tuple(row) for row in rows]
+
+
+@correct("q3")
+async def invoice_detail_selectinload_everywhere(session, invoice_id):
+    """selectinload for the single parents too: more statements than joinedload, still no lazy load."""
+    invoice = await session.get(Invoice, invoice_id, options=[
+        selectinload(Invoice.customer),
+        selectinload(Invoice.lines).selectinload(InvoiceLine.track).selectinload(Track.album)])
+    if invoice is None:
+        return None
+    return (f"{invoice.customer.first_name} {invoice.customer.last_name}",
+            [(line.track.name, line.track.album.title if line.track.album else None, line.quantity)
+             for line in invoice.lines])
+
+
+@wrong("q4", expect="likely it compares track_id alone")
+async def tracks_page_id_key(session, after, size):
+    stmt = LISTING.limit(size)
+    if after is not None:
+        stmt = stmt.where(Track.track_id > after[1])  # BUG: the key is (name, track_id)
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
+@wrong("q4", expect="came back in no set order")
+async def tracks_page_ordered_by_name_only(session, after, size):
+    stmt = select(Track.name, Track.track_id).order_by(Track.name).limit(size)  # BUG: ties unordered
+    if after is not None:
+        stmt = stmt.where(KEY > tuple_(*after))
+    return [tuple(row) for row in await session.execute(stmt)]
+
+
+@wrong("q5", expect="not an empty string")
+async def track_labels_empty_strings(track):
+    album = await track.awaitable_attrs.album
+    genre = await track.awaitable_attrs.genre
+    return track.name, album.title if album else "", genre.name if genre else ""  # BUG: "" for None
