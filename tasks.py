@@ -152,6 +152,7 @@ def test(python: Path) -> int:
     """The whole suite, with its own COURSE_HOME, then the after-suite invariants."""
     home = ROOT / ".course" / "test"
     shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)  # pytest makes --basetemp, but not the folders above it
     env = {**os.environ, "COURSE_HOME": str(home)}
     # Temporary folders under COURSE_HOME too: another pytest run on the machine then never cleans
     # up (or re-permissions) a folder this run's embedded PostgreSQL is still using.

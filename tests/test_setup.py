@@ -60,3 +60,19 @@ def test_make_and_tasks_py_run_the_same_commands() -> None:
     for target in ("lab", "test"):
         dry = subprocess.run(["make", "-s", "-n", target], cwd=tasks.ROOT, capture_output=True, text=True)
         assert f"tasks.py {target}" in dry.stdout, dry.stdout
+
+
+def test_the_suite_starts_on_a_fresh_clone(tmp_path, monkeypatch) -> None:
+    """`make test` deletes the suite's COURSE_HOME, then gives pytest a --basetemp inside it:
+    the folder above must exist again before pytest starts, or pytest stops at once."""
+    started = {}
+
+    def fake_run(args, **kwargs):
+        basetemp = next(a for a in map(str, args) if a.startswith("--basetemp="))
+        started["parent_exists"] = tasks.Path(basetemp.split("=", 1)[1]).parent.is_dir()
+        return subprocess.CompletedProcess(args, 1)
+
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    monkeypatch.setattr(tasks, "_run", fake_run)
+    assert tasks.test(tasks.Path(sys.executable)) == 1
+    assert started == {"parent_exists": True}
