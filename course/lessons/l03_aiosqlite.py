@@ -18,6 +18,7 @@ from typing import Any
 import aiosqlite
 
 from course.checks import Exercise, LearnerError, Wrong, call, must_raise
+from course.lessons._top_n import no_track_counted_as_one
 from course.probes import HOSTILE_INPUTS, InjectedFailure, ListThatBreaks
 from course.sqlite import fresh_sqlite
 
@@ -402,13 +403,7 @@ async def _check_top_artists(top_artists) -> str:
                 BY_NAME_ONLY, (n,))], what)
             if len(rows) != len(expected):
                 if n == EVERY_ARTIST:
-                    phantom = [r for r in rows if r[0] not in {name for name, _ in expected} and r[1] == 1]
-                    if phantom:
-                        raise Wrong(f"{what} listed {len(phantom)} artists that have no track as having 1 "
-                                    f"(such as {phantom[0]}). A LEFT JOIN gives such an artist one row of "
-                                    "NULLs, and count(*) counts that row: count the tracks themselves, "
-                                    "count(t.track_id), which gives 0 (or use an inner JOIN, which leaves "
-                                    "them out).")
+                    no_track_counted_as_one(rows, expected, what)
                     raise Wrong(f"{what} returned {len(rows)} rows; {len(expected)} artists have "
                                 "tracks, and there are fewer than n: return each of them once "
                                 "(an artist without a track may come last, with 0).")
