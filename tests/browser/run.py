@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import shutil
 import signal
 import socket
@@ -30,6 +29,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import tasks  # noqa: E402 -- make lab's own command and settings
+
 WORK = ROOT / ".course" / "browser-test"
 SCRATCH = WORK / "course"           # what JupyterLab serves: a copy of the notebooks
 HOME = WORK / "home"                # COURSE_HOME: progress and databases of this test only
@@ -94,12 +97,8 @@ def chromium() -> str:
 # ---------------------------------------------------------------- JupyterLab
 
 def lab_command() -> list[str]:
-    """`make lab`'s own command line, as make would run it."""
-    dry = subprocess.run(["make", "-s", "-n", "lab"], cwd=ROOT, capture_output=True, text=True, check=True)
-    line = next(line for line in dry.stdout.splitlines() if "jupyter-lab" in line)
-    # the executable may be relative to the course folder (.venv/bin/jupyter-lab)
-    return [str(ROOT / arg) if arg.endswith("jupyter-lab") and not os.path.isabs(arg) else arg
-            for arg in shlex.split(line)]
+    """`make lab`'s own command line: tasks.py's, run with this venv's Python."""
+    return tasks.lab_command(Path(sys.executable))
 
 
 def free_port() -> int:
@@ -130,7 +129,7 @@ class Lab:
                     f"--LabApp.workspaces_dir={WORK / 'workspaces'}"]
         shutil.rmtree(WORK / "user-settings", ignore_errors=True)
         shutil.rmtree(WORK / "workspaces", ignore_errors=True)
-        env = {**os.environ, "COURSE_HOME": str(HOME), "JUPYTER_RUNTIME_DIR": str(WORK / "runtime")}
+        env = {**tasks.lab_env(), "COURSE_HOME": str(HOME), "JUPYTER_RUNTIME_DIR": str(WORK / "runtime")}
         self.log = (WORK / "jupyterlab.log").open("w")
         self.started = time.perf_counter()
         self.process = subprocess.Popen(command, cwd=SCRATCH, env=env, stdout=self.log, stderr=subprocess.STDOUT,
