@@ -385,11 +385,15 @@ async def browser_learner(hub: Hub, repo: str, name: str = "browser") -> list[Pa
         await page.wait_for_selector(".jp-LauncherCard", state="visible")
         shots.append(SHOTS / "hub-2-lab.png")
         await page.screenshot(path=shots[-1])
-        await page.goto(hub.url + pull_link(repo))
+        await page.goto(hub.url + pull_link(repo), wait_until="commit")
+        with contextlib.suppress(Exception):  # nbgitpuller's progress page, while it is there
+            await page.wait_for_selector("#status-details, .progress, body", timeout=10_000)
+            shots.append(SHOTS / "hub-3-git-pull.png")
+            await page.screenshot(path=shots[-1])
         await page.wait_for_url(re.compile(r"/lab/tree/.*00-welcome\.ipynb"))
         await page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
-        await page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", state="attached")
-        shots.append(SHOTS / "hub-3-pulled-00-welcome.png")
+        await page.wait_for_timeout(3000)  # the notebook's rendering and its kernel's start
+        shots.append(SHOTS / "hub-4-00-welcome.png")
         await page.screenshot(path=shots[-1])
         await browser.close()
     return shots
