@@ -364,8 +364,9 @@ async def learner(hub: Hub, name: str, repo: str, lessons: list[str]) -> dict:
 
 # --- one learner in a real Chromium -----------------------------------------------------------------
 
-async def browser_learner(hub: Hub, repo: str, name: str = "browser") -> list[Path]:
-    """Log in on the hub's page and follow the nbgitpuller link in Chromium; screenshots."""
+async def browser_learner(hub: Hub, repo: str, name: str = "browser") -> tuple[list[Path], list[str]]:
+    """Log in on the hub's page, follow the nbgitpuller link and run the welcome notebook's set-up
+    check in Chromium; the screenshots, and the lines the check printed."""
     from playwright.async_api import async_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -392,11 +393,25 @@ async def browser_learner(hub: Hub, repo: str, name: str = "browser") -> list[Pa
             await page.screenshot(path=shots[-1])
         await page.wait_for_url(re.compile(r"/lab/tree/.*00-welcome\.ipynb"))
         await page.wait_for_selector(".jp-Notebook .jp-Cell", state="visible")
-        await page.wait_for_timeout(3000)  # the notebook's rendering and its kernel's start
+        await page.get_by_text(re.compile(r"\| Idle")).wait_for()  # the status bar: the kernel is up
+        with contextlib.suppress(Exception):  # JupyterLab's "notified about news?" toast
+            await page.get_by_role("button", name="No", exact=True).click(timeout=3000)
+        await page.wait_for_timeout(1000)
         shots.append(SHOTS / "hub-4-00-welcome.png")
         await page.screenshot(path=shots[-1])
+        # the welcome notebook's set-up check, run as a learner does: click the cell, Shift+Enter
+        # (its stored output names the embedded PostgreSQL: this run's must name DATABASE_URL)
+        cell = page.locator(".jp-CodeCell", has=page.locator(".cm-content", has_text="await report()")).first
+        await cell.locator(".cm-content").click()
+        await page.keyboard.press("Shift+Enter")
+        output = cell.locator(".jp-OutputArea-output", has_text=re.compile("DATABASE_URL|❌"))
+        await output.wait_for()
+        await cell.scroll_into_view_if_needed()
+        shots.append(SHOTS / "hub-5-doctor.png")
+        await page.screenshot(path=shots[-1])
+        doctor = await output.inner_text()
         await browser.close()
-    return shots
+    return shots, [ln for ln in doctor.splitlines() if ln.strip()]
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -442,9 +457,11 @@ async def drive(options: argparse.Namespace) -> int:
         say(f"JupyterHub 6.1.1 on {hub.url} answered in {hub.start():.1f} s; course repository {repo} (main)")
 
         if options.browser:
-            shots = await browser_learner(hub, repo)
-            say("browser: logged in, followed the nbgitpuller link; screenshots " + ", ".join(
-                str(s.relative_to(ROOT)) for s in shots))
+            shots, doctor = await browser_learner(hub, repo)
+            say("browser: logged in, followed the nbgitpuller link, ran 00-welcome's set-up check; "
+                "screenshots " + ", ".join(str(s.relative_to(ROOT)) for s in shots))
+            for line in doctor:
+                say(f"    {line}")
             async with hub.api() as api:
                 await api.delete("/users/browser/server")
 
