@@ -56,6 +56,7 @@ SHOTS = ROOT / ".course" / "screenshots"
 STUB = 'raise NotImplementedError("your code here")'
 WORKBOOKS = {"04": "04-asyncpg", "05": "05-asyncpg-bulk-and-types", "07": "07-orm-sessions",
              "09": "09-fastapi-in-process"}
+SPAWN_LIMIT = 600  # seconds from the login to a running server (the config allows 300 per start)
 TARGET = "async-databases"  # nbgitpuller's targetpath: the course's folder in each home
 
 
@@ -325,6 +326,8 @@ async def learner(hub: Hub, name: str, repo: str, lessons: list[str]) -> dict:
         # the spawn-pending page waits on the server's progress: the driver reads the same from the API
         async with hub.api() as api:
             while True:
+                if time.perf_counter() - t0 > SPAWN_LIMIT:
+                    raise TimeoutError(f"no server after {SPAWN_LIMIT} s")
                 user = (await api.get(f"/users/{name}")).json()
                 server = user.get("servers", {}).get("")
                 if server and server.get("ready"):
