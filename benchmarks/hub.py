@@ -274,12 +274,31 @@ async def run_workbook(web, base: str, nn: str, report: dict, t0: float) -> None
                 report["checks"].append(f"{nn}: {line[:200]}")
                 if line.startswith("✅") and report["first_ok"] is None:
                     report["first_ok"] = round(time.perf_counter() - t0, 1)
-        report["rss_mb"] = max(report["rss_mb"], learner_rss_mb(report["name"]))
+        report["rss_mb"] = max(report["rss_mb"], learner_usage(report["name"], report["cpu"]))
     report["workbooks"][nn] = round(time.perf_counter() - began, 1)
 
 
-def learner_rss_mb(name: str) -> float:
-    """The memory (RSS) of one learner's server and kernels, from their JUPYTERHUB_USER."""
+def tree_cpu(pid: int, only: str = "") -> float:
+    """CPU seconds of a process and its children (the exited ones too, once reaped); with
+    `only`, of the children whose command line contains it."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        times = root.cpu_times()
+        total = times.user + times.system + (0 if only else times.children_user + times.children_system)
+        for child in root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if only in " ".join(child.cmdline()):
+                    total += sum(child.cpu_times()[:2])
+    except psutil.Error:
+        return 0.0
+    return total
+
+
+def learner_usage(name: str, cpu: dict[int, float]) -> float:
+    """The memory (RSS, MB) of one learner's server and kernels, found by their JUPYTERHUB_USER;
+    each process's CPU seconds so far go into `cpu` (by pid), which outlives the kernels."""
     import psutil
 
     total = 0
@@ -287,6 +306,8 @@ def learner_rss_mb(name: str) -> float:
         with contextlib.suppress(psutil.Error):
             if p.environ().get("JUPYTERHUB_USER") == name:
                 total += p.memory_info().rss
+                times = p.cpu_times()
+                cpu[p.pid] = max(cpu.get(p.pid, 0.0), times.user + times.system)
     return round(total / 2**20, 1)
 
 
@@ -314,7 +335,7 @@ class Web:
 async def learner(hub: Hub, name: str, repo: str, lessons: list[str]) -> dict:
     """One learner's session; never raises: what went wrong is in the report."""
     report: dict = {"name": name, "checks": [], "wrong": [], "tracebacks": [], "workbooks": {},
-                    "first_ok": None, "rss_mb": 0.0, "error": None}
+                    "first_ok": None, "rss_mb": 0.0, "cpu": {}, "error": None}
     t0 = time.perf_counter()
     web = Web(hub.url)
     base = f"/user/{name}"
@@ -478,6 +499,9 @@ async def drive(options: argparse.Namespace) -> int:
                 await asyncio.sleep(1)
 
         lessons = [x.zfill(2) for x in options.lessons.split(",")]
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        cpu0 = {"postgres": tree_cpu(postmaster), "hub": tree_cpu(hub.process.pid, "configurable-http-proxy"),
+                "driver": tree_cpu(os.getpid(), "no child")}
         t0 = time.perf_counter()
         async with Poller(server.admin_url) as poller:
             sampler = asyncio.create_task(sample())
@@ -485,6 +509,9 @@ async def drive(options: argparse.Namespace) -> int:
                 asyncio.gather(*(learner(hub, n, repo, lessons) for n in names)), options.timeout)
             sampler.cancel()
         wall = time.perf_counter() - t0
+        spent = {"postgres": tree_cpu(postmaster), "hub": tree_cpu(hub.process.pid, "configurable-http-proxy"),
+                "driver": tree_cpu(os.getpid(), "no child")}
+        spent = {k: v - cpu0[k] for k, v in spent.items()}
 
         # --- the figures ---------------------------------------------------------------------
         def med_max(values: list[float]) -> str:
@@ -526,6 +553,11 @@ async def drive(options: argparse.Namespace) -> int:
             f"{statistics.median(rss) if rss else 0:.0f} / {max(rss, default=0):.0f} MB; whole machine, "
             f"peak above the start: {peak['memory'] / 2**20:.0f} MB; peak load average {peak['load']:.1f} "
             f"on {os.cpu_count()} cores")
+        cpu = [sum(r["cpu"].values()) for r in reports if r["cpu"]]
+        say(f"  CPU time of one learner's server and kernels, median / max: {med_max(cpu)} (all "
+            f"learners: {sum(cpu):.0f} s; PostgreSQL {spent['postgres']:.0f} s, the hub and its proxy "
+            f"{spent['hub']:.0f} s, this driver {spent['driver']:.0f} s; the run had "
+            f"{wall * (os.cpu_count() or 1):.0f} core-seconds)")
         say(f"  peak connections on the shared server: {poller.peak} (one learner: {poller.peak_per_learner});"
             f" peak course databases at once: {poller.peak_databases}")
 
