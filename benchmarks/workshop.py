@@ -280,8 +280,9 @@ async def run_learner(server: Server, home: Path, name: str, args: list[str], ki
     await process.wait()
     assert process.stderr is not None
     err = (await process.stderr.read()).decode(errors="replace").strip()
-    if err and not kill:
-        events.append({"event": "stderr", "text": err.splitlines()[-1][:300]})
+    if err and not kill:  # the error's last line, and where it came from: the innermost frames
+        frames = [ln.strip() for ln in err.splitlines() if ln.strip().startswith("File ")]
+        events.append({"event": "stderr", "text": err.splitlines()[-1][:300], "frames": frames[-4:]})
     return events
 
 
@@ -402,6 +403,14 @@ async def drive(options: argparse.Namespace) -> int:
             endings[ending] = endings.get(ending, 0) + 1
         for ending, n in sorted(endings.items(), key=lambda item: -item[1]):
             print(f"    {n} learner(s) stopped with: {ending[:240]}")
+        wheres: dict[str, int] = {}
+        for _, events in failed:
+            for e in events:
+                if e["event"] == "stderr" and e.get("frames"):
+                    where = " <- ".join(reversed(e["frames"]))
+                    wheres[where] = wheres.get(where, 0) + 1
+        for where, n in sorted(wheres.items(), key=lambda item: -item[1])[:3]:
+            print(f"      {n} of them in: {where[:400]}")
         print(f"peak connections on the server: {poller.peak} (learners' databases of one learner at "
               f"once: {poller.peak_per_learner}); peak course databases at once: {poller.peak_databases}")
 
