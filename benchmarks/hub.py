@@ -169,7 +169,6 @@ class Kernel:
 
     async def __aenter__(self) -> Kernel:
         from tornado.httpclient import HTTPRequest
-        from tornado.websocket import websocket_connect
 
         r = await self.web.post(f"{self.base}/api/sessions", headers=self.web.xsrf_header,
                                 json={"path": self.path, "type": "notebook", "name": Path(self.path).name,
@@ -182,15 +181,43 @@ class Kernel:
             f"{self.base}/api/kernels/{kernel_id}/channels").copy_merge_params(
             {"session_id": self.session_id, "_xsrf": self.web.xsrf}))
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.web.cookies.jar)
-        self.ws = await websocket_connect(HTTPRequest(str(ws_url), headers={"Cookie": cookies},
-                                                      request_timeout=300, connect_timeout=300),
-                                          max_message_size=64 * 1024 * 1024)
+        self.request = HTTPRequest(str(ws_url), headers={"Cookie": cookies}, request_timeout=300,
+                                   connect_timeout=300)
+        self.reconnects = 0
+        await self.connect()
         return self
+
+    async def connect(self) -> None:
+        from tornado.websocket import websocket_connect
+
+        self.ws = await websocket_connect(self.request, max_message_size=64 * 1024 * 1024)
+
+    async def read(self) -> str:
+        """The next message; a closed websocket is opened again with the same session, as
+        JupyterLab does (the server replays what the kernel sent meanwhile)."""
+        while True:
+            raw = await self.ws.read_message()
+            if raw is not None:
+                return raw
+            if self.reconnects >= 5:
+                raise ConnectionError("the kernel's websocket closed 5 times")
+            self.reconnects += 1
+            await self.connect()
+
+    async def send(self, text: str) -> None:
+        from tornado.websocket import WebSocketClosedError
+
+        try:
+            await self.ws.write_message(text)
+        except WebSocketClosedError:
+            self.reconnects += 1
+            await self.connect()
+            await self.ws.write_message(text)
 
     async def run(self, code: str, limit: float = 600) -> tuple[str, list[str]]:
         """Execute code; return its text output and the tracebacks (error messages) it showed."""
         msg_id = uuid.uuid4().hex
-        self.ws.write_message(json.dumps({
+        await self.send(json.dumps({
             "header": {"msg_id": msg_id, "msg_type": "execute_request", "session": self.session_id,
                        "username": "learner", "version": "5.3", "date": ""},
             "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
@@ -199,9 +226,7 @@ class Kernel:
         text, errors, replied, idle = [], [], False, False
         deadline = time.monotonic() + limit
         while not (replied and idle):
-            raw = await asyncio.wait_for(self.ws.read_message(), max(1.0, deadline - time.monotonic()))
-            if raw is None:
-                raise ConnectionError("the kernel's websocket closed")
+            raw = await asyncio.wait_for(self.read(), max(1.0, deadline - time.monotonic()))
             msg = json.loads(raw)
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -222,6 +247,7 @@ class Kernel:
         return joined, errors
 
     async def __aexit__(self, *exc: object) -> None:
+        self.web.reconnects += self.reconnects
         self.ws.close()
         with contextlib.suppress(Exception):
             await self.web.delete(f"{self.base}/api/sessions/{self.session['id']}", headers=self.web.xsrf_header)
@@ -274,7 +300,8 @@ async def run_workbook(web, base: str, nn: str, report: dict, t0: float) -> None
                 report["checks"].append(f"{nn}: {line[:200]}")
                 if line.startswith("✅") and report["first_ok"] is None:
                     report["first_ok"] = round(time.perf_counter() - t0, 1)
-        report["rss_mb"] = max(report["rss_mb"], learner_usage(report["name"], report["cpu"]))
+        rss = await asyncio.to_thread(learner_usage, report["name"], report["cpu"])  # the loop stays free
+        report["rss_mb"] = max(report["rss_mb"], rss)
     report["workbooks"][nn] = round(time.perf_counter() - began, 1)
 
 
@@ -318,6 +345,7 @@ class Web:
         import httpx
 
         self.client = httpx.AsyncClient(base_url=url, follow_redirects=True, timeout=300)
+        self.reconnects = 0  # kernel websockets opened again after they closed
 
     def __getattr__(self, name: str):  # noqa: ANN204 -- get, post, cookies ... of the client
         return getattr(self.client, name)
@@ -381,6 +409,7 @@ async def learner(hub: Hub, name: str, repo: str, lessons: list[str]) -> dict:
     except Exception as exc:  # noqa: BLE001 -- recorded, and the run goes on
         report["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
+        report["reconnects"] = web.reconnects
         await web.aclose()
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
@@ -540,7 +569,8 @@ async def drive(options: argparse.Namespace) -> int:
         for w in [w for w in wrong if not w["ok"]][:5]:
             say(f"    {w['key']} expected {w['expect']!r}, read {w['lines'][:1]}")
         tracebacks = [t for r in reports for t in r["tracebacks"]]
-        say(f"  tracebacks seen in any output: {len(tracebacks)}")
+        say(f"  tracebacks seen in any output: {len(tracebacks)}; kernel websockets that closed and were "
+            f"opened again (as JupyterLab does): {sum(r.get('reconnects', 0) for r in reports)}")
         for t in sorted(set(tracebacks))[:5]:
             say(f"    {t[:240]}")
         homes = [r for r in reports if "course_from" in r]
@@ -588,6 +618,9 @@ async def drive(options: argparse.Namespace) -> int:
         say(f"stopped: JupyterHub by SIGINT in {stopped or 0:.1f} s, PostgreSQL by pg_ctl; processes of "
             f"this run left: {len(left)}" + "".join(f"\n    {p}" for p in left))
         ok = ok and not left
+        if (folder / "hub.log").exists():  # the hub's and the servers' log, for a run that went wrong
+            SHOTS.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(folder / "hub.log", SHOTS.parent / "hub-last.log")
         shutil.rmtree(folder, ignore_errors=True)
     return 0 if ok else 1
 
