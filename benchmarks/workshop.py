@@ -14,6 +14,10 @@ course dropped what the killed process left. Then the instructor's clean-up
 (`python -m course db cleanup-shared`) must leave no course database behind. Last, the learners'
 role fills the server up to max_connections, and the script records the line a learner reads.
 
+A learner ends in one of three ways: it finishes; it reads the course's one-line message (a
+CourseError, such as "the course server has reached max_connections", shown as a notebook shows
+it); or it stops with a traceback or a time-out, which is a failure of the run.
+
 Printed: time per learner (median, max), peak connections on the server (polled from
 pg_stat_activity every 0.1 s, so a shorter peak can be missed), whether any learner saw another
 learner's data, what the clean-up left, and the max_connections line. Everything lives in a
@@ -55,18 +59,34 @@ def say(**event: object) -> None:
 
 
 async def learner(name: str, lessons: list[str]) -> None:
-    """What one learner's kernels do, in one process; reports JSON lines on stdout."""
-    import asyncpg
+    """What one learner's kernels do, in one process; reports JSON lines on stdout.
+
+    As in a notebook, where the course shows a CourseError as its one line (errors.py's IPython
+    handler), a CourseError ends the learner with that line, not a traceback; and the script's own
+    connections (the marker row) go through course.postgres.connect(), which turns a full server
+    into that line. Any other error is a traceback, and counts as a failure."""
+    import course
+    from course.postgres import connect
+
+    start = time.perf_counter()
+    say(event="started", pid=os.getpid())
+    try:
+        await learner_steps(name, lessons, connect)
+    except course.CourseError as exc:
+        say(event="course_line", line=f"⚠️ {exc.problem}", seconds=round(time.perf_counter() - start, 3))
+        return
+    say(event="done", seconds=round(time.perf_counter() - start, 3))
+
+
+async def learner_steps(name: str, lessons: list[str], connect) -> None:  # noqa: ANN001
     from repeat_checks import reference
 
     import course
     from course.workbooks import all_exercises
 
-    start = time.perf_counter()
-    say(event="started", pid=os.getpid())
     db = await course.fresh_postgres("04_asyncpg")  # what lesson 04's first cell does
     url = await course.fresh_engine_url("07-orm-sessions", "postgresql")  # lesson 07, on PostgreSQL
-    conn = await asyncpg.connect(db.dsn)
+    conn = await connect(db.dsn)
     try:
         await conn.execute("CREATE TABLE workshop_marker (learner text NOT NULL)")
         await conn.execute("INSERT INTO workshop_marker VALUES ($1)", name)
@@ -80,12 +100,12 @@ async def learner(name: str, lessons: list[str]) -> None:
         outcome = await ex.evaluate(reference(ex.lesson, ex.function))
         say(event="check", key=ex.key, status=outcome.status, line=outcome.line,
             seconds=round(time.perf_counter() - began, 3))
-    conn = await asyncpg.connect(db.dsn)
+    conn = await connect(db.dsn)
     try:
         markers = sorted(r[0] for r in await conn.fetch("SELECT learner FROM workshop_marker"))
     finally:
         await conn.close()
-    say(event="done", markers=markers, seconds=round(time.perf_counter() - start, 3))
+    say(event="markers", markers=markers)
 
 
 async def comeback(dead_pid: int) -> None:
@@ -260,8 +280,9 @@ async def run_learner(server: Server, home: Path, name: str, args: list[str], ki
     await process.wait()
     assert process.stderr is not None
     err = (await process.stderr.read()).decode(errors="replace").strip()
-    if err and not kill:
-        events.append({"event": "stderr", "text": err.splitlines()[-1][:300]})
+    if err and not kill:  # the error's last line, and where it came from: the innermost frames
+        frames = [ln.strip() for ln in err.splitlines() if ln.strip().startswith("File ")]
+        events.append({"event": "stderr", "text": err.splitlines()[-1][:300], "frames": frames[-4:]})
     return events
 
 
@@ -348,8 +369,9 @@ async def drive(options: argparse.Namespace) -> int:
         # --- the report --------------------------------------------------------------------
         finished = [(n, ev, s) for n, ev, s in results if any(e["event"] == "done" for e in ev)]
         killed = [n for n, ev, _ in results if any(e["event"] == "killed" for e in ev)]
-        failed = [(n, ev) for n, ev, _ in results
-                  if n not in killed and not any(e["event"] == "done" for e in ev)]
+        told = [(n, ev) for n, ev, _ in results if n not in killed and any(e["event"] == "course_line" for e in ev)]
+        failed = [(n, ev) for n, ev, _ in results if n not in killed
+                  and not any(e["event"] in ("done", "course_line") for e in ev)]
         times = [s for _, _, s in finished]
         verdicts: dict[str, int] = {}
         odd_lines: set[str] = set()
@@ -361,7 +383,14 @@ async def drive(options: argparse.Namespace) -> int:
                         odd_lines.add(f"{e['key']}: {e['line'][:200]}")
         print(f"learners: {len(names)} ({options.at_once} at a time, {options.stagger:g} s apart), "
               f"lessons {','.join(lessons)}; {len(finished)} finished, {len(killed)} killed on purpose, "
-              f"{len(failed)} did not finish")
+              f"{len(told)} stopped at the course's one-line message, {len(failed)} did not finish (a traceback "
+              "or a time-out)")
+        told_lines: dict[str, int] = {}
+        for _, events in told:
+            line = next(e["line"] for e in events if e["event"] == "course_line")
+            told_lines[line] = told_lines.get(line, 0) + 1
+        for line, n in sorted(told_lines.items(), key=lambda item: -item[1]):
+            print(f"    {n} learner(s) read: {line[:240]}")
         if times:
             print(f"time per learner: median {statistics.median(times):.1f} s, max {max(times):.1f} s "
                   f"(whole run {wall:.0f} s)")
@@ -374,6 +403,14 @@ async def drive(options: argparse.Namespace) -> int:
             endings[ending] = endings.get(ending, 0) + 1
         for ending, n in sorted(endings.items(), key=lambda item: -item[1]):
             print(f"    {n} learner(s) stopped with: {ending[:240]}")
+        wheres: dict[str, int] = {}
+        for _, events in failed:
+            for e in events:
+                if e["event"] == "stderr" and e.get("frames"):
+                    where = " <- ".join(reversed(e["frames"]))
+                    wheres[where] = wheres.get(where, 0) + 1
+        for where, n in sorted(wheres.items(), key=lambda item: -item[1])[:3]:
+            print(f"      {n} of them in: {where[:400]}")
         print(f"peak connections on the server: {poller.peak} (learners' databases of one learner at "
               f"once: {poller.peak_per_learner}); peak course databases at once: {poller.peak_databases}")
 
@@ -381,7 +418,7 @@ async def drive(options: argparse.Namespace) -> int:
         # server carried the name and a pid of the one learner that made it
         pids = {e["pid"]: n for n, ev, _ in results for e in ev if e["event"] == "started"}
         bad_markers = [n for n, ev, _ in finished
-                       if next(e["markers"] for e in ev if e["event"] == "done") != [n]]
+                       if next(e["markers"] for e in ev if e["event"] == "markers") != [n]]
         foreign = []
         for db in sorted(poller.names):
             m = re.match(r"(learner\w*?)_.*_h[0-9a-f]{6}_p(\d+)$", db)
