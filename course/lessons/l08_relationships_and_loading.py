@@ -731,11 +731,10 @@ async def _check_tracks_page(tracks_page) -> str:
             walked += rows
             after = rows[-1]
         if walked != listing:
-            if len(walked) > len(listing) or len(set(walked)) < len(walked):
-                # one more page, after a key whose name other tracks share, tells the causes apart
-                twin = next(key for i, key in enumerate(listing[1:], 1) if listing[i - 1][0] == key[0])
-                rows, _ = await _page(tracks_page, engine, twin, 3)
-                seen_pages.insert(0, (twin, rows))
+            # one more page, after a key whose name other tracks share, tells the causes apart
+            twin = _probe_key(walked, listing)
+            rows, _ = await _page(tracks_page, engine, twin, 3)
+            seen_pages.insert(0, (twin, rows))
             _explain_walk(walked, listing, seen_pages)
         for start in PAGE_STARTS:
             for size in (7, 1):
@@ -751,6 +750,18 @@ async def _check_tracks_page(tracks_page) -> str:
     return await _on_both("q4", body)
 
 
+def _probe_key(walked: list, listing: list) -> tuple[str, int]:
+    """The key to ask one more page after: the first of the tracks that share the name of the
+    first track the walk skipped, or else the first key whose name the next track shares."""
+    given = set(walked)
+    missing = next((key for key in listing if key not in given), None)
+    if missing is not None:
+        group = [key for key in listing if key[0] == missing[0]]
+        if len(group) > 1:
+            return group[0]
+    return next(key for i, key in enumerate(listing[1:], 1) if listing[i - 1][0] == key[0])
+
+
 def _explain_walk(walked: list, listing: list, pages: list[tuple[Any, list]]) -> None:
     if len(walked) > len(listing) or len(set(walked)) < len(walked):
         _explain_repeat(walked, listing, pages)
@@ -758,14 +769,30 @@ def _explain_walk(walked: list, listing: list, pages: list[tuple[Any, list]]) ->
     if missing:
         twin = [key for key in listing if key[0] == missing[0][0]]
         if len(twin) > 1:
+            probe = next((rows for after, rows in pages if after == twin[0]), [])
+            let_through = next((row for row in probe if row[0] == twin[0][0]), None)
+            if let_through is not None:
+                raise Wrong(f"walking the pages skipped {missing[0]}, which shares its name with "
+                            f"{len(twin) - 1} other track(s). Your WHERE lets same-named tracks "
+                            f"through (the page after {twin[0]} gave {let_through}), so the skip "
+                            "came from the order: tracks with the same name came back in no set "
+                            "order, a page ended on one of them, and the next page started after "
+                            "it. ORDER BY Track.name, Track.track_id: the whole key, as in the WHERE.")
             raise Wrong(f"walking the pages skipped {missing[0]}: it shares its name with "
-                        f"{len(twin) - 1} other track(s). Compare the whole key, (name, "
-                        "track_id), not the name alone: `tuple_(Track.name, Track.track_id) > "
-                        "tuple_(*after)`.")
+                        f"{len(twin) - 1} other track(s), and the page after {twin[0]} gave none "
+                        "of them. Compare the whole key, (name, track_id), not the name alone: "
+                        "`tuple_(Track.name, Track.track_id) > tuple_(*after)`.")
         raise Wrong(f"walking the pages skipped {missing[0]} and {len(missing) - 1} more: "
                     "order by (name, track_id) and start after the last key.")
-    raise Wrong("walking the pages gave every track, but not in (name, track_id) order: ORDER BY "
-                "Track.name, Track.track_id, the same key that starts the next page.")
+    place = {key: i for i, key in enumerate(listing)}
+    first, second = next((a, b) for a, b in zip(walked, walked[1:], strict=False) if place[a] > place[b])
+    if first[0] == second[0]:
+        raise Wrong(f"walking the pages gave every track, but {first} came before {second}: "
+                    "tracks with the same name came back in no set order. ORDER BY Track.name, "
+                    "Track.track_id, the same key that starts the next page.")
+    raise Wrong(f"walking the pages gave every track, but not in (name, track_id) order ({first} "
+                f"came before {second}): ORDER BY Track.name, Track.track_id, the same key that "
+                "starts the next page.")
 
 
 def _explain_repeat(walked: list, listing: list, pages: list[tuple[Any, list]]) -> None:
