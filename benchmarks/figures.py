@@ -1,4 +1,4 @@
-"""The figures the course publishes, measured on this machine (design section 9).
+"""The figures the course publishes, measured on this machine.
 
     .venv/bin/python benchmarks/figures.py             # databases and checks, ~15 s
     .venv/bin/python benchmarks/figures.py --notebooks # also each notebook's run time in a fresh kernel
@@ -153,7 +153,7 @@ async def _driver_ratios() -> list[tuple[str, float, str]]:
 
 
 def content_figures() -> list[tuple[str, float, str]]:
-    """Ratios behind lesson 10's claims (design section 9)."""
+    """Ratios behind lesson 10's claims."""
     return asyncio.run(_endpoint_ratios()) + asyncio.run(_driver_ratios())
 
 

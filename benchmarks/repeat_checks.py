@@ -1,10 +1,10 @@
 """Run reference solutions through their checks many times and count the verdicts.
 
     .venv/bin/python benchmarks/repeat_checks.py 01.q5 02.q4 02.q5 --times 20
-    ../shared/tools/noisy .venv/bin/python benchmarks/repeat_checks.py 01.q5 --times 20
 
-A check that is sound on a busy machine accepts its solution every time; the noisy machine of
-../shared/tools/noisy is where timing mistakes show. Prints one line per exercise and exits 1
+A check that is sound on a busy machine accepts its solution every time (or says it was too busy
+to judge); run it while other work takes every core now and then, which is where timing mistakes
+show. Prints one line per exercise and exits 1
 if any run was not "correct".
 """
 

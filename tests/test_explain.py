@@ -1,4 +1,4 @@
-"""The explainer turns the async-database errors of design section 1 into one paragraph."""
+"""The explainer turns the common async-database errors a learner meets into one paragraph."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ def test_in_flight_sees_cancellation() -> None:
 
 
 def test_heartbeat_detects_a_blocked_loop() -> None:
-    """A busy machine delays ticks by up to about 0.5 s (../shared/tools/noisy stalls for 0.3 s):
+    """A busy machine delays ticks by up to about 0.5 s (a stalled CI runner stops every core for about 0.3 s):
     the default 1 s limit stays clear of that, and real blocking of 1.5 s is well past it."""
     async def main() -> tuple[bool, bool, int]:
         async with Heartbeat() as calm:

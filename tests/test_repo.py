@@ -1,4 +1,4 @@
-"""Repository invariants (design section 8)."""
+"""Repository invariants: the layout, the pins, lint, and what the suite must leave untouched."""
 
 from __future__ import annotations
 
