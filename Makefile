@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NB ?=
 
-.PHONY: lab test test-browser install doctor progress verify reset update build db-stop db-reset db-cleanup-shared room clean help
+.PHONY: lab test test-browser test-hub install doctor progress verify reset update build db-stop db-reset db-cleanup-shared room clean help
 help:
 	@echo "make lab               start JupyterLab on the welcome notebook (installs on first run)"
 	@echo "make test              run the whole test suite (what CI runs)"
 	@echo "make test-browser      run lessons and a workbook in JupyterLab in a real Chromium"
+	@echo "make test-hub          two learners through a real JupyterHub on 127.0.0.1 (instructors)"
 	@echo "make doctor            check Python, packages, data, SQLite and PostgreSQL"
 	@echo "make progress          table of your exercises and what to do next"
 	@echo "make verify [NB=04]    re-run your workbooks in fresh kernels and report each check"
@@ -47,6 +48,11 @@ test-browser:
 	@$(TASKS) install --extra test
 	@$(BIN)/python tests/browser/run.py
 	@$(BIN)/python tests/browser/room.py
+
+# A real JupyterHub with two learners (tests/test_hub.py): kept out of `make test` for its minutes.
+test-hub:
+	@$(TASKS) install --extra test
+	@COURSE_TEST_HUB=1 $(BIN)/python -m pytest -q -p no:xdist tests/test_hub.py
 
 doctor: $(STAMP)
 	@$(BIN)/python -m course doctor

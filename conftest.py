@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parent
 # too; this covers a bare `pytest`).
 os.environ.setdefault("COURSE_HOME", str(ROOT / ".course" / "test"))
 
+# The real-JupyterHub test takes minutes: `make test-hub` asks for it, `make test` leaves it out
+# (not collected, rather than reported as skipped).
+collect_ignore = [] if os.environ.get("COURSE_TEST_HUB") else ["tests/test_hub.py"]
+
 
 # --- kernel start-up under pytest-xdist -------------------------------------------------------
 # Two workers that start kernels at the same moment can race for the same free ports, and the
