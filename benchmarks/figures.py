@@ -76,8 +76,28 @@ def check_figures() -> list[tuple[str, float, str]]:
             continue
         answer = reference(ex.lesson, ex.function)
         seconds = timed(lambda ex=ex, answer=answer: asyncio.run(ex.evaluate(answer)), repeat=3)
-        rows.append((f"check {ex.lesson}.{ex.name} ({ex.function}) on its solution", seconds, "< 1 s"))
+        wrong, right = corpus_counts(ex.lesson, ex.name)
+        rows.append((f"check {ex.lesson}.{ex.name} ({ex.function}) on its solution; corpus "
+                     f"{wrong} wrong / {right} correct", seconds, "< 5 s"))
     return rows
+
+
+def corpus_counts(lesson: str, exercise: str) -> tuple[int, int]:
+    """How many wrong and differently-correct answers tests/corpus/ holds for one exercise."""
+    import importlib
+    import pkgutil
+
+    import tests.corpus
+    from tests.corpus import CorrectAnswer, WrongAnswer
+
+    wrong = right = 0
+    for info in pkgutil.iter_modules(tests.corpus.__path__):
+        if info.name.startswith(f"l{lesson}_"):
+            for value in vars(importlib.import_module(f"tests.corpus.{info.name}")).values():
+                if getattr(value, "exercise", None) == exercise:
+                    wrong += isinstance(value, WrongAnswer)
+                    right += isinstance(value, CorrectAnswer)
+    return wrong, right
 
 
 async def _endpoint_ratios() -> list[tuple[str, float, str]]:
