@@ -387,3 +387,26 @@ def test_core_table_rows_and_upsert(backend: str) -> None:
             await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_rows_httpx_and_rounding() -> None:
+    """The 06-10 rows that need no database: a Row's `_mapping`, httpx's params= and headers=,
+    and rounding up on integers."""
+    import math
+
+    import httpx
+
+    async def main() -> dict:
+        engine = create_async_engine("sqlite+aiosqlite://")
+        try:
+            async with engine.connect() as conn:
+                row = (await conn.execute(text("SELECT 22 AS artist_id, 'Led Zeppelin' AS name"))).one()
+                return dict(row._mapping)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(main()) == {"artist_id": 22, "name": "Led Zeppelin"}
+    request = httpx.Request("GET", "http://test/tracks", params={"q": "O'Brien", "limit": 3},
+                            headers={"Idempotency-Key": "k1"})
+    assert request.url.query == b"q=O%27Brien&limit=3" and request.headers["Idempotency-Key"] == "k1"
+    assert math.ceil(100 * (70 / 1000)) == 8 and -(-100 * 70 // 1000) == 7
