@@ -8,9 +8,12 @@ sends real HTTP requests through httpx.ASGITransport, in-process, to a fresh Chi
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import random
 import threading
+import warnings
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -21,7 +24,13 @@ from starlette.requests import Request
 from course.checks import Exercise, LearnerError, Wrong, call
 from course.databases import fresh_engine_url
 from course.errors import remember
-from course.probes import HOSTILE_INPUTS, InjectedFailure, StatementCounter, checked_out
+from course.probes import (
+    HOSTILE_INPUTS,
+    ConnectionLeaks,
+    InjectedFailure,
+    StatementCounter,
+    checked_out,
+)
 
 UNIQUE_NAMES = "CREATE UNIQUE INDEX IF NOT EXISTS artist_name_key ON artist (lower(name))"
 BASE = "http://store.test"
@@ -92,9 +101,59 @@ async def _served(url: Any, routes: list[tuple[str, str, Any, int | None]],
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-                yield client, engine
+                with _LeakWatch(engine) as watch:
+                    _WATCHES[client] = watch
+                    try:
+                        yield client, engine
+                    finally:
+                        left = await watch.close_all()
+                    if left:
+                        raise Wrong(KEPT.format(n=left))
     finally:
         await engine.dispose()
+
+
+DROPPED = ("{what}: {n} connection(s) were dropped without being closed: the garbage collector "
+           "found them still checked out of the pool after the request (the check closed them). "
+           "Use the session the dependency gives you (`session: SessionDep`), and `async with` "
+           "around any session or connection you open yourself, so it goes back to the pool.")
+
+
+KEPT = ("{n} connection(s) your routes opened were never given back to the pool by the end of "
+        "the check (the check closed them): a session or connection opened by hand, or kept from "
+        "one request to the next, and never closed. Use the session the dependency gives you "
+        "(`session: SessionDep`), which is closed after every request.")
+
+
+class _LeakWatch(ConnectionLeaks):
+    """ConnectionLeaks on one served app's engine, with the requests in flight counted: the
+    connections dropped unclosed are settled (closed, quietly, and counted) once none is; at
+    the end, close_all() closes every connection never given back, however it was kept."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self.in_flight = 0
+        self._all: dict[int, tuple[Any, Any, Any]] = {}
+
+    def _checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        super()._checkout(dbapi_connection, record, proxy)
+        self._all[id(record)] = self._out[id(record)]
+
+    def _checkin(self, dbapi_connection: Any, record: Any) -> None:
+        super()._checkin(dbapi_connection, record)
+        self._all.pop(id(record), None)
+
+    async def close_all(self) -> int:
+        """Close every connection not given back (a full collection first finds those dropped
+        in a reference cycle); return how many."""
+        self._out, self._all = self._all, {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gc.collect()
+        return await self.settle(held=True)
+
+
+_WATCHES: weakref.WeakKeyDictionary[Any, _LeakWatch] = weakref.WeakKeyDictionary()
 
 
 class _BadResponse(Wrong):
@@ -106,7 +165,25 @@ class _BadResponse(Wrong):
 
 
 async def _send(client: Any, method: str, path: str, **kwargs: Any) -> Any:
-    """One request, with the learner's errors turned into plain words."""
+    """One request, with the learner's errors turned into plain words, and the connections its
+    route dropped unclosed reported (closed here, so nothing about them prints later)."""
+    watch = _WATCHES.get(client)
+    if watch is None:
+        return await _request(client, method, path, **kwargs)
+    watch.in_flight += 1
+    dropped = 0
+    try:
+        response = await _request(client, method, path, **kwargs)
+    finally:
+        watch.in_flight -= 1
+        if not watch.in_flight:
+            dropped = await watch.settle(held=False)
+    if dropped:
+        raise Wrong(DROPPED.format(what=f"{method} {path}", n=dropped))
+    return response
+
+
+async def _request(client: Any, method: str, path: str, **kwargs: Any) -> Any:
     from fastapi.exceptions import ResponseValidationError
 
     what = f"{method} {path}"

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -895,3 +895,26 @@ async def track_lyrics_lambda(track_id: int, session: SessionDep) -> dict:
     if name is None:
         raise HTTPException(status_code=404)
     return {"track_id": track_id, "name": name, "lyrics": await asyncio.to_thread(lambda: fetch_lyrics(name))}
+
+
+# --- connections dropped unclosed: reported, and closed by the check (nothing prints later) ---
+
+@wrong("q2", expect="dropped without being closed")
+async def read_album_own_session(album_id: int, request: Request) -> AlbumOut:
+    session = request.state.sessionmaker()  # BUG: opened by hand, never closed
+    album = await session.get(Album, album_id, options=[selectinload(Album.artist),
+                                                       selectinload(Album.tracks)])
+    if album is None:
+        raise HTTPException(status_code=404)
+    return album
+
+
+@wrong("q2", expect="dropped without being closed")
+async def read_album_extra_connection(album_id: int, session: SessionDep) -> AlbumOut:
+    conn = await session.bind.connect()  # BUG: a second connection, never closed
+    await conn.execute(select(1))
+    album = await session.get(Album, album_id, options=[selectinload(Album.artist),
+                                                       selectinload(Album.tracks)])
+    if album is None:
+        raise HTTPException(status_code=404)
+    return album
