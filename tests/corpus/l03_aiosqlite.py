@@ -1096,3 +1096,63 @@ async def customers_in_rows_made_dicts(path, country):
             "SELECT customer_id, first_name, last_name, email FROM customer WHERE country = ? "
             "ORDER BY last_name, first_name", (country,))
         return [dict(row) for row in await cursor.fetchall()]
+
+
+# --- q3, q4: a new id worked out from the rows instead of read from the INSERT ---------------------
+
+@wrong("q3", expect="an id that is already taken")
+async def create_invoice_id_from_count_plus_one(db, customer_id, lines):
+    try:
+        (count,) = await (await db.execute("SELECT count(*) FROM invoice")).fetchone()
+        invoice_id = count + 1  # the mistake: ids have gaps, so count + 1 may be taken
+        await db.execute("INSERT INTO invoice (invoice_id, customer_id, invoice_date, total) "
+                         "VALUES (?, ?, datetime('now'), 0)", (invoice_id, customer_id))
+        await db.executemany(NEW_LINE, [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@correct("q3")
+async def create_invoice_with_returning(db, customer_id, lines):
+    try:
+        cursor = await db.execute(NEW_INVOICE + " RETURNING invoice_id", (customer_id,))
+        (invoice_id,) = await cursor.fetchone()
+        await cursor.close()
+        await db.executemany(NEW_LINE, [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q4", expect="an id that is already taken")
+async def add_playlist_id_from_count_plus_one(db, name, track_ids):
+    try:
+        (count,) = await (await db.execute("SELECT count(*) FROM playlist")).fetchone()
+        playlist_id = count + 1  # the mistake: ids have gaps, so count + 1 may be taken
+        await db.execute("INSERT INTO playlist (playlist_id, name) VALUES (?, ?)", (playlist_id, name))
+        await db.executemany(ADD_TRACK, [(playlist_id, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
+
+
+@correct("q4")
+async def add_playlist_with_last_insert_rowid(db, name, track_ids):
+    try:
+        await db.execute(NEW_PLAYLIST, (name,))
+        (playlist_id,) = await (await db.execute("SELECT last_insert_rowid()")).fetchone()
+        await db.executemany(ADD_TRACK, [(playlist_id, t) for t in track_ids])
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return playlist_id
