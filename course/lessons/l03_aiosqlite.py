@@ -578,6 +578,71 @@ def _id_taken(exc: LearnerError, table: str, column: str, what: str) -> None:
                     "the id from cursor.lastrowid.") from None
 
 
+INSERT_INVOICE = re.compile(
+    r"\b(?:insert|replace)\s+(?:or\s+\w+\s+)?into\s+(?:main\s*\.\s*)?[\"`\[]?invoice[\"`\]]?"
+    r"\s*(?:\(([^)]*)\))?\s*(values\s*\((.*)\)|select\b|default\b)", re.IGNORECASE | re.DOTALL)
+# A read of the highest or the number of invoice ids (from invoice, not invoice_line).
+IDS_READ = re.compile(r"\b(?:max|count)\s*\(.*\bfrom\s+(?:main\s*\.\s*)?[\"`\[]?invoice\b(?!_)",
+                      re.IGNORECASE | re.DOTALL)
+ROWID_NAMES = {"invoice_id", "rowid", "oid", "_rowid_"}
+
+
+def _top_level(values: str) -> list[str]:
+    """The comma-separated items of a VALUES tuple, commas inside quotes or brackets kept."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(values):
+        if quote:
+            quote = "" if char == quote else quote  # a doubled quote closes and reopens: fine
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(values[start:i].strip())
+            start = i + 1
+    return [*items, values[start:].strip()]
+
+
+def _supplies_id(sql: str) -> str | None:
+    """The id an INSERT INTO invoice gives the new row itself (as written in the statement that
+    SQLite ran, values expanded), or None when SQLite numbers the row."""
+    match = INSERT_INVOICE.search(sql)
+    if match is None:
+        return None
+    columns, values = match.group(1), match.group(3)
+    names = ([c.strip().strip('"`[]').lower() for c in columns.split(",")] if columns
+             else ["invoice_id"])  # no column list: invoice_id is the table's first column
+    given = [i for i, name in enumerate(names) if name in ROWID_NAMES]
+    if not given:
+        return None
+    if values is None:  # INSERT … SELECT: the id comes from the SELECT
+        return "an id from its SELECT"
+    items = _top_level(values)
+    value = items[given[0]] if given[0] < len(items) else ""
+    return None if value.upper() == "NULL" else value
+
+
+def _chose_its_id(statements: list[str], what: str) -> None:
+    """Raise Wrong if the learner's code gave the new invoice an id of its own choosing."""
+    read = None
+    for sql in statements:
+        supplied = _supplies_id(sql)
+        if supplied is not None:
+            seen = (f" after reading `{' '.join(read.split())}`" if read else "")
+            raise Wrong(f"{what}: your INSERT gave the new invoice its invoice_id itself "
+                        f"({supplied}){seen}. An id worked out from the rows (max + 1, count + 1) "
+                        "is the same for two writers that read before either inserts, so one of "
+                        "them fails or both get one number. Leave invoice_id out of the INSERT "
+                        "and let SQLite number the row: take the id from `cursor.lastrowid` (or "
+                        "`RETURNING invoice_id`).")
+        if INSERT_INVOICE.search(sql):
+            return
+        if read is None and IDS_READ.search(sql):
+            read = sql
+
+
 async def _new_invoices(observer: aiosqlite.Connection, after: int) -> list[int]:
     rows = await observer.execute_fetchall(
         "SELECT invoice_id FROM invoice WHERE invoice_id > ? ORDER BY invoice_id", (after,))
@@ -598,15 +663,21 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
                          create_invoice, pause: _Pause) -> str:
     before = await _counts(observer, "invoice", "invoice_line")
     last_id = (await (await observer.execute("SELECT max(invoice_id) FROM invoice")).fetchone())[0]
+    statements: list[str] = []
+    await db.set_trace_callback(statements.append)  # each statement SQLite runs, values expanded
     try:
         invoice_id = await _run(create_invoice, db, 7, list(GOOD_LINES))
     except LearnerError as exc:
         await _rolled_back_if_open(db)
         _id_taken(exc, "invoice", "invoice_id", f"create_invoice(db, 7, {GOOD_LINES})")
         raise
+    finally:
+        if not _is_closed(db):
+            await db.set_trace_callback(None)
     if await _rolled_back_if_open(db):
         raise Wrong("create_invoice left its transaction open, so nothing is saved: the inserts "
                     "began a transaction, and only `await db.commit()` ends it.")
+    _chose_its_id(statements, f"create_invoice(db, 7, {GOOD_LINES})")
     if not isinstance(invoice_id, int) or isinstance(invoice_id, bool):
         raise Wrong("create_invoice should return the new invoice_id, an int (cursor.lastrowid "
                     f"after the INSERT); it returned {type(invoice_id).__name__}.")

@@ -1156,3 +1156,108 @@ async def add_playlist_with_last_insert_rowid(db, name, track_ids):
         await db.rollback()
         raise
     return playlist_id
+
+
+# --- q3: an id read from MAX(invoice_id) + 1: free on one writer, shared by two -------------
+
+@wrong("q3", expect="gave the new invoice its invoice_id itself")
+async def create_invoice_id_from_max_plus_one(db, customer_id, lines):
+    try:
+        await db.execute("BEGIN")
+        (invoice_id,) = await (await db.execute(
+            "SELECT MAX(invoice_id) + 1 FROM invoice")).fetchone()
+        cursor = await db.execute(
+            "INSERT INTO invoice (invoice_id, customer_id, invoice_date, total) "
+            "VALUES (?, ?, datetime('now'), 0)", (invoice_id, customer_id))
+        if cursor.rowcount != 1:
+            raise RuntimeError("the invoice was not inserted")
+        for track_id, quantity in lines:
+            cursor = await db.execute(NEW_LINE, (invoice_id, track_id, track_id, quantity))
+            if cursor.rowcount != 1:
+                raise RuntimeError(f"no line for track {track_id}")
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q3", expect="after reading `SELECT max(invoice_id) FROM invoice`")
+async def create_invoice_id_from_max_in_python(db, customer_id, lines):
+    try:
+        (top,) = await (await db.execute("SELECT max(invoice_id) FROM invoice")).fetchone()
+        invoice_id = top + 1
+        await db.execute("INSERT INTO invoice (invoice_id, customer_id, invoice_date, total) "
+                         "VALUES (?, ?, datetime('now'), 0)", (invoice_id, customer_id))
+        await db.executemany(NEW_LINE, [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@wrong("q3", expect="(an id from its SELECT)")
+async def create_invoice_max_plus_one_inside_the_insert(db, customer_id, lines):
+    try:
+        await db.execute(
+            "INSERT INTO invoice (invoice_id, customer_id, invoice_date, total) "
+            "SELECT coalesce(max(invoice_id), 0) + 1, ?, datetime('now'), 0 FROM invoice",
+            (customer_id,))
+        (invoice_id,) = await (await db.execute("SELECT max(invoice_id) FROM invoice")).fetchone()
+        await db.executemany(NEW_LINE, [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@correct("q3")
+async def create_invoice_with_last_insert_rowid(db, customer_id, lines):
+    try:
+        await db.execute(NEW_INVOICE, (customer_id,))
+        (invoice_id,) = await (await db.execute("SELECT last_insert_rowid()")).fetchone()
+        await db.executemany(NEW_LINE, [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@correct("q3")
+async def create_invoice_names_every_column_with_a_null_id(db, customer_id, lines):
+    try:
+        cursor = await db.execute(
+            "INSERT INTO invoice (invoice_id, customer_id, invoice_date, total) "
+            "VALUES (?, ?, datetime('now'), 0)", (None, customer_id))  # NULL: SQLite numbers it
+        invoice_id = cursor.lastrowid
+        await db.executemany(NEW_LINE, [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
+
+
+@correct("q3")
+async def create_invoice_checks_the_id_grew(db, customer_id, lines):
+    try:
+        (top,) = await (await db.execute("SELECT max(invoice_id) FROM invoice")).fetchone()
+        cursor = await db.execute(NEW_INVOICE, (customer_id,))
+        invoice_id = cursor.lastrowid
+        if invoice_id <= top:
+            raise RuntimeError(f"invoice {invoice_id} is not new")
+        await db.executemany(NEW_LINE, [(invoice_id, t, t, q) for t, q in lines])
+        await db.execute(TOTAL, (invoice_id, invoice_id))
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return invoice_id
