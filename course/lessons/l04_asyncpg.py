@@ -90,6 +90,9 @@ CUSTOMERS_SQL = """
 # empty name: both must stay one value each.
 COMMA_COUNTRY = "Korea, Republic of"
 MOVE_TO_COMMA_COUNTRY = "UPDATE customer SET country = $1 WHERE customer_id IN (23, 26)"
+# Two customers whose country is empty (their ids in the opposite order to their last names),
+# so that an empty name in the list has customers to match.
+MOVE_TO_EMPTY_COUNTRY = "UPDATE customer SET country = '' WHERE customer_id IN (24, 27)"
 COUNTRY_CASES = [["Norway", "Brazil", "Canada"], ["Portugal"], ["Canada", "India", "Canada"],
                  [COMMA_COUNTRY, "Norway", ""]]
 
@@ -100,6 +103,7 @@ async def _check_customers_in(customers_in) -> str:
         conn = await asyncpg.connect(db.dsn)
         try:
             await conn.execute(MOVE_TO_COMMA_COUNTRY, COMMA_COUNTRY)
+            await conn.execute(MOVE_TO_EMPTY_COUNTRY)
             return await _customers_cases(conn, customers_in)
         finally:
             await conn.close()
@@ -156,9 +160,17 @@ def _compare_customers(countries: list[str], rows: list[tuple], expected: list[t
     if sorted(rows) == sorted(expected):
         raise Wrong(f"{call_text} returned the right customers in the wrong order: ORDER BY "
                     "country, then last_name.")
-    lost = [country for country in countries if "," in country or not country]
-    kept = [row for row in expected if row[3] not in lost]
-    if lost and kept != expected and sorted(rows) == sorted(kept):
+    missing = {row[3] for row in expected} - {row[3] for row in rows}
+    kept = [row for row in expected if row[3] not in missing]
+    if "" in missing and missing <= {"", COMMA_COUNTRY} and sorted(rows) == sorted(kept):
+        ids = ", ".join(str(row[0]) for row in expected if row[3] == "")
+        both = f" and none of {COMMA_COUNTRY!r}" if COMMA_COUNTRY in missing else ""
+        raise Wrong(f"{call_text} returned no customer of the empty country ''{both}, though "
+                    f"customers {ids} have country = ''. An empty name is a value like any "
+                    "other and must match: likely it was dropped before binding (`[c for c in "
+                    "countries if c]`, `if country:`) or lost when the list was joined and "
+                    "split. Pass the list as given: `WHERE country = any($1::text[])`.")
+    if COMMA_COUNTRY in missing and missing <= {COMMA_COUNTRY} and sorted(rows) == sorted(kept):
         raise Wrong(f"{call_text} returned every customer but those of {COMMA_COUNTRY!r}, a "
                     "name with a comma in it: it was not matched as one value. That happens "
                     "when the list travels as one comma-joined string that SQL splits "

@@ -935,3 +935,29 @@ async def lookup_many_subscripts_a_missing_row(pool, track_ids):
     async with asyncio.TaskGroup() as tg:
         tasks = [tg.create_task(one(track_id)) for track_id in track_ids]
     return [task.result() for task in tasks]
+
+
+# --- q1: an empty country dropped before binding -----------------------------------------------
+
+@wrong("q1", expect="no customer of the empty country ''")
+async def customers_in_drops_empty_countries(conn, countries):
+    wanted = [c for c in countries if c]
+    return await conn.fetch(
+        f"{CUSTOMERS} WHERE country = any($1::text[]) ORDER BY country, last_name", wanted)
+
+
+@wrong("q1", expect="no customer of the empty country ''")
+async def customers_in_skips_blank_names_in_a_loop(conn, countries):
+    wanted = []
+    for country in countries:
+        if country.strip():
+            wanted.append(country)
+    return await conn.fetch(
+        f"{CUSTOMERS} WHERE country = any($1::text[]) ORDER BY country, last_name", wanted)
+
+
+@correct("q1")
+async def customers_in_keeps_empty_countries(conn, countries):
+    rows = await conn.fetch(
+        f"{CUSTOMERS} WHERE country = ANY($1) ORDER BY country ASC, last_name ASC", list(countries))
+    return [tuple(row) for row in rows]
