@@ -873,30 +873,65 @@ FAILING_CALL_CHANGES = [(16, Decimal("1.11")), (17, Decimal("1.12")), (18, Decim
 
 class _FailingUpdates:
     """The connection, except that its second UPDATE fails with an error that is not a refusal
-    by the database (as a bug, or a broken network, would): everything else is forwarded."""
+    by the database (as a bug, or a broken network, would): everything else is forwarded. An
+    UPDATE counts however it runs: through the connection's own methods, or through a statement
+    that `prepare()` returned."""
 
-    QUERIES = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
+    QUERIES = ("execute", "executemany", "fetch", "fetchrow", "fetchval", "fetchmany")
 
     def __init__(self, conn: asyncpg.Connection, fail_at: int = 2) -> None:
         self._conn = conn
         self._fail_at = fail_at
         self.updates = 0
+        self.fired = False
+
+    def counted(self, sql: Any) -> None:
+        """Count an UPDATE about to run, and fail the one at fail_at."""
+        if "update" in str(sql).lower():
+            self.updates += 1
+            if self.updates == self._fail_at:
+                self.fired = True
+                raise InjectedFailure("the connection failed during an UPDATE (a failure "
+                                      "injected by the check, not a refusal)")
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._conn, name)
+        if name == "prepare":
+            async def prepare(sql: Any, *args: Any, **kwargs: Any) -> _FailingStatement:
+                return _FailingStatement(self, sql, await target(sql, *args, **kwargs))
+            return prepare
         if name not in self.QUERIES:
             return target
 
         async def query(sql: Any, *args: Any, **kwargs: Any) -> Any:
-            if "update" in str(sql).lower():
-                self.updates += 1
-                if self.updates == self._fail_at:
-                    raise InjectedFailure("the connection failed during an UPDATE (a failure "
-                                          "injected by the check, not a refusal)")
+            self.counted(sql)
             return await target(sql, *args, **kwargs)
 
         query.__name__ = query.__qualname__ = name
         return query
+
+
+class _FailingStatement:
+    """A prepared statement whose runs are counted by its _FailingUpdates connection."""
+
+    RUNS = ("executemany", "fetch", "fetchrow", "fetchval", "fetchmany")
+
+    def __init__(self, failing: _FailingUpdates, sql: Any, stmt: Any) -> None:
+        self._failing = failing
+        self._sql = sql
+        self._stmt = stmt
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._stmt, name)
+        if name not in self.RUNS:
+            return target
+
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            self._failing.counted(self._sql)
+            return await target(*args, **kwargs)
+
+        run.__name__ = run.__qualname__ = name
+        return run
 
 
 def _changes_that_break() -> Iterator[tuple[int, Decimal]]:
@@ -988,26 +1023,38 @@ async def _price_cases(conn: asyncpg.Connection, observer: asyncpg.Connection, a
         raise Wrong("when the list of changes broke midway, the changes made before stayed "
                     "committed. Run the whole loop inside one outer `async with "
                     "conn.transaction():`, so all changes commit together or not at all.")
-    await _not_a_refusal(conn, observer, apply_price_changes)
+    injected = await _not_a_refusal(conn, observer, apply_price_changes)
     await _prices_cancelled_midway(conn, observer, apply_price_changes)
+    if not injected:
+        return ("refused changes skipped, the rest committed together; a broken list of "
+                "changes, and a cancellation, undo them all and reach the caller. (An error at "
+                "the second UPDATE could not be injected: the check saw fewer than two UPDATEs "
+                "run through the connection's methods or a prepared statement.)")
     return ("refused changes skipped, the rest committed together; any other error, and a "
             "cancellation, undo them all and reach the caller.")
 
 
 async def _not_a_refusal(conn: asyncpg.Connection, observer: asyncpg.Connection,
-                         apply_price_changes) -> None:
+                         apply_price_changes) -> bool:
     """The connection fails at the second UPDATE with an error that is not the database's
-    refusal: it must reach the caller, and nothing may remain."""
+    refusal: it must reach the caller, and nothing may remain. False when the code ran fewer
+    than two UPDATEs by the ways the check wraps, so that the error could not be injected."""
     ids = [track_id for track_id, _ in FAILING_CALL_CHANGES]
     before = await _prices(observer, ids)
     failing = _FailingUpdates(conn)
-    await must_raise(InjectedFailure, call(apply_price_changes, failing, list(FAILING_CALL_CHANGES)),
-                     lambda got: "the connection's second UPDATE failed with an error that is not "
-                                 f"a refusal by the database, and apply_price_changes returned "
-                                 f"{got!r}: it skipped that error as if the database had refused "
-                                 "the change. Skip only the database's refusals (`except "
-                                 "asyncpg.PostgresError:`), not every Exception; let the rest "
-                                 "reach the caller.")
+    try:
+        got = await call(apply_price_changes, failing, list(FAILING_CALL_CHANGES))
+    except LearnerError as exc:
+        if not isinstance(exc.__cause__, InjectedFailure):
+            raise
+    else:
+        if failing.fired:
+            raise Wrong("the connection's second UPDATE failed with an error that is not a "
+                        f"refusal by the database, and apply_price_changes returned {got!r}: it "
+                        "skipped that error as if the database had refused the change. Skip only "
+                        "the database's refusals (`except asyncpg.PostgresError:`), not every "
+                        "Exception; let the rest reach the caller.")
+        return False  # no UPDATE failed, so there is nothing more to judge here
     if conn.is_in_transaction():
         raise Wrong("after an error that was not a refusal, the connection was left inside a "
                     "transaction: use `async with conn.transaction():` so it rolls back.")
@@ -1015,6 +1062,7 @@ async def _not_a_refusal(conn: asyncpg.Connection, observer: asyncpg.Connection,
         raise Wrong("when the connection failed at the second UPDATE, the change made before it "
                     "stayed committed. Run the whole loop inside one outer `async with "
                     "conn.transaction():`, so all changes commit together or not at all.")
+    return True
 
 
 async def _prices_cancelled_midway(conn: asyncpg.Connection, observer: asyncpg.Connection,

@@ -961,3 +961,56 @@ async def customers_in_keeps_empty_countries(conn, countries):
     rows = await conn.fetch(
         f"{CUSTOMERS} WHERE country = ANY($1) ORDER BY country ASC, last_name ASC", list(countries))
     return [tuple(row) for row in rows]
+
+
+# --- q5: the UPDATE run through a prepared statement ------------------------------------------
+
+@correct("q5")
+async def apply_price_changes_prepared_statement(conn, changes):
+    applied = []
+    async with conn.transaction():
+        stmt = await conn.prepare("UPDATE track SET unit_price = $2 WHERE track_id = $1")
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    await stmt.fetch(track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            except BaseException:
+                raise
+            if stmt.get_statusmsg() == "UPDATE 1":
+                applied.append(track_id)
+    return applied
+
+
+@correct("q5")
+async def apply_price_changes_prepared_returning(conn, changes):
+    stmt = await conn.prepare(
+        "UPDATE track SET unit_price = $2 WHERE track_id = $1 RETURNING track_id")
+    applied = []
+    async with conn.transaction():
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    changed = await stmt.fetchval(track_id, price)
+            except asyncpg.PostgresError:
+                continue
+            if changed is not None:
+                applied.append(changed)
+    return applied
+
+
+@wrong("q5", expect="not every Exception")
+async def apply_price_changes_prepared_skips_every_exception(conn, changes):
+    applied = []
+    async with conn.transaction():
+        stmt = await conn.prepare("UPDATE track SET unit_price = $2 WHERE track_id = $1")
+        for track_id, price in changes:
+            try:
+                async with conn.transaction():
+                    await stmt.fetch(track_id, price)
+            except Exception:  # noqa: BLE001 -- the mistake: skips more than refusals
+                continue
+            if stmt.get_statusmsg() == "UPDATE 1":
+                applied.append(track_id)
+    return applied
