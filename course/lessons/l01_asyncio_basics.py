@@ -336,17 +336,45 @@ async def _check_call_hook(call_hook) -> str:
         await asyncio.sleep(0)
         raise TypeError(f"unsupported operand type(s) for +: 'int' and 'str' (artist {artist_id})")
 
-    swallowed = ("when the async hook itself raised TypeError, call_hook returned {got} instead of "
-                 "letting that error through: catching TypeError to tell values from awaitables "
-                 "also swallows the hook's own TypeErrors. Test the result with "
-                 "inspect.isawaitable(), and let the hook's errors reach the caller.")
-    try:
-        await must_raise(TypeError, _run(call_hook, failing_hook, 150),
-                         lambda got: swallowed.format(got=repr(got)))
-    except Wrong as exc:
-        if "coroutine object" not in str(exc):
+    async def missing_hook(artist_id: int) -> str:
+        count("missing_hook")
+        await asyncio.sleep(0)
+        raise LookupError(f"no artist {artist_id}")
+
+    async def given_instead(hook: Any, kind: type[Exception]) -> str | None:
+        """None when the hook's error reached the caller; else what call_hook gave instead."""
+        try:
+            got = await _run(call_hook, hook, 150)
+        except LearnerError as exc:
+            if isinstance(exc.__cause__, kind):
+                return None
             raise
-        raise Wrong(swallowed.format(got="the spent coroutine")) from None
+        except Wrong as exc:
+            if "coroutine object" not in str(exc):
+                raise
+            return "the spent coroutine"
+        return repr(got)
+
+    on_type_error = await given_instead(failing_hook, TypeError)
+    on_lookup_error = await given_instead(missing_hook, LookupError)
+    if on_type_error and on_lookup_error:
+        raise Wrong(f"when the async hook itself raised an error, call_hook returned "
+                    f"{on_type_error} (for a TypeError) and {on_lookup_error} (for a "
+                    "LookupError) instead of letting it through: both kinds were swallowed, "
+                    "so something there catches every error (likely `except Exception:` or a "
+                    "bare `except:`). Catch nothing: call the hook, test the result with "
+                    "inspect.isawaitable(), await it if so, and let the hook's errors reach "
+                    "the caller.")
+    if on_type_error:
+        raise Wrong(f"when the async hook itself raised TypeError, call_hook returned "
+                    f"{on_type_error} instead of letting that error through (a LookupError from "
+                    "the hook did get through): catching TypeError to tell values from "
+                    "awaitables also swallows the hook's own TypeErrors. Test the result with "
+                    "inspect.isawaitable(), and let the hook's errors reach the caller.")
+    if on_lookup_error:
+        raise Wrong(f"when the async hook itself raised LookupError, call_hook returned "
+                    f"{on_lookup_error} instead of letting that error through. Catch nothing "
+                    "here: let the hook's errors reach the caller.")
     return ("plain values, coroutines, Futures and other awaitables all come back as results; "
             "the hook's own errors pass through.")
 

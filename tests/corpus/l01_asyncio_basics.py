@@ -448,3 +448,37 @@ async def album_title_empty_string_for_missing(album_id, fetch_album):
 async def track_artist_name_album_fetched_beside_the_track(track_id, fetch_track, fetch_album, fetch_artist):
     _, album = await asyncio.gather(fetch_track(track_id), fetch_album(163))  # a guessed album
     return (await fetch_artist(album["artist_id"]))["name"]
+
+
+# --- q3: a blanket except around the hook ---------------------------------------------------
+
+@wrong("q3", expect="both kinds were swallowed")
+async def call_hook_blanket_except_returns_none(hook, *args):
+    try:
+        result = hook(*args)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+    except Exception:  # noqa: BLE001 -- the mistake: the hook's own errors vanish
+        return None
+
+
+@wrong("q3", expect="a LookupError from the hook did get through")
+async def call_hook_catches_type_error_around_await(hook, *args):
+    result = hook(*args)
+    if not inspect.isawaitable(result):
+        return result
+    try:
+        return await result
+    except TypeError:  # the mistake: meant for "not awaitable", catches the hook's TypeError
+        return None
+
+
+@correct("q3")
+async def call_hook_reraises_after_logging(hook, *args):
+    try:
+        result = hook(*args)
+        return await result if inspect.isawaitable(result) else result
+    except Exception as exc:
+        exc.add_note(f"in hook {getattr(hook, '__name__', hook)!r}")
+        raise
