@@ -251,7 +251,9 @@ async def _track_cases(engine: AsyncEngine, backend: Backend, track_or_none) -> 
 
 q1 = Exercise(
     "07", "q1", "track_or_none", _check_track_or_none,
-    hints=["Looking an object up by its primary key is what `session.get(Model, key)` is for.",
+    hints=["Section 3 of the lesson (reading, and the identity map) shows a session method that "
+           "takes a model class and a primary key, and looks in the session before it asks the "
+           "database.",
            "`session.get` returns None when no row has that key, and it is a coroutine: `await` it.",
            "`return await session.get(Track, track_id)`"],
     limit=LIMIT,
