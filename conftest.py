@@ -25,6 +25,7 @@ os.environ.setdefault("COURSE_HOME", str(ROOT / ".course" / "test"))
 # answers), and a start that fails anyway is tried once more.
 
 import nbval.kernel  # noqa: E402
+import pytest  # noqa: E402
 
 try:
     import fcntl
@@ -76,6 +77,7 @@ SLOWEST = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)  # a run with -p no:xdist has no such hook
 def pytest_xdist_make_scheduler(config, log):  # noqa: ANN001, ANN201 -- xdist's hook
     """With --dist loadscope: the corpus one unit per lesson, and the slowest units first."""
     if config.getvalue("dist") != "loadscope":
