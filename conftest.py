@@ -29,6 +29,7 @@ collect_ignore = [] if os.environ.get("COURSE_TEST_HUB") else ["tests/test_hub.p
 # answers), and a start that fails anyway is tried once more.
 
 import nbval.kernel  # noqa: E402
+import pytest  # noqa: E402
 
 try:
     import fcntl
@@ -53,3 +54,50 @@ def _start_one_at_a_time(*args, **kwargs):
 
 
 nbval.kernel.start_new_kernel = _start_one_at_a_time
+
+
+# --- scheduling under pytest-xdist --------------------------------------------------------------
+# `--dist loadscope` gives each module, and each notebook, to one worker as a whole (a notebook's
+# cells share one kernel). tests/test_corpus.py was then one unit holding half of the suite's
+# time (1229 of 2379 s measured): it is split by lesson here, and the units known to take longest
+# go first, so that neither worker is left alone with a big one at the end.
+
+# Seconds per unit in one --durations run of the whole suite (2026-12-07, 2 workers, load
+# average about 20). Only the order matters: a stale figure costs time, never a test.
+SLOWEST = {
+    "tests/test_corpus.py::l11": 340, "tests/test_corpus.py::l06": 224,
+    "tests/test_corpus.py::l07": 165, "tests/test_corpus.py::l05": 153,
+    "notebooks/10-performance-and-scale.ipynb": 108, "tests/test_corpus.py::l04": 105,
+    "tests/test_databases.py": 100, "tests/test_corpus.py::l08": 93,
+    "notebooks/11-testing-and-capstone.ipynb": 84,
+    "solutions/11-testing-and-capstone-solution.ipynb": 80, "tests/test_corpus.py::l09": 79,
+    "notebooks/05-asyncpg-bulk-and-types.ipynb": 48,
+    "solutions/06-sqlalchemy-core-async-solution.ipynb": 46,
+    "solutions/08-relationships-and-loading-solution.ipynb": 40,
+    "notebooks/06-sqlalchemy-core-async.ipynb": 40, "solutions/07-orm-sessions-solution.ipynb": 40,
+    "solutions/09-fastapi-in-process-solution.ipynb": 33, "notebooks/09-fastapi-in-process.ipynb": 32,
+    "exercises/07-orm-sessions-workbook.ipynb": 29,
+    "exercises/11-testing-and-capstone-workbook.ipynb": 27,
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # a run with -p no:xdist has no such hook
+def pytest_xdist_make_scheduler(config, log):  # noqa: ANN001, ANN201 -- xdist's hook
+    """With --dist loadscope: the corpus one unit per lesson, and the slowest units first."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SlowestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            if scope == "tests/test_corpus.py" and "[l" in nodeid:  # test_...[l06_sqlalchemy_...-q1-...]
+                return f"{scope}::{nodeid.split('[', 1)[1][:3]}"
+            return scope
+
+        def _assign_work_unit(self, node) -> None:  # noqa: ANN001
+            heaviest = max(self.workqueue, key=lambda s: (SLOWEST.get(s, 0), len(self.workqueue[s])))
+            self.workqueue.move_to_end(heaviest, last=False)
+            super()._assign_work_unit(node)
+
+    return SlowestFirst(config, log)
