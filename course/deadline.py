@@ -53,7 +53,7 @@ class CheckCancelled(Exception):
     """The check's task was cancelled from inside, neither by its time limit nor from outside."""
 
 
-async def within(work: Coroutine[Any, Any, T], seconds: float, grace: float = GRACE) -> T:
+async def within(work: Coroutine[Any, Any, T], seconds: float, grace: float | None = None) -> T:
     """Await `work` in a task of its own under limited(seconds); raise TimeoutError if the limit
     expired, whatever `work` let out then (a bare CancelledError, another error, a result).
 
@@ -65,6 +65,7 @@ async def within(work: Coroutine[Any, Any, T], seconds: float, grace: float = GR
     the learner's own timeout around the check) stops `work` the same way and propagates.
     """
     loop = asyncio.get_running_loop()
+    grace = GRACE if grace is None else grace
     timeout: asyncio.Timeout | None = None
 
     async def body() -> T:

@@ -493,11 +493,12 @@ class LoopWatch:
         last = time.perf_counter()
         while not self._stop.wait(self._step):
             now = time.perf_counter()
-            self.lost += max(now - last - self._step, 0.0)
+            late = max(now - last - self._step, 0.0)
+            self.lost += late
             last = now
             loop_late = now - self._beat._last > self._late  # no tick for a while
             if loop_late and self._witness._learner_holds_loop():
-                self.held += self._step
+                self.held += self._step + min(late, self._step)  # a late sample counts a little more
 
     def __enter__(self) -> LoopWatch:
         self._thread.start()
