@@ -221,6 +221,7 @@ async def close_pool(pool: Any) -> None:
     if pool is None:
         return
     await asyncio.sleep(0)
+    _retrieve_releases()
     if checked_out(pool):
         pool.terminate()
         return
@@ -229,6 +230,15 @@ async def close_pool(pool: Any) -> None:
             await pool.close()
     except TimeoutError:
         pool.terminate()
+
+
+def _retrieve_releases() -> None:
+    """asyncpg hands a connection back in a shielded task when the acquiring task is cancelled
+    (a time limit, a TaskGroup's abort). Terminated meanwhile, that task fails with nobody to
+    see it, and asyncio would print "Task exception was never retrieved" under a later cell."""
+    for task in asyncio.all_tasks():
+        if getattr(task.get_coro(), "__qualname__", "") == "PoolConnectionHolder.release":
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 class StatementCounter:
