@@ -86,7 +86,8 @@ async def _evaluate(ex, answer) -> tuple[str, str]:  # noqa: ANN001
     return outcome.status, outcome.line
 
 
-async def main(keys: list[str], times: int, limits: tuple[float, float] | None = None) -> int:
+async def main(keys: list[str], times: int, limits: tuple[float, float] | None = None,
+               each: bool = False) -> int:
     exercises = {ex.key: ex for ex in all_exercises()}
     failed = 0
     chance = random.Random(4)
@@ -101,6 +102,8 @@ async def main(keys: list[str], times: int, limits: tuple[float, float] | None =
                 ex.limit = round(chance.uniform(*limits), 2)
             status, line = await _evaluate(ex, answer)
             verdicts[status] += 1
+            if each:  # every run as it ends: a run cut short still leaves its figures
+                print(f"  {key} run {sum(verdicts.values())}: {status}", flush=True)
             if status != "correct":
                 messages.add(line)
         ex.limit = limit
@@ -109,6 +112,7 @@ async def main(keys: list[str], times: int, limits: tuple[float, float] | None =
               + "".join(f"; {n} {status}" for status, n in verdicts.items() if status != "correct"))
         for line in sorted(messages):
             print(f"    {line}")
+        sys.stdout.flush()
     return 1 if failed else 0
 
 
@@ -120,5 +124,6 @@ if __name__ == "__main__":
                         help="a random time limit per run, between LOW and HIGH seconds, so that "
                              "it expires at every point of the check (❌ time limit or ⏳ are "
                              "then expected, never an exception)")
+    parser.add_argument("--each", action="store_true", help="print every run's verdict as it ends")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.keys, args.times, args.limits)))
+    sys.exit(asyncio.run(main(args.keys, args.times, args.limits, args.each)))
