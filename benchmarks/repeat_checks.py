@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import random
 import sys
+import traceback
 import types
 from pathlib import Path
 
@@ -69,24 +71,48 @@ def reference(lesson: str, function: str):  # noqa: ANN201
     return namespace[function]
 
 
-async def main(keys: list[str], times: int) -> int:
+async def _evaluate(ex, answer) -> tuple[str, str]:  # noqa: ANN001
+    """The status and line of one run, or "exception" and where it left the check: a check
+    must always end in its own line, whatever happens inside it."""
+    try:
+        outcome = await ex.evaluate(answer)
+    except BaseException as exc:  # noqa: BLE001 -- counted, never hidden
+        task = asyncio.current_task()
+        while task is not None and task.cancelling():
+            task.uncancel()  # a cancellation that escaped the check must not end this script
+        frames = traceback.extract_tb(exc.__traceback__)[-3:]
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames))
+        return "exception", f"{type(exc).__name__} at {where}"
+    return outcome.status, outcome.line
+
+
+async def main(keys: list[str], times: int, limits: tuple[float, float] | None = None,
+               each: bool = False) -> int:
     exercises = {ex.key: ex for ex in all_exercises()}
     failed = 0
+    chance = random.Random(4)
     for key in keys:
         ex = exercises[key]
         answer = reference(ex.lesson, ex.function)
         verdicts: collections.Counter[str] = collections.Counter()
         messages = set()
+        limit = ex.limit
         for _ in range(times):
-            outcome = await ex.evaluate(answer)
-            verdicts[outcome.status] += 1
-            if outcome.status != "correct":
-                messages.add(outcome.line)
+            if limits is not None:  # a time limit that lands anywhere inside the check
+                ex.limit = round(chance.uniform(*limits), 2)
+            status, line = await _evaluate(ex, answer)
+            verdicts[status] += 1
+            if each:  # every run as it ends: a run cut short still leaves its figures
+                print(f"  {key} run {sum(verdicts.values())}: {status}", flush=True)
+            if status != "correct":
+                messages.add(line)
+        ex.limit = limit
         failed += times - verdicts["correct"]
         print(f"{key}: {verdicts['correct']} of {times} correct"
               + "".join(f"; {n} {status}" for status, n in verdicts.items() if status != "correct"))
         for line in sorted(messages):
             print(f"    {line}")
+        sys.stdout.flush()
     return 1 if failed else 0
 
 
@@ -94,5 +120,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("keys", nargs="+", help="exercises as NN.qK")
     parser.add_argument("--times", type=int, default=20)
+    parser.add_argument("--limits", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="a random time limit per run, between LOW and HIGH seconds, so that "
+                             "it expires at every point of the check (❌ time limit or ⏳ are "
+                             "then expected, never an exception)")
+    parser.add_argument("--each", action="store_true", help="print every run's verdict as it ends")
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.keys, args.times)))
+    sys.exit(asyncio.run(main(args.keys, args.times, args.limits, args.each)))

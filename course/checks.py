@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from course import progress
-from course.deadline import limited
+from course.deadline import CheckCancelled, within
 from course.errors import CourseError, explanation_for, remember
 from course.postgres import is_too_many_connections, no_free_connection
-from course.probes import Heartbeat, sleeps_on_loop
+from course.probes import Heartbeat, LoopWatch, sleeps_on_loop
 
 DEFAULT_LIMIT = 10.0  # seconds; generous, only there so a deadlock cannot hang the notebook
 
@@ -206,8 +206,11 @@ class Exercise:
                            f"pass your function `{self.function}` itself; this is {kind}.")
         try:
             with sleeps_on_loop() as slept:  # seen, not timed: time.sleep() on the loop's thread
-                async with Heartbeat(interval=0.05, limit=2.0) as beat, limited(self.limit):
-                    remark = await self.checker(answer)
+                async with Heartbeat(interval=0.05, limit=2.0) as beat:
+                    with LoopWatch(answer, beat) as watch:
+                        # a task of its own: the time limit ends in a verdict, however deep
+                        # inside a driver it lands, and clean-up after it is bounded
+                        remark = await within(self.checker(answer), self.limit)
         except NotAttempted:
             return Outcome(self.name, "not attempted",
                            f"replace `raise NotImplementedError` in {self.function} with your code.")
@@ -224,16 +227,12 @@ class Exercise:
                 message += f" ({item.title}: `course.explain()` says what to do)"
             return Outcome(self.name, "wrong", message)
         except TimeoutError:
-            if slept or beat.blocked:  # a gap of 2 s or more: far beyond what a busy machine causes
-                return Outcome(self.name, "wrong",
-                               f"it did not finish within {self.limit:g} s, and the event loop "
-                               "stood still for seconds on the way: is there a time.sleep() or "
-                               "another blocking call inside async code?")
-            if beat.lateness > 0.3 * self.limit:  # the loop lost a third of the time to a busy machine
-                return Outcome(self.name, "busy", TOO_BUSY)
+            return self._out_of_time(slept, beat, watch)
+        except CheckCancelled:
             return Outcome(self.name, "wrong",
-                           f"it did not finish within {self.limit:g} s. Is something waiting for "
-                           "ever: a lock, a connection never released, an event never set?")
+                           "the check was cancelled from inside, neither by its time limit nor "
+                           "by you: does your code cancel a task it does not own, such as "
+                           "asyncio.current_task()? Cancel only the tasks you created.")
         except CourseError as exc:  # the set-up failed (no free connection, say): not judged
             return Outcome(self.name, "busy", f"{exc.problem} Fix: {exc.fix}")
         except Exception as exc:  # a bug in the check, not in the learner's code
@@ -242,6 +241,24 @@ class Exercise:
                 return Outcome(self.name, "busy", f"{error.problem} Fix: {error.fix}")
             return Outcome(self.name, "error", f"{_describe(exc)}. Please report it.")
         return Outcome(self.name, "correct", remark or "")
+
+    def _out_of_time(self, slept: list[float], beat: Heartbeat, watch: LoopWatch) -> Outcome:
+        """The verdict when the time limit expired: ❌ only on what was seen (the learner's
+        code holding the loop) or on a machine measured not busy; otherwise not judged."""
+        seen = sum(slept) + watch.held  # the learner's code seen on the loop's thread, seconds
+        busy = (beat.lateness - seen > 0.3 * self.limit  # the loop lost a third of the time
+                or watch.lost > 0.3 * self.limit  # so did the whole process
+                or (beat.blocked and seen < 1.0))  # a gap of 2 s or more, none of it the learner's
+        if seen >= 1.0 or (slept and not busy):
+            return Outcome(self.name, "wrong",
+                           f"it did not finish within {self.limit:g} s, and the event loop "
+                           "stood still for seconds on the way: is there a time.sleep() or "
+                           "another blocking call inside async code?")
+        if busy:
+            return Outcome(self.name, "busy", TOO_BUSY)
+        return Outcome(self.name, "wrong",
+                       f"it did not finish within {self.limit:g} s. Is something waiting for "
+                       "ever: a lock, a connection never released, an event never set?")
 
     def check(self, answer: Any) -> PendingCheck:
         """Check an answer, print one line, and record it in your progress: `await` it."""

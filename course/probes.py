@@ -221,6 +221,7 @@ async def close_pool(pool: Any) -> None:
     if pool is None:
         return
     await asyncio.sleep(0)
+    _retrieve_releases()
     if checked_out(pool):
         pool.terminate()
         return
@@ -229,6 +230,15 @@ async def close_pool(pool: Any) -> None:
             await pool.close()
     except TimeoutError:
         pool.terminate()
+
+
+def _retrieve_releases() -> None:
+    """asyncpg hands a connection back in a shielded task when the acquiring task is cancelled
+    (a time limit, a TaskGroup's abort). Terminated meanwhile, that task fails with nobody to
+    see it, and asyncio would print "Task exception was never retrieved" under a later cell."""
+    for task in asyncio.all_tasks():
+        if getattr(task.get_coro(), "__qualname__", "") == "PoolConnectionHolder.release":
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 class StatementCounter:
@@ -468,3 +478,42 @@ def _quiet_pool_log(hush: _PoolLogHush) -> Iterator[None]:
     finally:
         log.removeHandler(hush)
         log.propagate = propagate
+
+
+class LoopWatch:
+    """From a thread of its own, while a check runs: the time this process lost to a busy
+    machine (`lost`: the thread's own lateness, which a blocked event loop does not cause, since
+    time.sleep, join and I/O release the GIL and Python code gives it up every few ms), and how
+    long the learner's code was seen holding the loop's thread while `beat` was late (`held`).
+
+        with LoopWatch(answer, beat) as watch:
+            ...
+        watch.lost, watch.held      # seconds
+    """
+
+    def __init__(self, answer: Any, beat: Heartbeat, step: float = 0.05, late: float = 0.5) -> None:
+        self.lost = 0.0
+        self.held = 0.0
+        self._beat, self._step, self._late = beat, step, late
+        self._witness = LoopWitness(answer)  # on the loop: knows its thread and the learner's code
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="course-loop-watch", daemon=True)
+
+    def _watch(self) -> None:
+        last = time.perf_counter()
+        while not self._stop.wait(self._step):
+            now = time.perf_counter()
+            late = max(now - last - self._step, 0.0)
+            self.lost += late
+            last = now
+            loop_late = now - self._beat._last > self._late  # no tick for a while
+            if loop_late and self._witness._learner_holds_loop():
+                self.held += self._step + min(late, self._step)  # a late sample counts a little more
+
+    def __enter__(self) -> LoopWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
