@@ -192,7 +192,7 @@ async def _check_rolled_back_session(rolled_back_session) -> str:
 
 
 q1 = Exercise(
-    "11", "q1", "rolled_back_session", _check_rolled_back_session,
+    "q1", "rolled_back_session", _check_rolled_back_session,
     hints=["`async with engine.connect() as conn:` then `transaction = await conn.begin()`: the "
            "outer transaction, which the test never sees.",
            "Bind the session to that connection: `session = AsyncSession(bind=conn, "
@@ -328,7 +328,7 @@ def _judge_overrides_left(app: Any, get_session: Any, what: str) -> None:
 
 
 q2 = Exercise(
-    "11", "q2", "client_with_session", _check_client_with_session,
+    "q2", "client_with_session", _check_client_with_session,
     hints=["Write an async generator that overrides the session dependency: `async def "
            "test_session(): yield session`, then `app.dependency_overrides[get_session] = "
            "test_session`.",
@@ -671,7 +671,7 @@ async def _check_store_tests(store_tests) -> str:
 
 
 q3 = Exercise(
-    "11", "q3", "store_tests", _check_store_tests,
+    "q3", "store_tests", _check_store_tests,
     hints=["Start from one test per route, each with a precise expectation: the status code "
            "and the JSON. A test that only checks `status_code == 200` catches few bugs.",
            "Think like the bugs: a repeated artist name (409, then the store still works); two "
@@ -1696,7 +1696,7 @@ async def _check_create_store_app(create_store_app) -> str:
 
 
 q4 = Exercise(
-    "11", "q4", "create_store_app", _check_create_store_app,
+    "q4", "create_store_app", _check_create_store_app,
     hints=["Start from lesson 09's create_app: a lifespan that creates the engine and yields "
            "{'engine': engine, 'sessionmaker': ...}, and get_session. Then one route at a time, "
            "checking as you go.",
