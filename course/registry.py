@@ -76,9 +76,9 @@ LESSONS = tuple(Lesson(f"{index:02d}", slug) for index, slug in enumerate(SLUGS)
 
 
 def lesson(number: str) -> Lesson:
-    """The lesson numbered `number` ("04", or "4"); LookupError if there is none."""
+    """The lesson numbered `number` ("04"); LookupError if there is none."""
     for found in LESSONS:
-        if found.number == number.zfill(2):
+        if found.number == number:
             return found
     raise LookupError(f"no lesson {number!r}: the course has {', '.join(n.number for n in LESSONS)}")
 

@@ -932,7 +932,3 @@ q5 = Exercise(
            "then `return (track.name, album.title if album else None, genre.name if genre else None)`."],
     title="Reading relationships with awaitable_attrs",
 )
-
-# imported for the workbook's own experiments
-__all__ = ["Album", "Artist", "Customer", "Genre", "Invoice", "InvoiceLine", "Track", "q1", "q2",
-           "q3", "q4", "q5", "tuple_"]
