@@ -85,18 +85,15 @@ def check_figures() -> list[tuple[str, float, str]]:
 def corpus_counts(lesson: str, exercise: str) -> tuple[int, int]:
     """How many wrong and differently-correct answers tests/corpus/ holds for one exercise."""
     import importlib
-    import pkgutil
 
-    import tests.corpus
+    from course import registry
     from tests.corpus import CorrectAnswer, WrongAnswer
 
     wrong = right = 0
-    for info in pkgutil.iter_modules(tests.corpus.__path__):
-        if info.name.startswith(f"l{lesson}_"):
-            for value in vars(importlib.import_module(f"tests.corpus.{info.name}")).values():
-                if getattr(value, "exercise", None) == exercise:
-                    wrong += isinstance(value, WrongAnswer)
-                    right += isinstance(value, CorrectAnswer)
+    for value in vars(importlib.import_module(registry.lesson(lesson).corpus_module)).values():
+        if getattr(value, "exercise", None) == exercise:
+            wrong += isinstance(value, WrongAnswer)
+            right += isinstance(value, CorrectAnswer)
     return wrong, right
 
 

@@ -49,13 +49,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from workshop import ROLE, Poller, Server, course_databases, free_port  # noqa: E402
 
+from course import registry  # noqa: E402
+
 PROXY_VERSION = "5.3.0"
 NPM_PREFIX = ROOT / ".course" / "hub-npm"
 CONFIG = ROOT / "benchmarks" / "jupyterhub_config.py"
 SHOTS = ROOT / ".course" / "screenshots"
 STUB = 'raise NotImplementedError("your code here")'
-WORKBOOKS = {"04": "04-asyncpg", "05": "05-asyncpg-bulk-and-types", "07": "07-orm-sessions",
-             "09": "09-fastapi-in-process"}
 SPAWN_LIMIT = 600  # seconds from the login to a running server (the config allows 300 per start)
 TARGET = "async-databases"  # nbgitpuller's targetpath: the course's folder in each home
 
@@ -266,13 +266,13 @@ def check_lines(text: str) -> list[str]:
 async def run_workbook(web, base: str, nn: str, report: dict, t0: float) -> None:  # noqa: ANN001
     """Run workbook nn cell by cell in a kernel of the learner's server: a wrong answer to its
     first exercise, then every exercise solved (the solution's cell), each followed by its check."""
-    slug = WORKBOOKS[nn]
+    slug = registry.lesson(nn).stem
     book = f"{TARGET}/exercises/{slug}-workbook.ipynb"
     cells = [(await web.get(f"{base}/api/contents/{TARGET}/{folder}/{slug}-{kind}.ipynb"))
              .raise_for_status().json()["content"]["cells"]
              for folder, kind in (("exercises", "workbook"), ("solutions", "solution"))]
     workbook, solution = cells
-    corpus = f"l{slug.replace('-', '_')}"
+    corpus = registry.lesson(nn).module
     began = time.perf_counter()
     wrong_done = False
     async with Kernel(web, base, book) as kernel:

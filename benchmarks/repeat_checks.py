@@ -39,13 +39,10 @@ def _definitions(lesson: str) -> str:
     """The solution notebook's cells that only import or define (its imports, the schemas of
     lesson 09): every code cell without a solution or a top-level await, and the imports of a
     cell that also awaits (lesson 10 opens with one)."""
+    from course import registry
     from course.build import read_notebook
-    from course.paths import SOLUTIONS
 
-    found = sorted(SOLUTIONS.glob(f"{lesson}-*.ipynb"))
-    if not found:
-        return ""
-    cells = [c.source for c in read_notebook(found[0]).cells if c.cell_type == "code"]
+    cells = [c.source for c in read_notebook(registry.lesson(lesson).solution).cells if c.cell_type == "code"]
     kept = [s if "await " not in s else _imports_of(s) for s in cells if "SOLUTION" not in s]
     return "\n\n".join(kept)
 

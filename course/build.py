@@ -17,8 +17,9 @@ from pathlib import Path
 
 import nbformat
 
+from course import registry
 from course.errors import CourseError
-from course.paths import ROOT, SOLUTIONS, workbook_for
+from course.paths import ROOT
 
 BEGIN = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^(\s*)### END SOLUTION\s*$")
@@ -97,23 +98,25 @@ def workbook_from(solution: Path) -> nbformat.NotebookNode:
 
 def solution_source(lesson: str, function: str) -> str:
     """The solution cell that defines `function` in solutions/<lesson>-*.ipynb, without markers."""
-    matches = sorted(SOLUTIONS.glob(f"{lesson}-*.ipynb"))
-    if not matches:
+    found = [each.solution for each in registry.LESSONS if each.number == lesson]
+    if not found or not found[0].exists():
         return f"(no solutions notebook for lesson {lesson})"
-    nb = read_notebook(matches[0])
+    nb = read_notebook(found[0])
     pattern = re.compile(rf"^\s*(async\s+)?def\s+{re.escape(function)}\b|^{re.escape(function)}\s*=", re.M)
     for cell in nb.cells:
         if cell.cell_type == "code" and pattern.search(cell.source) and "SOLUTION" in cell.source:
             lines = [ln for ln in cell.source.splitlines() if not (BEGIN.match(ln) or END.match(ln))]
             return "\n".join(re.sub(r"\s*#\s*SOLUTION\s*$", "", ln) for ln in lines)
-    return f"(no solution found for {function} in {matches[0].name})"
+    return f"(no solution found for {function} in {found[0].name})"
 
 
 def build_all(only: str | None = None) -> list[Path]:
     """Write exercises/ from solutions/ (sources only); return the notebooks written."""
     written = []
-    for solution in sorted(SOLUTIONS.glob(f"{only or '[0-9][0-9]'}-*.ipynb")):
-        target = workbook_for(solution)
+    for lesson in registry.LESSONS:
+        if only not in (None, lesson.number):
+            continue
+        solution, target = lesson.solution, lesson.workbook
         new = workbook_from(solution)
         if target.exists():  # keep outputs if the sources did not change
             old = read_notebook(target)

@@ -2,7 +2,7 @@
 
 A lesson's check module declares its exercises:
 
-    q1 = Exercise("00", "q1", "mmss", checker=_check_mmss, hints=[...])
+    q1 = Exercise("q1", "mmss", checker=_check_mmss, hints=[...])
 
 and a workbook calls `await ex.q1.check(mmss)`. The checker receives the learner's answer and
 uses `call()` to run it; it raises `Wrong("reason")` to reject it, and may return a short
@@ -15,13 +15,14 @@ import asyncio
 import gc
 import inspect
 import os
+import sys
 import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from course import progress
+from course import progress, registry
 from course.deadline import CheckCancelled, within
 from course.errors import CourseError, explanation_for, remember
 from course.postgres import is_too_many_connections, no_free_connection
@@ -179,15 +180,30 @@ Checker = Callable[[Any], Awaitable[str | None]]
 
 @dataclass
 class Exercise:
-    """One checked exercise of a workbook."""
+    """One checked exercise of a workbook.
 
-    lesson: str                 # "00"
+    Declared in a lesson's check module, it takes its `lesson` from course/registry.py by that
+    module's name, and joins the module's `__all__`: a workbook's `ex.` offers the exercises."""
+
     name: str                   # "q1"
     function: str               # the name the learner defines, for messages and solution()
     checker: Checker
     hints: list[str] = field(default_factory=list)
     limit: float = DEFAULT_LIMIT
     title: str = ""
+    lesson: str = ""            # "00"; given only outside a check module (the course's own tests)
+
+    def __post_init__(self) -> None:
+        if self.lesson:
+            return
+        frame = sys._getframe(1)
+        while frame.f_globals.get("__name__") == __name__:  # past the dataclass's own __init__
+            frame = frame.f_back
+        module = frame.f_globals
+        self.lesson = registry.by_module(module["__name__"]).number
+        names = module.setdefault("__all__", [])
+        if self.name not in names:  # a reloaded module declares it again
+            names.append(self.name)
 
     @property
     def key(self) -> str:

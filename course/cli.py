@@ -7,14 +7,15 @@ import os
 import sys
 from pathlib import Path
 
+from course import registry
 from course.errors import CourseError
-from course.paths import EXERCISES, ROOT
+from course.paths import ROOT
 
 
 def _lessons(arg: str | None) -> list[str]:
     if arg:
         return [arg.zfill(2)]
-    return sorted({p.name[:2] for p in EXERCISES.glob("[0-9][0-9]-*.ipynb")})
+    return [lesson.number for lesson in registry.LESSONS]
 
 
 def cmd_progress(args: argparse.Namespace) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import re
 import shutil
 import subprocess
@@ -13,12 +11,12 @@ from pathlib import Path
 
 import nbformat
 
-from course import progress
+from course import progress, registry
 from course.build import QUIET_KERNEL, execute, read_notebook, workbook_from
 from course.checks import STATUSES, Exercise, Outcome, Status, exercises_of
 from course.display import OUTCOME_MIME
 from course.errors import CourseError
-from course.paths import EXERCISES, ROOT, SOLUTIONS, solution_for, state_dir
+from course.paths import ROOT, state_dir
 
 # Check lines stored before verdicts carried their data, or printed outside a kernel.
 OUTCOME_LINE = re.compile(r"^(✅|❌|⏳|⚠️) (q\d+) "
@@ -30,13 +28,7 @@ STATUS_OF: dict[str, Status] = {"correct": "correct", "not yet": "wrong",
 
 def all_exercises() -> list[Exercise]:
     """Every checked exercise of the course, in lesson order."""
-    import course.lessons
-
-    found: list[Exercise] = []
-    for info in sorted(pkgutil.iter_modules(course.lessons.__path__), key=lambda m: m.name):
-        if re.match(r"l\d\d_", info.name):
-            found += exercises_of(importlib.import_module(f"course.lessons.{info.name}"))
-    return found
+    return [ex for lesson in registry.LESSONS for ex in exercises_of(lesson.checks())]
 
 
 def width(text: str) -> int:
@@ -93,8 +85,8 @@ def progress_table() -> ProgressTable:
     solved = sum(1 for ex in exercises if done.get(ex.key, {}).get("status") == "correct")
     footer = [f"{solved} of {len(exercises)} exercises correct."]
     if next_up is not None:
-        book = next(iter(sorted(EXERCISES.glob(f"{next_up.lesson}-*.ipynb"))), None)
-        footer.append(f"Next: {next_up.name} ({next_up.function}) in exercises/{book.name if book else next_up.lesson}.")
+        book = registry.lesson(next_up.lesson).workbook
+        footer.append(f"Next: {next_up.name} ({next_up.function}) in exercises/{book.name}.")
     else:
         footer.append("Every exercise is correct. Well done!")
     widths = [max(width(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -109,11 +101,11 @@ def progress_table() -> ProgressTable:
 
 
 def _workbook(lesson: str) -> Path:
-    matches = sorted(EXERCISES.glob(f"{lesson}-*.ipynb"))
-    if not matches:
-        known = ", ".join(sorted(p.name[:2] for p in EXERCISES.glob("[0-9][0-9]-*.ipynb")))
+    found = [each.workbook for each in registry.LESSONS if each.number == lesson]
+    if not found or not found[0].exists():
+        known = ", ".join(each.number for each in registry.LESSONS if each.workbook.exists())
         raise CourseError(f"There is no workbook for lesson {lesson!r}.", f"use one of: {known}.")
-    return matches[0]
+    return found[0]
 
 
 def reset(lesson: str) -> tuple[Path, Path]:
@@ -133,7 +125,7 @@ def reset(lesson: str) -> tuple[Path, Path]:
     if shipped is not None:
         target.write_bytes(shipped)
     else:  # not a git checkout (a zip, say): build it again, with its outputs
-        nbformat.write(workbook_from(SOLUTIONS / solution_for(target).name), target)
+        nbformat.write(workbook_from(registry.lesson(lesson).solution), target)
         execute(target)
     progress.forget(lesson)  # its checks judged code that is gone
     return target, backup

@@ -21,7 +21,7 @@ async def _expect_double(fn) -> str:
     return "42."
 
 
-EX = Exercise("99", "q1", "double", _expect_double, hints=["Multiply.", "By two.", "x * 2"], limit=0.5)
+EX = Exercise("q1", "double", _expect_double, hints=["Multiply.", "By two.", "x * 2"], limit=0.5, lesson="99")
 
 
 def run(answer) -> tuple[str, str]:
@@ -170,7 +170,7 @@ def test_a_bug_in_the_checker_is_not_blamed_on_the_learner() -> None:
     async def broken(fn) -> None:
         raise KeyError("oops")
 
-    outcome = asyncio.run(Exercise("99", "q9", "f", broken).evaluate(lambda: None))
+    outcome = asyncio.run(Exercise("q9", "f", broken, lesson="99").evaluate(lambda: None))
     assert outcome.status == "error" and "Please report it" in outcome.line
 
 
@@ -259,7 +259,7 @@ def test_blocking_code_is_still_stopped_afterwards(limit: float, monkeypatch) ->
     async def sleepy() -> None:
         await asyncio.sleep(5)
 
-    outcome, beat = judged_timing(Exercise("99", "q2", "sleepy", slow, limit=limit), sleepy, monkeypatch)
+    outcome, beat = judged_timing(Exercise("q2", "sleepy", slow, limit=limit, lesson="99"), sleepy, monkeypatch)
     if assert_wrong_unless_measured_busy(outcome, beat, limit):
         assert "did not finish" in outcome.message
 
@@ -274,7 +274,7 @@ def test_a_multi_line_error_is_reported_on_one_line() -> None:
         await call(fn)
         return "unreachable"
 
-    outcome = asyncio.run(Exercise("99", "q1", "answer", checker).evaluate(answer))
+    outcome = asyncio.run(Exercise("q1", "answer", checker, lesson="99").evaluate(answer))
     assert outcome.status == "wrong" and "\n" not in outcome.line
     assert outcome.line.endswith("your code raised ValueError: insert violates a constraint")
 
@@ -376,7 +376,7 @@ async def _too_busy(fn) -> str:
 def test_a_machine_too_busy_to_judge_says_so_and_keeps_the_last_verdict(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))
     asyncio.run(_checked(lambda x: x * 2))
-    busy = Exercise("99", "q1", "double", _too_busy)
+    busy = Exercise("q1", "double", _too_busy, lesson="99")
     asyncio.run(busy._check(lambda x: x * 2))
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("⏳ q1 not judged: the machine was too busy to judge this")
@@ -393,7 +393,7 @@ def test_set_up_time_is_not_the_learners(tmp_path, monkeypatch) -> None:
             await asyncio.sleep(0.8)  # longer than the whole 0.5 s limit
         return await _expect_double(fn)
 
-    quick = Exercise("99", "q1", "double", slow_set_up_then_answer, limit=0.5)
+    quick = Exercise("q1", "double", slow_set_up_then_answer, limit=0.5, lesson="99")
     assert asyncio.run(quick.evaluate(lambda x: x * 2)).status == "correct"
     outcome, beat = judged_timing(quick, _never_finishes, monkeypatch)
     assert_wrong_unless_measured_busy(outcome, beat, quick.limit)
@@ -414,6 +414,6 @@ def test_a_time_limit_eaten_by_a_starved_loop_is_not_judged() -> None:
                 pass
             await asyncio.sleep(0)
 
-    slow = Exercise("99", "q1", "double", starved, limit=1.0)
+    slow = Exercise("q1", "double", starved, limit=1.0, lesson="99")
     outcome = asyncio.run(slow.evaluate(lambda x: x * 2))
     assert (outcome.status, outcome.message.split(" (")[0]) == ("busy", TOO_BUSY.split(" (")[0])

@@ -7,21 +7,24 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
-import pkgutil
+from types import ModuleType
 
 import pytest
 
-import course.lessons
-import tests.corpus
+from course import registry
 from course.checks import exercises_of
 from tests.corpus import CorrectAnswer, WrongAnswer
 
-LESSONS = sorted(m.name for m in pkgutil.iter_modules(course.lessons.__path__) if m.name[:1] == "l")
+LESSONS = [lesson.module for lesson in registry.LESSONS]  # "l00_welcome", ...: the test ids
+
+
+def checks_of(lesson: str) -> ModuleType:
+    return registry.by_module(lesson).checks()
 
 
 def corpus_of(lesson: str) -> list[WrongAnswer]:
     try:
-        module = importlib.import_module(f"tests.corpus.{lesson}")
+        module = importlib.import_module(registry.by_module(lesson).corpus_module)
     except ModuleNotFoundError:
         return []
     return [v for v in vars(module).values() if isinstance(v, WrongAnswer)]
@@ -29,7 +32,7 @@ def corpus_of(lesson: str) -> list[WrongAnswer]:
 
 def correct_of(lesson: str) -> list[CorrectAnswer]:
     try:
-        module = importlib.import_module(f"tests.corpus.{lesson}")
+        module = importlib.import_module(registry.by_module(lesson).corpus_module)
     except ModuleNotFoundError:
         return []
     return [v for v in vars(module).values() if isinstance(v, CorrectAnswer)]
@@ -54,7 +57,7 @@ def _imports_frozen():
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_every_exercise_has_a_wrong_answer(lesson: str) -> None:
-    checks = {ex.name for ex in exercises_of(importlib.import_module(f"course.lessons.{lesson}"))}
+    checks = {ex.name for ex in exercises_of(checks_of(lesson))}
     covered = {entry.exercise for entry in corpus_of(lesson)}
     assert checks, f"{lesson} declares no exercises"
     assert checks <= covered, f"{lesson}: no wrong answer in tests/corpus for {sorted(checks - covered)}"
@@ -62,7 +65,7 @@ def test_every_exercise_has_a_wrong_answer(lesson: str) -> None:
 
 @pytest.mark.parametrize(("lesson", "entry"), CASES, ids=[f"{lesson}-{e.label}" for lesson, e in CASES])
 def test_wrong_answer_is_rejected(lesson: str, entry: WrongAnswer) -> None:
-    module = importlib.import_module(f"course.lessons.{lesson}")
+    module = checks_of(lesson)
     outcome = asyncio.run(getattr(module, entry.exercise).evaluate(entry.answer))
     assert outcome.status == "wrong", outcome.line
     assert entry.expect.lower() in outcome.message.lower(), outcome.line
@@ -70,7 +73,7 @@ def test_wrong_answer_is_rejected(lesson: str, entry: WrongAnswer) -> None:
 
 @pytest.mark.parametrize(("lesson", "entry"), RIGHT, ids=[f"{lesson}-{e.label}" for lesson, e in RIGHT])
 def test_correct_answer_is_accepted(lesson: str, entry: CorrectAnswer) -> None:
-    module = importlib.import_module(f"course.lessons.{lesson}")
+    module = checks_of(lesson)
     exercises = {ex.name for ex in exercises_of(module)}
     assert entry.exercise in exercises, f"{lesson} has no exercise {entry.exercise}"
     outcome = asyncio.run(getattr(module, entry.exercise).evaluate(entry.answer))
@@ -85,12 +88,8 @@ def test_stub_is_not_attempted(lesson: str) -> None:
     async def async_stub(*args, **kwargs):
         raise NotImplementedError("your code here")
 
-    for ex in exercises_of(importlib.import_module(f"course.lessons.{lesson}")):
+    for ex in exercises_of(checks_of(lesson)):
         for fn in (stub, async_stub):
             outcome = asyncio.run(ex.evaluate(fn))
             assert outcome.status == "not attempted", outcome.line
 
-
-def test_corpus_modules_match_lessons() -> None:
-    names = {m.name for m in pkgutil.iter_modules(tests.corpus.__path__)}
-    assert names <= set(LESSONS), f"corpus modules without a lesson: {sorted(names - set(LESSONS))}"

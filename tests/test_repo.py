@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -14,69 +14,78 @@ import nbformat
 import pytest
 import yaml
 
+from course import registry
 from course.build import workbook_from
 from course.checks import exercises_of
 from course.doctor import pins
 from course.workbooks import outcomes_in
 
 ROOT = Path(__file__).resolve().parent.parent
-SUFFIX = {"notebooks": "", "exercises": "-workbook", "solutions": "-solution"}
-
-
-def _slug(folder: str, path: Path) -> str:
-    return path.stem.removesuffix(SUFFIX[folder])
-
-
-def _file(folder: str, slug: str) -> Path:
-    """notebooks/NN-slug.ipynb, exercises/NN-slug-workbook.ipynb, solutions/NN-slug-solution.ipynb"""
-    return ROOT / folder / f"{slug}{SUFFIX[folder]}.ipynb"
-
-
-LESSONS = sorted({_slug(d, p) for d in SUFFIX for p in (ROOT / d).glob("[0-9][0-9]-*.ipynb")})
-WORKBOOKS = [slug for slug in LESSONS if _file("solutions", slug).exists()]
+LESSONS = registry.LESSONS
+IDS = [lesson.stem for lesson in LESSONS]
 
 
 def test_lessons_are_numbered_from_00_without_gaps() -> None:
-    numbers = sorted({int(name[:2]) for name in LESSONS})
+    numbers = [int(lesson.number) for lesson in LESSONS]
     assert numbers == list(range(len(numbers))), numbers
 
 
-@pytest.mark.parametrize("name", LESSONS)
-def test_every_lesson_has_its_three_notebooks(name: str) -> None:
-    for folder in SUFFIX:
-        assert _file(folder, name).exists(), f"{_file(folder, name).relative_to(ROOT)} is missing"
+@pytest.mark.parametrize("lesson", LESSONS, ids=IDS)
+def test_every_lesson_has_its_three_notebooks(lesson: registry.Lesson) -> None:
+    for path in (lesson.notebook, lesson.workbook, lesson.solution):
+        assert path.exists(), f"{path.relative_to(ROOT)} is missing"
+    assert importlib.util.find_spec(lesson.check_module), f"{lesson.check_module} is missing"
 
 
-@pytest.mark.parametrize("name", WORKBOOKS)
-def test_exercises_equal_a_fresh_build(name: str) -> None:
-    built = workbook_from(_file("solutions", name))
-    committed = nbformat.read(_file("exercises", name), as_version=4)
+def test_no_notebook_or_check_module_outside_the_registry() -> None:
+    """A lesson's files are named in course/registry.py: a new one is added to SLUGS there."""
+    known = {p for lesson in LESSONS for p in (lesson.notebook, lesson.workbook, lesson.solution)}
+    on_disk = {p for folder in ("notebooks", "exercises", "solutions") for p in (ROOT / folder).glob("*.ipynb")}
+    assert on_disk <= known, f"not in course/registry.py: {sorted(str(p.relative_to(ROOT)) for p in on_disk - known)}"
+    modules = {lesson.module for lesson in LESSONS}
+    for folder in ("course/lessons", "tests/corpus"):
+        stray = {p.stem for p in (ROOT / folder).glob("[!_]*.py")} - modules
+        assert not stray, f"{folder}: modules without a lesson in course/registry.py: {sorted(stray)}"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=IDS)
+def test_check_module_offers_its_exercises_only(lesson: registry.Lesson) -> None:
+    module = lesson.checks()
+    exercises = exercises_of(module)
+    assert all(ex.lesson == lesson.number for ex in exercises)
+    assert sorted(module.__all__) == sorted(ex.name for ex in exercises), \
+        f"{lesson.check_module}: __all__ lists the exercises, nothing else"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=IDS)
+def test_exercises_equal_a_fresh_build(lesson: registry.Lesson) -> None:
+    built = workbook_from(lesson.solution)
+    committed = nbformat.read(lesson.workbook, as_version=4)
     def shape(nb):
         return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
 
     assert shape(committed) == shape(built), \
-        f"exercises/{name}-workbook.ipynb is out of date: run `make build`"
+        f"exercises/{lesson.workbook.name} is out of date: run `make build`"
 
 
-@pytest.mark.parametrize("name", WORKBOOKS)
-def test_stored_check_lines_prove_solution_and_stub(name: str) -> None:
-    module = importlib.import_module(f"course.lessons.l{name[:2]}_{name[3:].replace('-', '_')}")
-    expected = [ex.name for ex in exercises_of(module)]
-    assert len(expected) >= 3, f"{name}: a workbook has 3 to 6 exercises"
-    solved = outcomes_in(nbformat.read(_file("solutions", name), as_version=4))
+@pytest.mark.parametrize("lesson", LESSONS, ids=IDS)
+def test_stored_check_lines_prove_solution_and_stub(lesson: registry.Lesson) -> None:
+    expected = [ex.name for ex in exercises_of(lesson.checks())]
+    assert len(expected) >= 3, f"{lesson.stem}: a workbook has 3 to 6 exercises"
+    solved = outcomes_in(nbformat.read(lesson.solution, as_version=4))
     assert sorted(o.exercise for o in solved) == sorted(expected), "solutions/: one check line per exercise"
     assert all(o.status == "correct" for o in solved), [o.message for o in solved if o.status != "correct"]
-    stubs = outcomes_in(nbformat.read(_file("exercises", name), as_version=4))
+    stubs = outcomes_in(nbformat.read(lesson.workbook, as_version=4))
     assert sorted(o.exercise for o in stubs) == sorted(expected), "exercises/: one check line per exercise"
     assert all(o.status == "not attempted" for o in stubs), [o.message for o in stubs if o.status != "not attempted"]
 
 
-@pytest.mark.parametrize("name", LESSONS)
-def test_lesson_opens_and_closes_the_same_way(name: str) -> None:
-    nb = nbformat.read(_file("notebooks", name), as_version=4)
+@pytest.mark.parametrize("lesson", LESSONS, ids=IDS)
+def test_lesson_opens_and_closes_the_same_way(lesson: registry.Lesson) -> None:
+    nb = nbformat.read(lesson.notebook, as_version=4)
     markdown = [c.source for c in nb.cells if c.cell_type == "markdown"]
     first, text = markdown[0], "\n".join(markdown)
-    assert first.startswith(f"# {name[:2]} "), "the first cell is the title '# NN · ...'"
+    assert first.startswith(f"# {lesson.number} "), "the first cell is the title '# NN · ...'"
     for needle in ("What you will learn", "Time", "Prerequisites"):
         assert needle.lower() in first.lower(), f"the opening cell lacks '{needle}'"
     for needle in ("## Summary", "Pitfalls", "Next"):

@@ -8,7 +8,7 @@ import shutil
 import nbformat
 import pytest
 
-from course import cli, paths, progress, workbooks
+from course import cli, paths, progress, registry, workbooks
 from course.errors import CourseError
 
 
@@ -17,8 +17,8 @@ def course_copy(tmp_path, monkeypatch):
     """A private copy of the workbooks so reset can be tried for real."""
     for name in ("exercises", "solutions"):
         shutil.copytree(paths.ROOT / name, tmp_path / name)
-    monkeypatch.setattr(workbooks, "EXERCISES", tmp_path / "exercises")
-    monkeypatch.setattr(workbooks, "SOLUTIONS", tmp_path / "solutions")
+    monkeypatch.setattr(registry, "EXERCISES", tmp_path / "exercises")  # where every lesson's files are named
+    monkeypatch.setattr(registry, "SOLUTIONS", tmp_path / "solutions")
     monkeypatch.setenv("COURSE_HOME", str(tmp_path / "state"))
     return tmp_path
 

@@ -50,7 +50,7 @@ async def _check_mmss(mmss) -> str:
 
 
 q1 = Exercise(
-    "00", "q1", "mmss", _check_mmss,
+    "q1", "mmss", _check_mmss,
     hints=["A minute is 60 000 milliseconds; `//` and `%` split a number into whole parts and a rest.",
            "Seconds are `milliseconds // 1000`; then `divmod(seconds, 60)` gives minutes and seconds.",
            "Format with an f-string and pad the seconds: f\"{minutes}:{seconds:02d}\"."],
@@ -96,7 +96,7 @@ async def _check_total(total_length) -> str:
 
 
 q2 = Exercise(
-    "00", "q2", "total_length", _check_total,
+    "q2", "total_length", _check_total,
     hints=["`get_milliseconds` is an async function: calling it gives a coroutine; `await` gives the number.",
            "Loop over track_ids, repeats included, and add up `await get_milliseconds(track_id)`.",
            "An empty list of tracks lasts 0 milliseconds."],
@@ -193,7 +193,7 @@ async def _check_top_genres(top_genres_sql) -> str:
 
 
 q3 = Exercise(
-    "00", "q3", "top_genres_sql", _check_top_genres,
+    "q3", "top_genres_sql", _check_top_genres,
     hints=["Join track to genre on genre_id, then GROUP BY the genre.",
            "COUNT(*) per group counts the tracks; ORDER BY that count DESC, then by name.",
            "LIMIT 5 keeps the top five."],

@@ -137,7 +137,7 @@ async def _check_album_title(album_title) -> str:
 
 
 q1 = Exercise(
-    "01", "q1", "album_title", no_sleep_on_loop(_check_album_title, "album_title"),
+    "q1", "album_title", no_sleep_on_loop(_check_album_title, "album_title"),
     hints=["`fetch_album(album_id)` only creates a coroutine; nothing runs until you await it.",
            "`album = await fetch_album(album_id)` gives the dict (or None); then read album[\"title\"].",
            "Test for a missing album before reading the title: `if album is None: return None`."],
@@ -213,7 +213,7 @@ def _explain_log(log: list[tuple[str, int]], track_id: int) -> None:
 
 
 q2 = Exercise(
-    "01", "q2", "track_artist_name", no_sleep_on_loop(_check_track_artist, "track_artist_name"),
+    "q2", "track_artist_name", no_sleep_on_loop(_check_track_artist, "track_artist_name"),
     hints=["Each lookup needs a key that only the previous lookup gives you, so they run one "
            "after the other: three awaits in a row.",
            "`track = await fetch_track(track_id)`, then `album = await fetch_album(track[\"album_id\"])`.",
@@ -380,7 +380,7 @@ async def _check_call_hook(call_hook) -> str:
 
 
 q3 = Exercise(
-    "01", "q3", "call_hook", no_sleep_on_loop(_check_call_hook, "call_hook"),
+    "q3", "call_hook", no_sleep_on_loop(_check_call_hook, "call_hook"),
     hints=["Call the hook once, `result = hook(*args)`, then look at what came back.",
            "inspect.isawaitable(result) is True for coroutines, Tasks and Futures: await those.",
            "`result = hook(*args)`; `if inspect.isawaitable(result): result = await result`; "
@@ -477,7 +477,7 @@ async def _failing_step_closes_the_loop(run_steps) -> None:
 
 
 q4 = Exercise(
-    "01", "q4", "run_steps", _check_run_steps,
+    "q4", "run_steps", _check_run_steps,
     hints=["asyncio.run() makes a new loop for every call; asyncio.Runner keeps one loop for "
            "several calls.",
            "`with asyncio.Runner() as runner:` creates the loop and closes it at the end; "
@@ -544,7 +544,7 @@ async def _check_run_script_main(run_script_main) -> str:
 
 
 q5 = Exercise(
-    "01", "q5", "run_script_main", _check_run_script_main,
+    "q5", "run_script_main", _check_run_script_main,
     hints=["A thread that runs no loop may call asyncio.run(); the notebook's thread already "
            "runs one.",
            "asyncio.to_thread(func, *args) runs func(*args) in a worker thread, and you can await it "

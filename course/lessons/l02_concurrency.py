@@ -190,7 +190,7 @@ async def _failure_reaches_caller(fn, name: str, extra: tuple, spawned: _Spawned
 
 
 q1 = Exercise(
-    "02", "q1", "fetch_all", no_sleep_on_loop(_check_fetch_all, "fetch_all"),
+    "q1", "fetch_all", no_sleep_on_loop(_check_fetch_all, "fetch_all"),
     hints=["Awaiting fetch_one(i) in a loop runs one query at a time. Create all the coroutines "
            "first, then wait for all of them together.",
            "asyncio.gather(*aws) runs its awaitables concurrently and returns their results in "
@@ -294,7 +294,7 @@ async def _bounded_case(fetch_bounded, ids: list[int], limit: int, spawned: _Spa
 
 
 q2 = Exercise(
-    "02", "q2", "fetch_bounded", no_sleep_on_loop(_check_fetch_bounded, "fetch_bounded"),
+    "q2", "fetch_bounded", no_sleep_on_loop(_check_fetch_bounded, "fetch_bounded"),
     hints=["asyncio.Semaphore(limit) lets at most `limit` tasks inside `async with semaphore:` "
            "at once; the others wait at the door.",
            "Create the semaphore once, in fetch_bounded, and write a small inner coroutine that "
@@ -496,7 +496,7 @@ async def _lets_cancellation_through(with_timeout, spawned: _Spawned) -> None:
 
 
 q3 = Exercise(
-    "02", "q3", "with_timeout", no_sleep_on_loop(_check_with_timeout, "with_timeout"),
+    "q3", "with_timeout", no_sleep_on_loop(_check_with_timeout, "with_timeout"),
     hints=["`async with asyncio.timeout(seconds):` cancels the work inside it when the deadline "
            "passes, and raises TimeoutError at the end of the block.",
            "Put `return await coro_fn()` inside the `async with`, and catch TimeoutError (only "
@@ -557,7 +557,7 @@ async def _check_lookup_without_blocking(lookup_without_blocking) -> str:
 
 
 q4 = Exercise(
-    "02", "q4", "lookup_without_blocking", _check_lookup_without_blocking,
+    "q4", "lookup_without_blocking", _check_lookup_without_blocking,
     hints=["Calling blocking_fn(arg) directly in a coroutine holds the event loop's thread until "
            "it returns.",
            "asyncio.to_thread(func, *args) runs func(*args) in a worker thread; awaiting it lets "
@@ -700,7 +700,7 @@ async def _fetch_some_case(fetch_some, ids: list[int], spawned: _Spawned) -> Non
 
 
 q5 = Exercise(
-    "02", "q5", "fetch_some", no_sleep_on_loop(_check_fetch_some, "fetch_some"),
+    "q5", "fetch_some", no_sleep_on_loop(_check_fetch_some, "fetch_some"),
     hints=["A TaskGroup cancels the other tasks when one fails, and plain gather raises the "
            "first error. You want every outcome, success or failure.",
            "asyncio.gather(*aws, return_exceptions=True) waits for all of them and puts each "
@@ -888,7 +888,7 @@ def _released(pool: Pool, when: str) -> None:
 
 
 q6 = Exercise(
-    "02", "q6", "track_name", no_sleep_on_loop(_check_track_name, "track_name"),
+    "q6", "track_name", no_sleep_on_loop(_check_track_name, "track_name"),
     hints=["Cancellation arrives as an asyncio.CancelledError at the `await` the task is waiting "
            "on, here `await conn.fetch_name(...)`.",
            "A `finally:` block runs whether the query returns, raises, or is cancelled, and lets "

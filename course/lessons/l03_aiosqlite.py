@@ -311,7 +311,7 @@ async def _check_search_tracks(search_tracks) -> str:
 
 
 q1 = Exercise(
-    "03", "q1", "search_tracks", _check_search_tracks,
+    "q1", "search_tracks", _check_search_tracks,
     hints=["Put a `?` where the text goes and pass the value separately: "
            "`await db.execute(sql, (pattern,))`. Then quotes are just characters.",
            "For 'contains', the pattern is '%' + text + '%'. But a % or _ typed by the user is a "
@@ -428,7 +428,7 @@ async def _check_top_artists(top_artists) -> str:
 
 
 q2 = Exercise(
-    "03", "q2", "top_artists", _check_top_artists,
+    "q2", "top_artists", _check_top_artists,
     hints=["Tracks belong to albums and albums to artists: join track → album → artist, then "
            "GROUP BY the artist and count(*).",
            "ORDER BY the count DESC, then by name, so ties come out the same every time.",
@@ -830,7 +830,7 @@ async def _invoice_cases(db: aiosqlite.Connection, observer: aiosqlite.Connectio
 
 
 q3 = Exercise(
-    "03", "q3", "create_invoice", _check_create_invoice,
+    "q3", "create_invoice", _check_create_invoice,
     hints=["Python's sqlite3 (under aiosqlite) opens a transaction before the first INSERT; "
            "nothing is saved until `await db.commit()`. Commit once, after the last insert.",
            "Wrap the inserts in `try:` … `await db.commit()`, and `except BaseException: await "
@@ -957,7 +957,7 @@ async def _check_add_playlist(add_playlist) -> str:
 
 
 q4 = Exercise(
-    "03", "q4", "add_playlist", _check_add_playlist,
+    "q4", "add_playlist", _check_add_playlist,
     hints=["Two statements: one INSERT INTO playlist for the name (its id is `cursor.lastrowid`), "
            "then one executemany for every (playlist_id, track_id) pair.",
            "`await db.executemany(\"INSERT INTO playlist_track (playlist_id, track_id) VALUES "
@@ -1253,7 +1253,7 @@ async def _check_customers_in(customers_in) -> str:
 
 
 q5 = Exercise(
-    "03", "q5", "customers_in", _check_customers_in,
+    "q5", "customers_in", _check_customers_in,
     hints=["`async with aiosqlite.connect(path) as db:` opens the connection and closes it when "
            "the block ends, even through an exception.",
            "A row factory is a function (cursor, row) → anything. For dicts: "

@@ -185,7 +185,7 @@ def _compare_customers(countries: list[str], rows: list[tuple], expected: list[t
 
 
 q1 = Exercise(
-    "04", "q1", "customers_in", _check_customers_in,
+    "q1", "customers_in", _check_customers_in,
     hints=["Send the whole list as one parameter: asyncpg turns a Python list into a "
            "PostgreSQL array.",
            "`WHERE country = any($1::text[])` matches any element of the array $1; pass "
@@ -327,7 +327,7 @@ async def _top_artists_cases(conn: asyncpg.Connection, top_artists) -> str:
 
 
 q2 = Exercise(
-    "04", "q2", "top_artists", _check_top_artists,
+    "q2", "top_artists", _check_top_artists,
     hints=["Tracks belong to albums and albums to artists: join track → album → artist, then "
            "GROUP BY the artist and count(*).",
            "ORDER BY the count DESC, then by name, so ties come out the same every time.",
@@ -628,7 +628,7 @@ async def _cancelled_midway(conn: asyncpg.Connection, observer: asyncpg.Connecti
 
 
 q3 = Exercise(
-    "04", "q3", "create_invoice", _check_create_invoice,
+    "q3", "create_invoice", _check_create_invoice,
     hints=["Every insert goes inside one `async with conn.transaction():` block: it commits at "
            "the end, or rolls back if an exception leaves the block.",
            "`invoice_id = await conn.fetchval(\"INSERT INTO invoice (customer_id, invoice_date, "
@@ -816,7 +816,7 @@ async def _check_lookup_many(lookup_many) -> str:
 
 
 q4 = Exercise(
-    "04", "q4", "lookup_many", _check_lookup_many,
+    "q4", "lookup_many", _check_lookup_many,
     hints=["Write a small `async def one(track_id)` that acquires a connection, asks for the "
            "name, and gives the connection back.",
            "Inside it: `async with pool.acquire() as conn: return await conn.fetchval(\"SELECT name "
@@ -1106,7 +1106,7 @@ async def _prices_cancelled_midway(conn: asyncpg.Connection, observer: asyncpg.C
 
 
 q5 = Exercise(
-    "04", "q5", "apply_price_changes", _check_apply_price_changes,
+    "q5", "apply_price_changes", _check_apply_price_changes,
     hints=["Two levels: one outer `async with conn.transaction():` around the loop, and one "
            "nested `async with conn.transaction():` around each change. The nested one is a "
            "SAVEPOINT.",

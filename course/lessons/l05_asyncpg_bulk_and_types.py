@@ -243,7 +243,7 @@ async def _load_case(conn: asyncpg.Connection, load_lines, table: str, size: int
 
 
 q1 = Exercise(
-    "05", "q1", "load_lines", _check_load_lines,
+    "q1", "load_lines", _check_load_lines,
     hints=["One call does it all: `await conn.copy_records_to_table(table, records=rows, "
            "columns=...)`. It accepts any iterable of tuples, a generator included.",
            "The table has extra columns with defaults, so name the five your tuples fill: "
@@ -434,7 +434,7 @@ async def _statements_survive_acquire(pool: asyncpg.Pool) -> None:
 
 
 q2 = Exercise(
-    "05", "q2", "make_pool", _check_make_pool,
+    "q2", "make_pool", _check_make_pool,
     hints=["A codec belongs to one connection. `asyncpg.create_pool(..., init=fn)` awaits "
            "fn(conn) on every connection the pool opens, now and later.",
            "Inside make_pool, define `async def init(conn): await conn.set_type_codec('jsonb', "
@@ -605,7 +605,7 @@ async def _second_connection(dsn: str, prices_for, prices: dict[int, Any]) -> No
 
 
 q3 = Exercise(
-    "05", "q3", "prices_for", _check_prices_for,
+    "q3", "prices_for", _check_prices_for,
     hints=["Prepare before the loop: `stmt = await conn.prepare(\"SELECT unit_price FROM track "
            "WHERE track_id = $1\")`.",
            "The ids arrive from an async iterator: `async for track_id in track_ids:`.",
@@ -952,7 +952,7 @@ async def _interrupted_case(conn: asyncpg.Connection, sender: asyncpg.Connection
 
 
 q4 = Exercise(
-    "05", "q4", "collect_notifications", _check_collect_notifications,
+    "q4", "collect_notifications", _check_collect_notifications,
     limit=30.0,
     hints=["Make an `asyncio.Queue()`, and a plain callback `def on_notify(connection, pid, "
            "channel, payload): queue.put_nowait(payload)`.",

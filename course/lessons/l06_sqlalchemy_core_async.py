@@ -295,7 +295,7 @@ async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, back
 
 
 q1 = Exercise(
-    "06", "q1", "longest_tracks", _check_longest_tracks,
+    "q1", "longest_tracks", _check_longest_tracks,
     hints=["Join track to genre: `select(track.c.name, track.c.milliseconds).join(genre, "
            "genre.c.genre_id == track.c.genre_id)`.",
            "Filter with `.where(genre.c.name == name)`: the comparison binds the value. Then "
@@ -505,7 +505,7 @@ async def _cancel_midway(engine: AsyncEngine, md: MetaData, create_playlist, bef
 
 
 q2 = Exercise(
-    "06", "q2", "create_playlist", _check_create_playlist,
+    "q2", "create_playlist", _check_create_playlist,
     hints=["`async with engine.begin() as conn:` opens a connection and a transaction: COMMIT when "
            "the block ends, ROLLBACK when an exception or a cancellation leaves it.",
            "`playlist_id = (await conn.execute(insert(playlist).values(name=name)"
@@ -668,7 +668,7 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
 
 
 q3 = Exercise(
-    "06", "q3", "export_lines", _check_export_lines,
+    "q3", "export_lines", _check_export_lines,
     hints=["`result = await conn.stream(select(table).order_by(table.c.invoice_line_id))` gives "
            "an AsyncResult that fetches rows as you go (a server-side cursor).",
            "`async for part in result.partitions(1000):` hands you lists of at most 1 000 rows; "
@@ -808,7 +808,7 @@ def _refused(size: int, exc: LearnerError) -> str:
 
 
 q4 = Exercise(
-    "06", "q4", "load_lines", _check_load_lines,
+    "q4", "load_lines", _check_load_lines,
     hints=["Turn each tuple into a dict keyed by column name: `dict(zip(table.c.keys(), line))`.",
            "`await conn.execute(insert(table), list_of_dicts)`: a list as the second argument makes "
            "SQLAlchemy use the driver's executemany, one call for every row.",
@@ -937,7 +937,7 @@ async def _lifecycle_cases(url: URL, broken: URL, count_albums, backend: str) ->
 
 
 q5 = Exercise(
-    "06", "q5", "count_albums", _check_count_albums,
+    "q5", "count_albums", _check_count_albums,
     hints=["`engine = create_async_engine(url)` at the start of the function; the URL already "
            "names the async driver.",
            "`try:` … `async with engine.connect() as conn:` … `finally: await engine.dispose()`: "

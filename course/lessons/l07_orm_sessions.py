@@ -250,7 +250,7 @@ async def _track_cases(engine: AsyncEngine, backend: Backend, track_or_none) -> 
 
 
 q1 = Exercise(
-    "07", "q1", "track_or_none", _check_track_or_none,
+    "q1", "track_or_none", _check_track_or_none,
     hints=["Section 3 of the lesson (reading, and the identity map) shows a session method that "
            "takes a model class and a primary key, and looks in the session before it asks the "
            "database.",
@@ -463,7 +463,7 @@ async def _invoice_cases(engine: AsyncEngine, backend: Backend, create_invoice) 
 
 
 q2 = Exercise(
-    "07", "q2", "create_invoice", _check_create_invoice,
+    "q2", "create_invoice", _check_create_invoice,
     hints=["Do everything inside one `async with session.begin():` block: it commits when the "
            "block ends, and rolls back if anything (an error, a cancellation) leaves it.",
            "Build the objects: `invoice = Invoice(customer_id=..., invoice_date=datetime.now(), "
@@ -642,7 +642,7 @@ async def _total_case(engine: AsyncEngine, watch: _SessionWatch, invoice_id: int
 
 
 q3 = Exercise(
-    "07", "q3", "add_to_total", _check_add_to_total,
+    "q3", "add_to_total", _check_add_to_total,
     hints=["Two sessions that both read 10.00, add, and write back make 12.00, not 14.00: the "
            "second write loses the first. The row must be locked from the read to the commit.",
            "`await session.get(Invoice, invoice_id, with_for_update=True)` reads with SELECT … FOR "
@@ -800,7 +800,7 @@ def _shared(on: str, tasks: int) -> str:
 
 
 q4 = Exercise(
-    "07", "q4", "track_names", _check_track_names,
+    "q4", "track_names", _check_track_names,
     hints=["Write a small `async def one(track_id)` that opens its own session, `async with "
            "Session() as session:`, and returns the track's name (or None).",
            "Inside it: `return await session.scalar(select(Track.name).where(Track.track_id == "
@@ -896,7 +896,7 @@ async def _upsert_cases(engine: AsyncEngine, backend: Backend, save_artists) -> 
 
 
 q5 = Exercise(
-    "07", "q5", "save_artists", _check_save_artists,
+    "q5", "save_artists", _check_save_artists,
     hints=["One statement does it: INSERT … ON CONFLICT (artist_id) DO UPDATE SET name = "
            "excluded.name. SQLAlchemy has it in each dialect's own insert(): "
            "`sqlalchemy.dialects.sqlite.insert` and `sqlalchemy.dialects.postgresql.insert`.",

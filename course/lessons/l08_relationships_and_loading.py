@@ -368,7 +368,7 @@ def _too_many(what: str, statements: list[str], albums: int) -> str:
 
 
 q1 = Exercise(
-    "08", "q1", "artist_albums", _check_artist_albums, limit=LIMIT,
+    "q1", "artist_albums", _check_artist_albums, limit=LIMIT,
     hints=["Two statements are enough: one for the albums, one for all their tracks.",
            "`select(Album).where(Album.artist_id == artist_id).order_by(Album.album_id)"
            ".options(selectinload(Album.tracks))`; Album.tracks is already ordered by track_id.",
@@ -523,7 +523,7 @@ def _explain_revenue(what: str, rows: list, expected: list) -> None:
 
 
 q2 = Exercise(
-    "08", "q2", "genre_revenue", _check_genre_revenue, limit=LIMIT,
+    "q2", "genre_revenue", _check_genre_revenue, limit=LIMIT,
     hints=["One query: join Genre → Track → InvoiceLine → Invoice, filter on the invoice's "
            "billing country, group by genre.",
            "The money of a line is `InvoiceLine.unit_price * InvoiceLine.quantity`; sum it with "
@@ -621,7 +621,7 @@ def _explain_invoice_error(what: str, exc: LearnerError) -> None:
 
 
 q3 = Exercise(
-    "08", "q3", "invoice_detail", _check_invoice_detail, limit=LIMIT,
+    "q3", "invoice_detail", _check_invoice_detail, limit=LIMIT,
     hints=["Every relationship you read must come with the query: the check adds raiseload('*') "
            "to your statements, so any lazy load fails at once, awaitable_attrs included.",
            "Chain loader options along the path: selectinload for the collection, joinedload "
@@ -847,7 +847,7 @@ def _explain_repeat(walked: list, listing: list, pages: list[tuple[Any, list]]) 
 
 
 q4 = Exercise(
-    "08", "q4", "tracks_page", _check_tracks_page, limit=LIMIT,
+    "q4", "tracks_page", _check_tracks_page, limit=LIMIT,
     hints=["Sort by (name, track_id): the id breaks ties between tracks with the same name, so "
            "every track has one place in the listing.",
            "The next page starts after the last key you returned: `tuple_(Track.name, "
@@ -923,7 +923,7 @@ async def _check_track_labels(track_labels) -> str:
 
 
 q5 = Exercise(
-    "08", "q5", "track_labels", _check_track_labels, limit=LIMIT,
+    "q5", "track_labels", _check_track_labels, limit=LIMIT,
     hints=["`track.album` would be a lazy load, which fails in async code; "
            "`await track.awaitable_attrs.album` runs it properly.",
            "A track may have no album or no genre: the attribute is then None, and so is the name "
@@ -932,7 +932,3 @@ q5 = Exercise(
            "then `return (track.name, album.title if album else None, genre.name if genre else None)`."],
     title="Reading relationships with awaitable_attrs",
 )
-
-# imported for the workbook's own experiments
-__all__ = ["Album", "Artist", "Customer", "Genre", "Invoice", "InvoiceLine", "Track", "q1", "q2",
-           "q3", "q4", "q5", "tuple_"]

@@ -377,7 +377,7 @@ async def _check_create_app(create_app) -> str:
 
 
 q1 = Exercise(
-    "09", "q1", "create_app", _check_create_app,
+    "q1", "create_app", _check_create_app,
     hints=["A lifespan is one function for the app's whole life: what runs before its `yield` "
            "runs at start-up, what runs after it at shutdown, and what it yields becomes every "
            "request's `request.state`. Define it inside create_app, so that it sees `url`.",
@@ -495,7 +495,7 @@ async def _check_read_album_on(read_album: Any, backend: str, ids: list[int]) ->
 
 
 q2 = Exercise(
-    "09", "q2", "read_album", _check_read_album,
+    "q2", "read_album", _check_read_album,
     hints=["Two things can go wrong: an album that does not exist must become a 404 before "
            "FastAPI tries to describe nothing as an AlbumOut; and AlbumOut reads the album's "
            "artist and tracks, which lazy loading cannot fetch under asyncio, so they must come "
@@ -716,7 +716,7 @@ async def _check_create_artist(create_artist) -> str:
 
 
 q3 = Exercise(
-    "09", "q3", "create_artist", _check_create_artist,
+    "q3", "create_artist", _check_create_artist,
     hints=["Let the database decide whether a name is taken: its unique index refuses a second "
            "one when you commit, and no lookup of yours can see a request that is inserting the "
            "same name at this very moment. Add the artist with its albums, then commit once.",
@@ -895,7 +895,7 @@ async def _check_list_tracks_on(list_tracks: Any, backend: str) -> int:
 
 
 q4 = Exercise(
-    "09", "q4", "list_tracks", _check_list_tracks,
+    "q4", "list_tracks", _check_list_tracks,
     hints=["The signature already validates limit and offset. One select(Track) does the rest: "
            "an order (a page without one is whatever the database finds first), the page, the "
            "optional search, and the albums and artists that TrackRow reads, loaded with the "
@@ -1025,7 +1025,7 @@ async def _check_track_lyrics(track_lyrics) -> str:
 
 
 q5 = Exercise(
-    "09", "q5", "track_lyrics", _check_track_lyrics,
+    "q5", "track_lyrics", _check_track_lyrics,
     hints=["fetch_lyrics blocks: called directly in an `async def` route, it holds the event "
            "loop, and with it every other request. It has to run on another thread while the "
            "route awaits it.",

@@ -183,7 +183,7 @@ async def _hold_all(engine: AsyncEngine, holders: float) -> int:
 
 
 q1 = Exercise(
-    "10", "q1", "sized_engine", _check_sized_engine, limit=60,
+    "q1", "sized_engine", _check_sized_engine, limit=60,
     hints=["Little's law: connections busy at once = requests per second × seconds each request "
            "holds a connection. The latency is given in milliseconds.",
            "Round up with math.ceil: 1.1 busy connections need 2. Then pass pool_size=that "
@@ -308,7 +308,7 @@ def _not_a_function(error: TypeError, called_on_loop: bool) -> str:
 
 
 q2 = Exercise(
-    "10", "q2", "add_name_route", _check_add_name_route, limit=30,
+    "q2", "add_name_route", _check_add_name_route, limit=30,
     hints=["lookup() is synchronous: called inside `async def`, it holds the event loop's only "
            "thread until it returns, and every other request waits.",
            "Either declare the route with plain `def`, which FastAPI runs in its thread pool, or "
@@ -420,7 +420,7 @@ def _read_from_body(response: httpx.Response) -> bool:
 
 
 q3 = Exercise(
-    "10", "q3", "add_previews_route", _check_add_previews_route, limit=30,
+    "q3", "add_previews_route", _check_add_previews_route, limit=30,
     hints=["The partner service accepts `limit` calls at once from the whole app, not per "
            "request: the semaphore must be shared by every request.",
            "Create `semaphore = asyncio.Semaphore(limit)` in add_previews_route, before the "
@@ -600,7 +600,7 @@ def _catalogue_difference(path: str, got: Any, wanted: dict) -> str:
 
 
 q4 = Exercise(
-    "10", "q4", "add_catalogue_route", _check_add_catalogue_route, limit=60,
+    "q4", "add_catalogue_route", _check_add_catalogue_route, limit=60,
     hints=["Count the statements: one for the artist, one per album for its tracks. Ask for "
            "the artist, its albums and their tracks in a single SELECT instead.",
            "joinedload loads a relationship in the same statement, with an outer join (so an "

@@ -21,15 +21,14 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import HTTPException, Query
 from starlette.requests import Request
 
-from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackRow
 from course.checks import Exercise, LearnerError, Wrong, call
 from course.databases import Backend, fresh_engine_url
 from course.deadline import not_counted
+from course.lessons._capstone_tools import VARIANTS, take_over_begin, variant_routes
 from course.probes import HOSTILE_INPUTS, checked_out
 
 UNIQUE_NAMES = "CREATE UNIQUE INDEX IF NOT EXISTS artist_name_key ON artist (lower(name))"
@@ -37,22 +36,6 @@ BASE = "http://store.test"
 
 
 # --- plumbing ------------------------------------------------------------------------------------
-
-def take_over_begin(engine: Any) -> Any:
-    """Make SAVEPOINTs real on SQLite (the lesson's recipe): SQLAlchemy, not the sqlite3 module,
-    emits BEGIN. Without it a "rolled back" test keeps what its session committed."""
-    from sqlalchemy import event
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _no_driver_begin(dbapi_connection, connection_record) -> None:  # noqa: ANN001
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn) -> None:  # noqa: ANN001
-        conn.exec_driver_sql("BEGIN")
-
-    return engine
-
 
 async def _database(name: str, unique_names: bool = True) -> Any:
     from sqlalchemy import text
@@ -192,7 +175,7 @@ async def _check_rolled_back_session(rolled_back_session) -> str:
 
 
 q1 = Exercise(
-    "11", "q1", "rolled_back_session", _check_rolled_back_session,
+    "q1", "rolled_back_session", _check_rolled_back_session,
     hints=["`async with engine.connect() as conn:` then `transaction = await conn.begin()`: the "
            "outer transaction, which the test never sees.",
            "Bind the session to that connection: `session = AsyncSession(bind=conn, "
@@ -328,7 +311,7 @@ def _judge_overrides_left(app: Any, get_session: Any, what: str) -> None:
 
 
 q2 = Exercise(
-    "11", "q2", "client_with_session", _check_client_with_session,
+    "q2", "client_with_session", _check_client_with_session,
     hints=["Write an async generator that overrides the session dependency: `async def "
            "test_session(): yield session`, then `app.dependency_overrides[get_session] = "
            "test_session`.",
@@ -359,7 +342,7 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from course.lessons.l11_testing_and_capstone import store_variant
+from course.lessons._capstone_tools import store_variant
 
 STORES = os.environ.get("STORE_VARIANTS", "reference").split(",")
 
@@ -449,79 +432,6 @@ def pytest_sessionfinish(session, exitstatus):
 '''
 
 
-def _variant_routes() -> dict[str, tuple[str, str, Any, str]]:
-    """The planted bugs: (method, path, route, what a test must notice), by name.
-
-    Each route is the lesson-09 route with one mistake, and answers like it otherwise."""
-    from sqlalchemy import select
-    from sqlalchemy.exc import IntegrityError
-    from sqlalchemy.orm import selectinload
-
-    from course.apps.music_store import read_album
-    from course.models import Album, Artist, Track
-
-    async def create_artist_no_rollback(new: ArtistIn, session: SessionDep) -> ArtistOut:
-        artist = Artist(name=new.name)
-        artist.albums = [Album(title=title) for title in new.albums]
-        session.add(artist)
-        try:
-            await session.commit()
-        except IntegrityError:
-            # BUG: no `await session.rollback()` before using the session again
-            taken = await session.scalar(select(Artist.name).where(Artist.name.ilike(new.name)))
-            raise HTTPException(status_code=409, detail=f"an artist called {taken!r} exists") from None
-        return artist
-
-    async def list_tracks_off_by_one(session: SessionDep, q: str | None = None,
-                                     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                                     offset: Annotated[int, Query(ge=0)] = 0) -> list[TrackRow]:
-        stmt = (select(Track).options(selectinload(Track.album).selectinload(Album.artist))
-                .order_by(Track.track_id).limit(limit)
-                .offset(max(offset - 1, 0)))  # BUG: every page after the first starts one early
-        if q is not None:
-            stmt = stmt.where(Track.name.icontains(q, autoescape=True))
-        return list((await session.scalars(stmt)).all())
-
-    async def read_artist_200(artist_id: int, session: SessionDep) -> ArtistOut | None:
-        return await session.get(Artist, artist_id)  # BUG: a missing artist answers 200 null
-
-    async def list_tracks_n_plus_one(session: SessionDep, q: str | None = None,
-                                     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                                     offset: Annotated[int, Query(ge=0)] = 0) -> list[TrackRow]:
-        stmt = select(Track).order_by(Track.track_id).limit(limit).offset(offset)
-        if q is not None:
-            stmt = stmt.where(Track.name.icontains(q, autoescape=True))
-        tracks = list((await session.scalars(stmt)).all())
-        for track in tracks:  # BUG: one or two more queries per track
-            album = await track.awaitable_attrs.album
-            if album is not None:
-                await album.awaitable_attrs.artist
-        return tracks
-
-    async def read_album_blocking(album_id: int, session: SessionDep) -> AlbumOut:
-        time.sleep(0.01)  # BUG: a synchronous call on the event loop's thread  # noqa: ASYNC251
-        return await read_album(album_id, session)
-
-    return {
-        "missing_rollback": ("POST", "/artists", create_artist_no_rollback,
-                             "the missing rollback in POST /artists (a repeated name should "
-                             "answer 409)"),
-        "off_by_one_page": ("GET", "/tracks", list_tracks_off_by_one,
-                            "the off-by-one page in GET /tracks (the second page should start "
-                            "where the first ended)"),
-        "ok_instead_of_404": ("GET", "/artists/{artist_id}", read_artist_200,
-                              "the 200 for a missing artist in GET /artists/{artist_id} (it "
-                              "should be 404)"),
-        "n_plus_one": ("GET", "/tracks", list_tracks_n_plus_one,
-                       "the N+1 queries in GET /tracks (count the statements of a page)"),
-        "blocking": ("GET", "/albums/{album_id}", read_album_blocking,
-                     "the blocking call in GET /albums/{album_id} (look at blocking_calls)"),
-    }
-
-
-VARIANTS = ("missing_rollback", "off_by_one_page", "ok_instead_of_404", "n_plus_one", "blocking")
-
-
 OVERDRAWN = ("took the stock before checking it, or without a check that stops it. Let the "
              "write check, in the order's transaction: `update(stock).where(stock.c.track_id == "
              "t, stock.c.quantity >= q).values(quantity=stock.c.quantity - q)`, and when its "
@@ -534,28 +444,6 @@ def _stock_overdrawn(exc: BaseException) -> bool:
 
     cause = exc.__cause__
     return isinstance(cause, IntegrityError) and "stock_not_negative" in str(cause)
-
-
-def store_variant(name: str) -> Any:
-    """create_app for the lesson-09 store, or for a copy of it with the planted bug `name`."""
-    from fastapi.routing import APIRoute
-
-    from course.apps.music_store import create_app
-
-    if name == "reference":
-        return create_app
-    method, path, route, _ = _variant_routes()[name]
-
-    def create_variant(url: Any, **options: Any) -> Any:
-        app = create_app(url, **options)
-        app.router.routes[:] = [r for r in app.router.routes
-                                if not (isinstance(r, APIRoute) and r.path == path
-                                        and method in r.methods)]
-        app.add_api_route(path, route, methods=[method],
-                          status_code=201 if method == "POST" else None)
-        return app
-
-    return create_variant
 
 
 async def _run_pytest(folder: Path, stores: list[str], template: Path) -> dict:
@@ -654,7 +542,7 @@ async def _check_store_tests(store_tests) -> str:
             if result["outcome"] != "passed":
                 raise Wrong(f"{name} fails against the correct app (the lesson-09 store), so it "
                             f"cannot tell a bug from no bug: {result['message'][:160]}")
-        routes = _variant_routes()
+        routes = variant_routes()
         missed = []
         for variant in VARIANTS:
             if not any(r["outcome"] in ("failed", "error") for r in results[variant].values()):
@@ -671,7 +559,7 @@ async def _check_store_tests(store_tests) -> str:
 
 
 q3 = Exercise(
-    "11", "q3", "store_tests", _check_store_tests,
+    "q3", "store_tests", _check_store_tests,
     hints=["Start from one test per route, each with a precise expectation: the status code "
            "and the JSON. A test that only checks `status_code == 200` catches few bugs.",
            "Think like the bugs: a repeated artist name (409, then the store still works); two "
@@ -1696,7 +1584,7 @@ async def _check_create_store_app(create_store_app) -> str:
 
 
 q4 = Exercise(
-    "11", "q4", "create_store_app", _check_create_store_app,
+    "q4", "create_store_app", _check_create_store_app,
     hints=["Start from lesson 09's create_app: a lifespan that creates the engine and yields "
            "{'engine': engine, 'sessionmaker': ...}, and get_session. Then one route at a time, "
            "checking as you go.",
