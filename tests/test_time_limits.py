@@ -21,7 +21,7 @@ async def _forever(*args: object) -> None:
 def _evaluate(checker, answer=_forever, limit: float = 0.3):  # noqa: ANN001, ANN202
     """Evaluate on a fresh loop; also return the count of cancellation requests left on the
     caller's task, which must be 0."""
-    exercise = Exercise("99", "q9", "answer", checker, limit=limit)
+    exercise = Exercise("q9", "answer", checker, limit=limit, lesson="99")
 
     async def main():  # noqa: ANN202
         outcome = await exercise.evaluate(answer)
@@ -130,7 +130,7 @@ def test_clean_up_that_never_ends_is_bounded(monkeypatch: pytest.MonkeyPatch) ->
                 except asyncio.CancelledError:
                     refused += 1
 
-    exercise = Exercise("99", "q9", "answer", checker, limit=0.3)
+    exercise = Exercise("q9", "answer", checker, limit=0.3, lesson="99")
 
     async def main() -> None:
         outcome = await exercise.evaluate(_forever)
@@ -151,7 +151,7 @@ def test_a_cancellation_from_outside_still_propagates() -> None:
         finally:
             cleaned.append(True)
 
-    exercise = Exercise("99", "q9", "answer", checker, limit=30)
+    exercise = Exercise("q9", "answer", checker, limit=30, lesson="99")
 
     async def main() -> None:
         task = asyncio.create_task(exercise.evaluate(_forever))
@@ -165,7 +165,7 @@ def test_a_cancellation_from_outside_still_propagates() -> None:
 
 
 def test_the_learners_own_timeout_around_a_check_is_theirs() -> None:
-    exercise = Exercise("99", "q9", "answer", lambda fn: call(fn), limit=30)
+    exercise = Exercise("q9", "answer", lambda fn: call(fn), limit=30, lesson="99")
 
     async def main() -> None:
         with pytest.raises(TimeoutError):
