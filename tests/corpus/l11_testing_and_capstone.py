@@ -1370,3 +1370,57 @@ async def client_with_session_leaves_a_stray_override(
                 yield client
     finally:
         app.dependency_overrides.pop(get_session, None)
+
+
+@wrong("q2", expect="new session on the test's connection")
+async def client_with_session_new_session_per_request(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    # each request opens its own session on the test's connection (default join mode): the
+    # 409's rollback then rolls back the test's outer transaction, earlier rows and all
+    maker = async_sessionmaker(session.bind, expire_on_commit=False)
+
+    async def a_session_per_request():
+        async with maker() as own:
+            yield own
+
+    app.dependency_overrides[get_session] = a_session_per_request
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.pop(get_session, None)
+
+
+@wrong("q2", expect="was a new dict")
+async def client_with_session_replaces_the_dict(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    # a new dict instead of one key: the app's own override is gone from the start
+    app.dependency_overrides = {get_session: lambda: session}
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.pop(get_session, None)
+
+
+@correct("q2")
+async def client_with_session_closing_it_after_each_request(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    """the override hands over the test's session and closes it after each request: with
+    create_savepoint the session simply begins again on its next use."""
+    async def the_test_session():
+        async with session:
+            yield session
+
+    app.dependency_overrides[get_session] = the_test_session
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.pop(get_session, None)
