@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Column, Integer, MetaData, Numeric, Table, event, func, insert, select
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, MissingGreenlet, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import Pool
@@ -812,12 +812,25 @@ q4 = Exercise(
 # --- q5: an engine's whole life --------------------------------------------------------------
 
 class _PoolWatch:
-    """Every DBAPI connection any pool opens, checks out, checks in and closes meanwhile."""
+    """Every DBAPI connection any pool opens, checks out, checks in and closes meanwhile, and
+    every engine that connects and every engine whose dispose() is called."""
 
     def __init__(self) -> None:
         self.opened = self.closed = self.out = self.back = 0
         self.sync = False
         self._open: dict[int, Any] = {}  # the DBAPI connections not closed yet
+        self.engines: dict[int, Any] = {}  # the engines that connected
+        self.disposed: set[int] = set()
+
+    def _engine_connect(self, conn) -> None:  # noqa: ANN001
+        self.engines[id(conn.engine)] = conn.engine
+
+    def _engine_disposed(self, engine) -> None:  # noqa: ANN001
+        self.disposed.add(id(engine))
+
+    def undisposed(self) -> int:
+        """Engines that connected and whose dispose() was never called."""
+        return len(self.engines.keys() - self.disposed)
 
     def _connect(self, dbapi_connection, record) -> None:  # noqa: ANN001
         self.opened += 1
@@ -850,11 +863,15 @@ class _PoolWatch:
     def __enter__(self) -> _PoolWatch:
         for name in ("connect", "close", "checkout", "checkin"):
             event.listen(Pool, name, getattr(self, f"_{name}"))
+        for name in ("engine_connect", "engine_disposed"):
+            event.listen(Engine, name, getattr(self, f"_{name}"))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for name in ("connect", "close", "checkout", "checkin"):
             event.remove(Pool, name, getattr(self, f"_{name}"))
+        for name in ("engine_connect", "engine_disposed"):
+            event.remove(Engine, name, getattr(self, f"_{name}"))
 
 
 NO_ALBUMS = "Milton Nascimento & Bebeto"  # in Chinook's artist table, with no album
@@ -875,7 +892,8 @@ async def _check_count_albums(count_albums) -> str:
         finally:
             await drop(url)
             await drop(broken)
-    return "a fresh engine each call, used, and disposed on success and on error: no connection left."
+    return ("dispose() was called on the engine each call used, on success and on error, and "
+            "no connection was left open.")
 
 
 def _closed_all(watch: _PoolWatch, what: str) -> None:
@@ -889,6 +907,10 @@ def _closed_all(watch: _PoolWatch, what: str) -> None:
         raise Wrong(f"{what}: {watch.opened - watch.closed} connection(s) stayed open in the "
                     "engine's pool. `await engine.dispose()` closes them; put it in a `finally:` "
                     "so it runs on every path.")
+    if watch.undisposed():
+        raise Wrong(f"{what}: the engine it created was never disposed of (no call to "
+                    "dispose() was seen). Every connection it opened was closed, as a NullPool does "
+                    "on its own, but the function is to dispose of its engine: `await engine.dispose()` in a `finally:`, so it runs on every path.")
 
 
 async def _lifecycle_cases(url: URL, broken: URL, count_albums, backend: str) -> None:
