@@ -1572,11 +1572,7 @@ class _Suite:
             got = response.json()
             got_ids = [t.get("track_id") for t in got] if isinstance(got, list) else got
             if got_ids != expected_ids:
-                shown = len(got_ids) if isinstance(got_ids, list) else got_ids
-                raise Wrong(f"GET /tracks?q={q!r} gave {shown} tracks; {len(expected_ids)} track "
-                            "names contain it (ignoring case, every character literal, ordered "
-                            "by track_id): bind q as data, `Track.name.icontains(q, "
-                            "autoescape=True)`.")
+                raise Wrong(_search_wrong(q, got, expected_ids, self.backend))
             if counter.count > 2:
                 raise Wrong(f"GET /tracks?q={q!r} ran {counter.count} statements: join stock in "
                             "the same query.")
@@ -1595,6 +1591,31 @@ class _Suite:
         if self.stock0.get(1) != initial_stock(1):
             raise Wrong("the stock table did not start as prepare_store left it.")
         self.done.append(f"{len(HOSTILE_INPUTS) + 4} searches, hostile strings kept as data")
+
+
+def _search_wrong(q: str, got: Any, expected_ids: list, backend: Backend) -> str:
+    """What GET /tracks?q= gave against what it should have, with the causes the data shows."""
+    on = "SQLite" if backend == "sqlite" else "PostgreSQL"
+    if not isinstance(got, list):
+        return f"GET /tracks?q={q!r} returned {str(got)[:80]}; expected a list of tracks."
+    seen = (f"GET /tracks?q={q!r} gave {len(got)} tracks on {on}; {len(expected_ids)} track "
+            "names contain it (ignoring case, every character literal, ordered by track_id)")
+    names = [t.get("name", "") for t in got if isinstance(t, dict)]
+    if len(got) > len(expected_ids) and ("%" in q or "_" in q):
+        return (f"{seen}: % and _ are LIKE wildcards, and the extra names do not hold {q!r} "
+                "itself: q likely reached LIKE unescaped. `Track.name.icontains(q, "
+                "autoescape=True)` escapes them.")
+    if len(got) < len(expected_ids) and all(q in name for name in names):
+        return (f"{seen}, and every name returned holds {q!r} in exactly that case: a "
+                "case-sensitive search (`contains`, or LIKE on PostgreSQL; SQLite's LIKE ignores "
+                "the case of ASCII letters, PostgreSQL's does not). `Track.name.icontains(q, "
+                "autoescape=True)`.")
+    if len(got) > len(expected_ids) and "'" in q:
+        return (f"{seen}: the quote in q likely changed the statement, so the text became SQL. "
+                "Bind it as data: `Track.name.icontains(q, autoescape=True)`.")
+    return (f"{seen}: the ids were {[t.get('track_id') for t in got if isinstance(t, dict)][:8]}"
+            f", expected {expected_ids[:8]}. `Track.name.icontains(q, autoescape=True)`, ordered "
+            "by track_id.")
 
 
 async def _start(stack: Any, create_store_app: Any, url: str, engines: list,

@@ -226,6 +226,7 @@ def _store(url: str, bug: str) -> FastAPI:
             select(Track.track_id, Track.name, Track.unit_price, stock.c.quantity.label("stock"))
             .join(stock, stock.c.track_id == Track.track_id)
             .where(Track.name.ilike(f"%{q}%") if bug == "like_unescaped"
+                   else Track.name.contains(q, autoescape=True) if bug == "case_sensitive"
                    else Track.name.icontains(q, autoescape=True))
             .order_by(Track.track_id).limit(limit).offset(offset))).all()
         return [TrackHit(**row._mapping) for row in rows]
@@ -646,9 +647,16 @@ def store_n_plus_one(url):
     return _store(url, "n_plus_one")
 
 
-@wrong("q4", expect="bind q as data")
+@wrong("q4", expect="% and _ are LIKE wildcards")
 def store_like_unescaped(url):
+    # q is bound, but its % and _ reach LIKE as wildcards
     return _store(url, "like_unescaped")
+
+
+@wrong("q4", expect="every name returned holds 'LOVE' in exactly that case")
+def store_search_case_sensitive(url):
+    # contains() is LIKE: it ignores case on SQLite only, so PostgreSQL finds fewer
+    return _store(url, "case_sensitive")
 
 
 @wrong("q4", expect="await engine.dispose()")
