@@ -548,11 +548,12 @@ class CsvSink:
 
     def __init__(self) -> None:
         self._digest = hashlib.sha256()
-        self.lines = 0
+        self.lines = self.crlf = 0
 
     def write(self, text: str) -> int:
         self._digest.update(text.encode())
         self.lines += text.count("\n")
+        self.crlf += text.count("\r\n")
         return len(text)
 
     @property
@@ -560,10 +561,11 @@ class CsvSink:
         return self._digest.hexdigest()[:16]
 
 
-def _expected_csv(rows: list[tuple], price: Any = Decimal) -> str:
-    """The fingerprint of the right CSV; with price=float, of one that wrote prices as floats."""
+def _expected_csv(rows: list[tuple], price: Any = Decimal, end: str = "\r\n") -> str:
+    """The fingerprint of the right CSV; with price=float, of one that wrote prices as floats;
+    with end="\n", of one whose lines end as a hand-made join's do."""
     sink = CsvSink()
-    writer = csv.writer(sink)
+    writer = csv.writer(sink, lineterminator=end)
     for line_id, invoice_id, track_id, unit_price, quantity in sorted(rows):
         writer.writerow((line_id, invoice_id, track_id, price(unit_price), quantity))
     return sink.fingerprint
@@ -646,10 +648,19 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
             raise Wrong("the prices were written as floats (0.1 for the unit_price 0.10, 2.0 for "
                         "2.00): unit_price is a Decimal, exact to the cent. Write each row's "
                         "values as they come, `writer.writerow(row)`.")
+        if sink.fingerprint != _expected_csv(rows) and sink.fingerprint == _expected_csv(rows, end="\n"):
+            raise Wrong("every row's values were right and in order, but each line ended with "
+                        "\"\\n\", where csv.writer(out) ends lines with \"\\r\\n\" (and "
+                        "quotes a value that holds a comma or a quote): the lines were likely "
+                        "built by hand, `\",\".join(...) + \"\\n\"`. Write each row with "
+                        "`csv.writer(out).writerow(row)`, as the statement asks.")
         if sink.fingerprint != _expected_csv(rows):
+            ends = (" Its lines ended with \"\\n\", not csv.writer's \"\\r\\n\": likely "
+                    "written by hand." if sink.lines and sink.crlf < sink.lines else "")
             raise Wrong(f"the CSV written on {_on(backend)} differs from the table's rows in "
                         "invoice_line_id order: select every column of `table`, ORDER BY "
-                        "invoice_line_id, and write each row with csv.writer(out).writerow(row).")
+                        "invoice_line_id, and write each row with csv.writer(out).writerow(row)."
+                        + ends)
         found.append(peak[0])
     small, big = found[-2:]
     if big > MEMORY_FLOOR and big > 2 * small:

@@ -1003,6 +1003,17 @@ async def count_albums_closes_only_on_success(url, name):
         await engine.dispose()
 
 
+@wrong("q3", expect="each line ended with")
+async def export_lines_joined_by_hand(conn, table, out):
+    # the values joined by hand: "\n" line ends where csv.writer writes "\r\n", and no quoting
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for row in result:
+        out.write(",".join(str(value) for value in row) + "\n")
+        count += 1
+    return count
+
+
 @wrong("q3", expect="written as floats")
 async def export_lines_float_prices(conn, table, out):
     writer = csv.writer(out)
