@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Column, Integer, MetaData, Numeric, Table, event, func, insert, select
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, MissingGreenlet, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import Pool
@@ -549,11 +549,12 @@ class CsvSink:
 
     def __init__(self) -> None:
         self._digest = hashlib.sha256()
-        self.lines = 0
+        self.lines = self.crlf = 0
 
     def write(self, text: str) -> int:
         self._digest.update(text.encode())
         self.lines += text.count("\n")
+        self.crlf += text.count("\r\n")
         return len(text)
 
     @property
@@ -561,10 +562,11 @@ class CsvSink:
         return self._digest.hexdigest()[:16]
 
 
-def _expected_csv(rows: list[tuple], price: Any = Decimal) -> str:
-    """The fingerprint of the right CSV; with price=float, of one that wrote prices as floats."""
+def _expected_csv(rows: list[tuple], price: Any = Decimal, end: str = "\r\n") -> str:
+    """The fingerprint of the right CSV; with price=float, of one that wrote prices as floats;
+    with end="\n", of one whose lines end as a hand-made join's do."""
     sink = CsvSink()
-    writer = csv.writer(sink)
+    writer = csv.writer(sink, lineterminator=end)
     for line_id, invoice_id, track_id, unit_price, quantity in sorted(rows):
         writer.writerow((line_id, invoice_id, track_id, price(unit_price), quantity))
     return sink.fingerprint
@@ -655,10 +657,19 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
             raise Wrong("the prices were written as floats (0.1 for the unit_price 0.10, 2.0 for "
                         "2.00): unit_price is a Decimal, exact to the cent. Write each row's "
                         "values as they come, `writer.writerow(row)`.")
+        if sink.fingerprint != expected and sink.fingerprint == _expected_csv(rows, end="\n"):
+            raise Wrong("every row's values were right and in order, but each line ended with "
+                        "\"\\n\", where csv.writer(out) ends lines with \"\\r\\n\" (and "
+                        "quotes a value that holds a comma or a quote): the lines were likely "
+                        "built by hand, `\",\".join(...) + \"\\n\"`. Write each row with "
+                        "`csv.writer(out).writerow(row)`, as the statement asks.")
         if sink.fingerprint != expected:
+            ends = (" Its lines ended with \"\\n\", not csv.writer's \"\\r\\n\": likely "
+                    "written by hand." if sink.lines and sink.crlf < sink.lines else "")
             raise Wrong(f"the CSV written on {_on(backend)} differs from the table's rows in "
                         "invoice_line_id order: select every column of `table`, ORDER BY "
-                        "invoice_line_id, and write each row with csv.writer(out).writerow(row).")
+                        "invoice_line_id, and write each row with csv.writer(out).writerow(row)."
+                        + ends)
         found.append(peak[0])
     small, big = found[-2:]
     if big > MEMORY_FLOOR and big > 2 * small:
@@ -821,12 +832,25 @@ q4 = Exercise(
 # --- q5: an engine's whole life --------------------------------------------------------------
 
 class _PoolWatch:
-    """Every DBAPI connection any pool opens, checks out, checks in and closes meanwhile."""
+    """Every DBAPI connection any pool opens, checks out, checks in and closes meanwhile, and
+    every engine that connects and every engine whose dispose() is called."""
 
     def __init__(self) -> None:
         self.opened = self.closed = self.out = self.back = 0
         self.sync = False
         self._open: dict[int, Any] = {}  # the DBAPI connections not closed yet
+        self.engines: dict[int, Any] = {}  # the engines that connected
+        self.disposed: set[int] = set()
+
+    def _engine_connect(self, conn) -> None:  # noqa: ANN001
+        self.engines[id(conn.engine)] = conn.engine
+
+    def _engine_disposed(self, engine) -> None:  # noqa: ANN001
+        self.disposed.add(id(engine))
+
+    def undisposed(self) -> int:
+        """Engines that connected and whose dispose() was never called."""
+        return len(self.engines.keys() - self.disposed)
 
     def _connect(self, dbapi_connection, record) -> None:  # noqa: ANN001
         self.opened += 1
@@ -859,11 +883,15 @@ class _PoolWatch:
     def __enter__(self) -> _PoolWatch:
         for name in ("connect", "close", "checkout", "checkin"):
             event.listen(Pool, name, getattr(self, f"_{name}"))
+        for name in ("engine_connect", "engine_disposed"):
+            event.listen(Engine, name, getattr(self, f"_{name}"))
         return self
 
     def __exit__(self, *exc: object) -> None:
         for name in ("connect", "close", "checkout", "checkin"):
             event.remove(Pool, name, getattr(self, f"_{name}"))
+        for name in ("engine_connect", "engine_disposed"):
+            event.remove(Engine, name, getattr(self, f"_{name}"))
 
 
 NO_ALBUMS = "Milton Nascimento & Bebeto"  # in Chinook's artist table, with no album
@@ -884,7 +912,8 @@ async def _check_count_albums(count_albums) -> str:
         finally:
             await drop(url)
             await drop(broken)
-    return "a fresh engine each call, used, and disposed on success and on error: no connection left."
+    return ("dispose() was called on the engine each call used, on success and on error, and "
+            "no connection was left open.")
 
 
 def _closed_all(watch: _PoolWatch, what: str) -> None:
@@ -898,6 +927,10 @@ def _closed_all(watch: _PoolWatch, what: str) -> None:
         raise Wrong(f"{what}: {watch.opened - watch.closed} connection(s) stayed open in the "
                     "engine's pool. `await engine.dispose()` closes them; put it in a `finally:` "
                     "so it runs on every path.")
+    if watch.undisposed():
+        raise Wrong(f"{what}: the engine it created was never disposed of (no call to "
+                    "dispose() was seen). Every connection it opened was closed, as a NullPool does "
+                    "on its own, but the function is to dispose of its engine: `await engine.dispose()` in a `finally:`, so it runs on every path.")
 
 
 async def _lifecycle_cases(url: URL, broken: URL, count_albums, backend: str) -> None:

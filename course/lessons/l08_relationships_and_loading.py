@@ -884,6 +884,14 @@ async def _check_track_labels(track_labels) -> str:
                     with _Recorder(engine) as seen:
                         try:
                             got = await _run(track_labels, track, what=what, fix=f"read it with {Q5_FIX}")
+                        except Wrong as exc:
+                            if "greenlet_spawn() was called but never awaited" not in str(exc):
+                                raise
+                            raise Wrong(f"{what}: a coroutine your code made was never awaited: "
+                                        "SQLAlchemy's greenlet_spawn, which is what "
+                                        "`track.awaitable_attrs.<relationship>` returns. Without "
+                                        "`await` you hold that coroutine, not the related "
+                                        f"object: {Q5_FIX}") from None
                         except LearnerError as exc:
                             if "NoneType" in str(exc):
                                 raise Wrong(f"{what}: this track has no album or no genre "

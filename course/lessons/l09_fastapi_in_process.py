@@ -1011,8 +1011,9 @@ async def _check_track_lyrics(track_lyrics) -> str:
                                 f"expected {expected(track_id)}.")
             if probe.peak < 2:
                 raise Wrong(f"{len(ids)} requests at once never had two fetch_lyrics calls "
-                            "running together: something made them wait their turn (a lock, "
-                            "or `.result()` on a future, which blocks the loop). Await "
+                            "running together: something made them wait their turn (likely a "
+                            "lock, an executor with one thread, `ThreadPoolExecutor(max_workers="
+                            "1)`, or `.result()` on a future, which blocks the loop). Await "
                             "`asyncio.to_thread(fetch_lyrics, name)` and nothing else.")
             _leaks(engine, "the requests")
     finally:

@@ -346,9 +346,23 @@ async def _fanout_case(add_previews_route, limit: int, requests: list[list[int]]
     probe = InFlight()
     total = sum(len(ids) for ids in requests)
     finished: list[int] = []
+    owner = {i: r for r, ids in enumerate(requests) for i in ids}  # ids differ between requests
+    running = [0] * len(requests)
+    per_request = [0]  # the most calls of one request seen in flight together
 
     @probe.track
     async def fetch_preview(track_id: int) -> str:
+        mine = owner.get(track_id)
+        if mine is not None:
+            running[mine] += 1
+            per_request[0] = max(per_request[0], running[mine])
+        try:
+            return await _slow_preview(track_id)
+        finally:
+            if mine is not None:
+                running[mine] -= 1
+
+    async def _slow_preview(track_id: int) -> str:
         # Wait until every call that can start has started: all of them, or no new one for 200
         # turns of the event loop (counted in turns, so a busy machine changes nothing).
         last, still = -1, 0
@@ -405,10 +419,17 @@ async def _fanout_case(add_previews_route, limit: int, requests: list[list[int]]
         raise Wrong(f"{shown}: {probe.peak} fetch_preview calls ran at once, more than {limit}: "
                     f"{why}.")
     if probe.peak < min(limit, probe.started):
-        detail = ("one at a time within each request" if probe.peak == len(requests)
-                  else f"at most {probe.peak} at once")
-        raise Wrong(f"{shown}: the previews ran {detail}, leaving slots unused. Start them all "
-                    f"with asyncio.gather and let the shared semaphore admit {limit} at a time.")
+        one_by_one = per_request[0] == 1
+        seen = (f"the previews ran one at a time within each request ({probe.peak} at once "
+                "in all)" if one_by_one else f"fetch_preview ran at most {probe.peak} at once")
+        causes = (["the calls were awaited one after another instead of started together"]
+                  if one_by_one else [])
+        if not one_by_one or probe.peak == limit - 1:
+            causes.append(f"a semaphore (or count) smaller than the limit, such as "
+                          f"Semaphore(limit - 1) or Semaphore({probe.peak})")
+        raise Wrong(f"{shown}: {seen}, though {limit} were allowed, leaving slots unused. "
+                    f"Likely {', or '.join(causes)}. Start them all with asyncio.gather and let "
+                    f"one shared asyncio.Semaphore(limit) admit {limit} at a time.")
 
 
 def _read_from_body(response: httpx.Response) -> bool:

@@ -192,7 +192,7 @@ q1 = Exercise(
 
 async def _check_client_with_session(client_with_session) -> str:
     import httpx
-    from sqlalchemy import select
+    from sqlalchemy import func, select
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
     from course.apps import music_store
@@ -205,6 +205,15 @@ async def _check_client_with_session(client_with_session) -> str:
     app.dependency_overrides[get_settings] = _suite_settings
     what = "client_with_session(app, session)"
     name = "The Check O'Haras \"Trio\""
+    early = "The Check's own row"
+    received: list[Any] = []
+
+    async def _session_given(given: SessionDep) -> dict:
+        received.append(given)  # the very object a route is handed for get_session
+        return {}
+
+    app.add_api_route("/_check/session", _session_given, methods=["GET"])
+    overrides_before = app.dependency_overrides
     try:
         async with engine.connect() as conn:
             transaction = await conn.begin()
@@ -247,6 +256,16 @@ async def _check_client_with_session(client_with_session) -> str:
                                 "session no longer saw the artist: the override closed (or "
                                 "rolled back) the test's session after the request. Just `yield "
                                 "session`, and leave closing it to the fixture that made it.")
+                given = await _session_a_route_gets(client, received)
+                if given is not None and given is not session and given.bind is not session.bind:
+                    raise Wrong(f"{what}: the requests did not use the test's session: a route "
+                                "was handed a session of its own, on another connection than "
+                                "the test's, so what it commits is committed for real. The "
+                                "override must hand the routes the `session` given to "
+                                "client_with_session: `async def override(): yield session`.")
+                # between requests the test commits work of its own, as tests do
+                session.add(Artist(name=early))
+                await session.commit()
                 again = await call(client.post, "/artists", json={"name": name.upper()})
                 if again.status_code == 201:
                     raise Wrong(f"{what}: a second artist called {name.upper()!r} was accepted "
@@ -257,6 +276,27 @@ async def _check_client_with_session(client_with_session) -> str:
                 if again.status_code != 409:
                     raise Wrong(f"the second POST of the same name answered {again.status_code}; "
                                 "expected 409.")
+                kept = await session.scalar(select(func.count())
+                                            .where(Artist.name.in_([name, early])))
+                own = given is not None and given is not session
+                if kept != 2:
+                    raise Wrong(f"{what}: after the repeated name answered 409, the test's "
+                                f"session saw {kept} of the 2 rows committed before it (the "
+                                "artist from POST /artists and a row the test committed "
+                                "itself): the 409's rollback ended the test's outer "
+                                "transaction, not a SAVEPOINT. " + (
+                                    "The route was handed a new session on the test's "
+                                    "connection, not the test's `session`; its rollback rolls "
+                                    "back the connection's whole transaction. " if own else
+                                    "The route did get the test's session, so the override "
+                                    "likely rolled it back or ended its transaction. ")
+                                + "Hand the routes the test's own session: `async def "
+                                "override(): yield session`.")
+                if own:
+                    raise Wrong(f"{what}: a route was handed a session other than the test's "
+                                "`session` (a new one, on the test's connection): the routes "
+                                "must use the test's session instead of opening their own. "
+                                "`async def override(): yield session`.")
                 found = await call(client.get, f"/artists/{seen}")
                 if found.status_code != 200 or found.json().get("name") != name:
                     raise Wrong(f"GET /artists/{seen} answered {found.status_code} "
@@ -272,13 +312,24 @@ async def _check_client_with_session(client_with_session) -> str:
                         "after the test's transaction was rolled back: the requests did not use "
                         "the test's session but one of their own. The override must hand the "
                         "routes the `session` given to client_with_session.")
-        _judge_overrides_left(app, music_store.get_session, what)
+        _judge_overrides_left(app, music_store.get_session, what, overrides_before)
     finally:
         app.dependency_overrides.clear()
         await engine.dispose()
-    return ("the routes used the test's session (what POST /artists committed was seen by the "
-            "test, then rolled back with it), the lifespan ran (409 on a repeated name), and "
-            "at the end your override was removed and the one the app already had was kept.")
+    return ("a route was handed the test's own session; what POST /artists committed was seen "
+            "by the test and rolled back with it; the lifespan ran (409 on a repeated name), and "
+            "after that 409 the rows committed before it were still there; at the end your "
+            "override was removed and the one the app already had was kept.")
+
+
+async def _session_a_route_gets(client: Any, received: list) -> Any:
+    """The session object a route is handed for get_session, or None if the probe failed."""
+    received.clear()
+    try:
+        response = await call(client.get, "/_check/session")
+    except LearnerError:
+        return None
+    return received[0] if response.status_code == 200 and received else None
 
 
 def get_settings() -> dict:
@@ -290,8 +341,9 @@ def _suite_settings() -> dict:
     return {"database": "test"}
 
 
-def _judge_overrides_left(app: Any, get_session: Any, what: str) -> None:
-    """After the teardown, the app's overrides must be the ones it had before: the suite's own."""
+def _judge_overrides_left(app: Any, get_session: Any, what: str, before: dict) -> None:
+    """After the teardown, the app's overrides must be the ones it had before: the suite's own.
+    `before` is the dict object the app held before the fixture ran."""
     left = dict(app.dependency_overrides)
     if get_session in left:
         raise Wrong(f"{what}: after the teardown, app.dependency_overrides still held the "
@@ -299,10 +351,16 @@ def _judge_overrides_left(app: Any, get_session: Any, what: str) -> None:
                     "the yield, in a `finally:` (`app.dependency_overrides.pop(get_session, "
                     "None)`, or put back a copy saved before).")
     if left.get(get_settings) is not _suite_settings:
+        seen = ("app.dependency_overrides was the same dict, emptied of it: likely "
+                "`app.dependency_overrides.clear()`, which empties the whole dict"
+                if app.dependency_overrides is before else
+                "app.dependency_overrides was a new dict, without it: likely the whole dict "
+                "was replaced (`app.dependency_overrides = {...}`) instead of one key set, or "
+                "`.clear()` emptied it before")
         raise Wrong(f"{what}: the app came with an override of its own (for get_settings), and "
-                    "after the teardown it was gone: `app.dependency_overrides.clear()` empties "
-                    "the whole dict. Leave the app as you found it: remove only your key "
-                    "(`app.dependency_overrides.pop(get_session, None)`), or save "
+                    f"after the teardown it was gone; {seen}. Leave the app as you found it: "
+                    "set and remove only your key (`app.dependency_overrides[get_session] = "
+                    "...`, then `.pop(get_session, None)`), or save "
                     "`dict(app.dependency_overrides)` before and restore it.")
     if len(left) > 1:
         keys = ", ".join(getattr(k, "__name__", repr(k)) for k in left if k is not get_settings)
@@ -1402,11 +1460,7 @@ class _Suite:
             got = response.json()
             got_ids = [t.get("track_id") for t in got] if isinstance(got, list) else got
             if got_ids != expected_ids:
-                shown = len(got_ids) if isinstance(got_ids, list) else got_ids
-                raise Wrong(f"GET /tracks?q={q!r} gave {shown} tracks; {len(expected_ids)} track "
-                            "names contain it (ignoring case, every character literal, ordered "
-                            "by track_id): bind q as data, `Track.name.icontains(q, "
-                            "autoescape=True)`.")
+                raise Wrong(_search_wrong(q, got, expected_ids, self.backend))
             if counter.count > 2:
                 raise Wrong(f"GET /tracks?q={q!r} ran {counter.count} statements: join stock in "
                             "the same query.")
@@ -1425,6 +1479,31 @@ class _Suite:
         if self.stock0.get(1) != initial_stock(1):
             raise Wrong("the stock table did not start as prepare_store left it.")
         self.done.append(f"{len(HOSTILE_INPUTS) + 4} searches, hostile strings kept as data")
+
+
+def _search_wrong(q: str, got: Any, expected_ids: list, backend: Backend) -> str:
+    """What GET /tracks?q= gave against what it should have, with the causes the data shows."""
+    on = "SQLite" if backend == "sqlite" else "PostgreSQL"
+    if not isinstance(got, list):
+        return f"GET /tracks?q={q!r} returned {str(got)[:80]}; expected a list of tracks."
+    seen = (f"GET /tracks?q={q!r} gave {len(got)} tracks on {on}; {len(expected_ids)} track "
+            "names contain it (ignoring case, every character literal, ordered by track_id)")
+    names = [t.get("name", "") for t in got if isinstance(t, dict)]
+    if len(got) > len(expected_ids) and ("%" in q or "_" in q):
+        return (f"{seen}: % and _ are LIKE wildcards, and the extra names do not hold {q!r} "
+                "itself: q likely reached LIKE unescaped. `Track.name.icontains(q, "
+                "autoescape=True)` escapes them.")
+    if len(got) < len(expected_ids) and all(q in name for name in names):
+        return (f"{seen}, and every name returned holds {q!r} in exactly that case: a "
+                "case-sensitive search (`contains`, or LIKE on PostgreSQL; SQLite's LIKE ignores "
+                "the case of ASCII letters, PostgreSQL's does not). `Track.name.icontains(q, "
+                "autoescape=True)`.")
+    if len(got) > len(expected_ids) and "'" in q:
+        return (f"{seen}: the quote in q likely changed the statement, so the text became SQL. "
+                "Bind it as data: `Track.name.icontains(q, autoescape=True)`.")
+    return (f"{seen}: the ids were {[t.get('track_id') for t in got if isinstance(t, dict)][:8]}"
+            f", expected {expected_ids[:8]}. `Track.name.icontains(q, autoescape=True)`, ordered "
+            "by track_id.")
 
 
 async def _start(stack: Any, create_store_app: Any, url: str, engines: list,

@@ -10,6 +10,7 @@ import sqlite3
 from sqlalchemy import create_engine, desc, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from course.models import Album, Artist, Base, Genre, Track
 from tests.corpus import correct, wrong
@@ -443,6 +444,35 @@ async def count_albums_forgets_await(url, name):
         async with engine.connect() as conn:
             result = conn.execute(_albums_of(name))
             return result.scalar_one()
+    finally:
+        await engine.dispose()
+
+
+@wrong("q5", expect="never disposed of")
+async def count_albums_nullpool_never_disposed(url, name):
+    # NullPool closes each connection as it is returned, so none stays open; dispose() is
+    # still never called
+    engine = create_async_engine(url, poolclass=NullPool)
+    async with engine.connect() as conn:
+        return (await conn.execute(_albums_of(name))).scalar_one()
+
+
+@wrong("q5", expect="when the query failed (a database without an album table): the engine")
+async def count_albums_nullpool_disposed_on_success_only(url, name):
+    engine = create_async_engine(url, poolclass=NullPool)
+    async with engine.connect() as conn:
+        count = (await conn.execute(_albums_of(name))).scalar_one()
+    await engine.dispose()  # BUG: skipped when the query raises
+    return count
+
+
+@correct("q5")
+async def count_albums_nullpool_disposed(url, name):
+    """A NullPool engine, disposed in finally all the same."""
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            return (await conn.execute(_albums_of(name))).scalar_one()
     finally:
         await engine.dispose()
 
@@ -971,6 +1001,17 @@ async def count_albums_closes_only_on_success(url, name):
         return count
     finally:
         await engine.dispose()
+
+
+@wrong("q3", expect="each line ended with")
+async def export_lines_joined_by_hand(conn, table, out):
+    # the values joined by hand: "\n" line ends where csv.writer writes "\r\n", and no quoting
+    count = 0
+    result = await conn.stream(select(table).order_by(table.c.invoice_line_id))
+    async for row in result:
+        out.write(",".join(str(value) for value in row) + "\n")
+        count += 1
+    return count
 
 
 @wrong("q3", expect="written as floats")

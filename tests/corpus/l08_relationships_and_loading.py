@@ -389,6 +389,14 @@ async def track_labels_without_await(track):
     return track.name, album.title, genre.name
 
 
+@wrong("q5", expect="what `track.awaitable_attrs.<relationship>` returns")
+async def track_labels_without_await_quietly(track):
+    # no await, and getattr with a default hides it: the coroutines are dropped unawaited
+    album = track.awaitable_attrs.album
+    genre = track.awaitable_attrs.genre
+    return track.name, getattr(album, "title", None), getattr(genre, "name", None)
+
+
 @wrong("q5", expect="Return None in its place")
 async def track_labels_every_track_has_an_album(track):
     album = await track.awaitable_attrs.album

@@ -529,6 +529,19 @@ async def track_lyrics_one_at_a_time(track_id: int, session: SessionDep) -> dict
     return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
 
 
+_one_worker = ThreadPoolExecutor(max_workers=1)
+
+
+@wrong("q5", expect="an executor with one thread")
+async def track_lyrics_one_worker_thread(track_id: int, session: SessionDep) -> dict:
+    track = await session.get(Track, track_id)
+    if track is None:
+        raise HTTPException(status_code=404)
+    # awaited properly, but one worker thread runs the calls one after another
+    lyrics = await asyncio.get_running_loop().run_in_executor(_one_worker, fetch_lyrics, track.name)
+    return {"track_id": track.track_id, "name": track.name, "lyrics": lyrics}
+
+
 @wrong("q5", expect="never called fetch_lyrics")
 async def track_lyrics_made_up(track_id: int, session: SessionDep) -> dict:
     track = await session.get(Track, track_id)

@@ -224,6 +224,19 @@ def previews_off_by_one(app, fetch_preview, limit):
         return await asyncio.gather(*(one(i) for i in ids))
 
 
+@wrong("q3", expect="Semaphore(limit - 1)")
+def previews_one_slot_short(app, fetch_preview, limit):
+    semaphore = asyncio.Semaphore(max(1, limit - 1))  # one slot never used
+
+    async def one(i):
+        async with semaphore:
+            return await fetch_preview(i)
+
+    @app.get("/previews")
+    async def previews(ids: Annotated[list[int], Query()]):
+        return await asyncio.gather(*(one(i) for i in ids))
+
+
 @wrong("q3", expect="in the order the calls finished")
 def previews_as_completed(app, fetch_preview, limit):
     semaphore = asyncio.Semaphore(limit)

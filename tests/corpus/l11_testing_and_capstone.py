@@ -226,6 +226,7 @@ def _store(url: str, bug: str) -> FastAPI:
             select(Track.track_id, Track.name, Track.unit_price, stock.c.quantity.label("stock"))
             .join(stock, stock.c.track_id == Track.track_id)
             .where(Track.name.ilike(f"%{q}%") if bug == "like_unescaped"
+                   else Track.name.contains(q, autoescape=True) if bug == "case_sensitive"
                    else Track.name.icontains(q, autoescape=True))
             .order_by(Track.track_id).limit(limit).offset(offset))).all()
         return [TrackHit(**row._mapping) for row in rows]
@@ -646,9 +647,16 @@ def store_n_plus_one(url):
     return _store(url, "n_plus_one")
 
 
-@wrong("q4", expect="bind q as data")
+@wrong("q4", expect="% and _ are LIKE wildcards")
 def store_like_unescaped(url):
+    # q is bound, but its % and _ reach LIKE as wildcards
     return _store(url, "like_unescaped")
+
+
+@wrong("q4", expect="every name returned holds 'LOVE' in exactly that case")
+def store_search_case_sensitive(url):
+    # contains() is LIKE: it ignores case on SQLite only, so PostgreSQL finds fewer
+    return _store(url, "case_sensitive")
 
 
 @wrong("q4", expect="await engine.dispose()")
@@ -1363,6 +1371,60 @@ async def client_with_session_leaves_a_stray_override(
 
     app.dependency_overrides[get_session] = the_test_session
     app.dependency_overrides[AsyncSession] = lambda: session
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.pop(get_session, None)
+
+
+@wrong("q2", expect="new session on the test's connection")
+async def client_with_session_new_session_per_request(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    # each request opens its own session on the test's connection (default join mode): the
+    # 409's rollback then rolls back the test's outer transaction, earlier rows and all
+    maker = async_sessionmaker(session.bind, expire_on_commit=False)
+
+    async def a_session_per_request():
+        async with maker() as own:
+            yield own
+
+    app.dependency_overrides[get_session] = a_session_per_request
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.pop(get_session, None)
+
+
+@wrong("q2", expect="was a new dict")
+async def client_with_session_replaces_the_dict(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    # a new dict instead of one key: the app's own override is gone from the start
+    app.dependency_overrides = {get_session: lambda: session}
+    try:
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                yield client
+    finally:
+        app.dependency_overrides.pop(get_session, None)
+
+
+@correct("q2")
+async def client_with_session_closing_it_after_each_request(
+        app: FastAPI, session: AsyncSession) -> AsyncIterator[httpx.AsyncClient]:
+    """the override hands over the test's session and closes it after each request: with
+    create_savepoint the session simply begins again on its next use."""
+    async def the_test_session():
+        async with session:
+            yield session
+
+    app.dependency_overrides[get_session] = the_test_session
     try:
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
