@@ -25,6 +25,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from course.apps.music_store import SessionDep
 from course.checks import Exercise, LearnerError, Wrong, call
 from course.databases import Backend, fresh_engine_url
 from course.deadline import not_counted
