@@ -27,11 +27,12 @@ def cmd_progress(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from course.checks import Outcome
     from course.workbooks import verify
 
     lessons = _lessons(args.lesson)
     print("Running your saved workbooks (save them first: unsaved edits are not seen).")
-    results = {}
+    results: dict[str, list[Outcome] | CourseError] = {}
     for lesson in tqdm(lessons, desc="running workbooks", unit="notebook", disable=len(lessons) < 2):
         try:
             results[lesson] = verify(lesson)

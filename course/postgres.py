@@ -17,6 +17,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -24,12 +25,18 @@ import asyncpg
 from course import chinook
 from course.cluster import (
     clear_stale_pid_file,
-    is_local_running,
     live_users,
-    pgdata,
-    server_module,
     start_watcher,
     stop_cluster,
+)
+from course.cluster import (
+    is_local_running as is_local_running,  # as: also course.postgres's, for the CLI and tests
+)
+from course.cluster import (
+    pgdata as pgdata,
+)
+from course.cluster import (
+    server_module as server_module,
 )
 from course.deadline import not_counted
 from course.errors import CourseError
@@ -81,7 +88,7 @@ def _tune(folder: Path) -> None:
         conf.write_text(text + "# set by course/postgres.py: a disposable cluster\n" + "\n".join(missing) + "\n")
 
 
-def _forget_stopped_instance(pg, folder: Path) -> None:  # noqa: ANN001 -- the wheel's module
+def _forget_stopped_instance(pg: ModuleType, folder: Path) -> None:
     """Drop the wheel's cached handle if its cluster was stopped meanwhile (make db-stop), so
     the next call starts it again instead of dialling a socket that is gone."""
     import atexit
@@ -112,7 +119,7 @@ def start_local() -> str:
                 _tune(folder)
                 clear_stale_pid_file(folder)
             server.start()
-        uri = server.get_uri()
+        uri: str = server.get_uri()
     except Exception as exc:  # the wheel raises many kinds; all mean the same to a learner
         raise CourseError(
             f"The course's embedded PostgreSQL did not start ({type(exc).__name__}). Its log is "

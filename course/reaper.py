@@ -31,7 +31,7 @@ def _postmaster_alive(folder: Path) -> bool:
         pid = int((folder / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    return psutil.pid_exists(pid)
+    return bool(psutil.pid_exists(pid))
 
 
 def _stop_if_unused(folder: Path, lock: AbstractContextManager[object]) -> bool:
