@@ -215,5 +215,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"⚠️ {exc.problem}\nFix: {exc.fix}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `make progress | head` closed the pipe early: not an error
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- Python flushes stdout at exit
+        sys.stdout = open(os.devnull, "w")  # Python flushes stdout at exit
         return 0

