@@ -82,7 +82,7 @@ SLOWEST = {
 
 
 @pytest.hookimpl(optionalhook=True)  # a run with -p no:xdist has no such hook
-def pytest_xdist_make_scheduler(config, log):  # noqa: ANN001, ANN201 -- xdist's hook
+def pytest_xdist_make_scheduler(config, log):  # xdist's hook
     """With --dist loadscope: the corpus one unit per lesson, and the slowest units first."""
     if config.getvalue("dist") != "loadscope":
         return None
@@ -95,7 +95,7 @@ def pytest_xdist_make_scheduler(config, log):  # noqa: ANN001, ANN201 -- xdist's
                 return f"{scope}::{nodeid.split('[', 1)[1][:3]}"
             return scope
 
-        def _assign_work_unit(self, node) -> None:  # noqa: ANN001
+        def _assign_work_unit(self, node) -> None:
             heaviest = max(self.workqueue, key=lambda s: (SLOWEST.get(s, 0), len(self.workqueue[s])))
             self.workqueue.move_to_end(heaviest, last=False)
             super()._assign_work_unit(node)

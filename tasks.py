@@ -2,7 +2,7 @@
 without `make` (Windows, most of all).
 
     python tasks.py lab       # creates .venv, installs the pinned packages, opens JupyterLab
-    python tasks.py test      # the same set-up, then the whole test suite (what CI runs)
+    python tasks.py test      # the same set-up (with the test extra), then the whole suite (what CI runs)
 
 Other commands: `install [--extra test]`, `doctor`, `progress`, `verify [NN]`, `reset NN`, `build [NN]`.
 The Makefile calls this file, so both ways run the same code. It needs nothing but the standard
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> int:
             extras = [rest[rest.index("--extra") + 1]] if "--extra" in rest else []
             install(extras, force="--force" in rest)
             return 0
-        python = install()
+        python = install(["test"] if command == "test" else None)  # the suite runs mypy too
     except SetupError as exc:
         print(exc, file=sys.stderr)
         return 1

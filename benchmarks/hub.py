@@ -170,7 +170,7 @@ class Hub:
 class Kernel:
     """A kernel reached as JupyterLab reaches it: the sessions API, then the kernel's websocket."""
 
-    def __init__(self, web, base: str, path: str) -> None:  # noqa: ANN001 -- an httpx client
+    def __init__(self, web, base: str, path: str) -> None:  # an httpx client
         self.web, self.base, self.path = web, base, path
 
     async def __aenter__(self) -> Kernel:
@@ -263,7 +263,7 @@ def check_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()[:1] in ("✅", "❌", "⏳")]
 
 
-async def run_workbook(web, base: str, nn: str, report: dict, t0: float) -> None:  # noqa: ANN001
+async def run_workbook(web, base: str, nn: str, report: dict, t0: float) -> None:
     """Run workbook nn cell by cell in a kernel of the learner's server: a wrong answer to its
     first exercise, then every exercise solved (the solution's cell), each followed by its check."""
     slug = registry.lesson(nn).stem
@@ -353,7 +353,7 @@ class Web:
         self.client = httpx.AsyncClient(base_url=url, follow_redirects=True, timeout=300)
         self.reconnects = 0  # kernel websockets opened again after they closed
 
-    def __getattr__(self, name: str):  # noqa: ANN204 -- get, post, cookies ... of the client
+    def __getattr__(self, name: str):  # get, post, cookies ... of the client
         return getattr(self.client, name)
 
     @property
@@ -412,7 +412,7 @@ async def learner(hub: Hub, name: str, repo: str, lessons: list[str]) -> dict:
         report["copy_in_home"] = where == 200
         for nn in lessons:
             await run_workbook(web, base, nn, report, t0)
-    except Exception as exc:  # noqa: BLE001 -- recorded, and the run goes on
+    except Exception as exc:  # recorded, and the run goes on
         report["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
         report["reconnects"] = web.reconnects

@@ -60,7 +60,7 @@ c.JupyterHub.concurrent_spawn_limit = 0  # no limit: the benchmark starts them a
 # a function of the spawner (KubeSpawner's fixed /home/jovyan paths need none).
 
 
-def in_home(*parts: str):  # noqa: ANN201 -- a value for Spawner.environment
+def in_home(*parts: str):  # a value for Spawner.environment
     return lambda spawner: str(Path(spawner.home_dir, *parts))  # SimpleLocalProcessSpawner's home
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from course.build import solution_source  # noqa: E402
-from course.workbooks import all_exercises  # noqa: E402
+from course.build import solution_source
+from course.workbooks import all_exercises
 
 PRELUDE = """
 import asyncio, inspect, json, threading, time
@@ -55,7 +55,7 @@ def _imports_of(source: str) -> str:
     return "\n".join(ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
 
 
-def reference(lesson: str, function: str):  # noqa: ANN201
+def reference(lesson: str, function: str):
     """The solution's function, defined from its cell in solutions/."""
     module = types.ModuleType(f"solution_{lesson}_{function}")  # a real module: pydantic
     sys.modules[module.__name__] = module  # resolves a schema's annotations through it
@@ -64,16 +64,16 @@ def reference(lesson: str, function: str):  # noqa: ANN201
         # dont_inherit: this file's `from __future__ import annotations` must not turn the
         # solution's annotations into strings, which FastAPI cannot resolve for a local alias
         code = compile(source, f"<{module.__name__}>", "exec", dont_inherit=True)
-        exec(code, namespace)  # noqa: S102 -- the course's own solution code
+        exec(code, namespace)  # the course's own solution code
     return namespace[function]
 
 
-async def _evaluate(ex, answer) -> tuple[str, str]:  # noqa: ANN001
+async def _evaluate(ex, answer) -> tuple[str, str]:
     """The status and line of one run, or "exception" and where it left the check: a check
     must always end in its own line, whatever happens inside it."""
     try:
         outcome = await ex.evaluate(answer)
-    except BaseException as exc:  # noqa: BLE001 -- counted, never hidden
+    except BaseException as exc:  # counted, never hidden
         task = asyncio.current_task()
         while task is not None and task.cancelling():
             task.uncancel()  # a cancellation that escaped the check must not end this script

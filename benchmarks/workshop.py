@@ -78,7 +78,7 @@ async def learner(name: str, lessons: list[str]) -> None:
     say(event="done", seconds=round(time.perf_counter() - start, 3))
 
 
-async def learner_steps(name: str, lessons: list[str], connect) -> None:  # noqa: ANN001
+async def learner_steps(name: str, lessons: list[str], connect) -> None:
     from repeat_checks import reference
 
     import course
@@ -155,7 +155,7 @@ class Server:
     def __init__(self, folder: Path, max_connections: int) -> None:
         from course.postgres import server_module
 
-        PostgresServer = server_module().PostgresServer  # noqa: N806 -- imported quietly
+        PostgresServer = server_module().PostgresServer  # imported quietly
 
         self.folder, self.data = folder, folder / "data"
         self.admin_password = secrets.token_hex(12)

@@ -46,7 +46,7 @@ def _close_widget(widget: Any) -> None:
     widget.close()
 
 
-class tqdm(_auto_tqdm):  # noqa: N801 -- the name learners know
+class tqdm(_auto_tqdm):  # the name learners know
     """tqdm.auto's progress bar; in a notebook, a finished bar is left as a line of text."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from course.errors import CourseError
 from course.paths import CHINOOK_CSV, ROOT
@@ -169,7 +170,7 @@ def _convert(kind: str, raw: str) -> object:
     return raw
 
 
-def rows(table: str, *, typed: bool = True) -> Iterator[tuple]:
+def rows(table: str, *, typed: bool = True) -> Iterator[tuple[Any, ...]]:
     """The rows of one table. typed=True gives int/Decimal/datetime; False gives SQLite-ready values."""
     columns = TABLES[table]
     with open(CHINOOK_CSV / f"{table}.csv", newline="", encoding="utf-8") as f:

@@ -28,11 +28,12 @@ def cmd_progress(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from course.checks import Outcome
     from course.workbooks import verify
 
     lessons = _lessons(args.lesson)
     print("Running your saved workbooks (save them first: unsaved edits are not seen).")
-    results = {}
+    results: dict[str, list[Outcome] | CourseError] = {}
     for lesson in tqdm(lessons, desc="running workbooks", unit="notebook", disable=len(lessons) < 2):
         try:
             results[lesson] = verify(lesson)
@@ -215,5 +216,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"⚠️ {exc.problem}\nFix: {exc.fix}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `make progress | head` closed the pipe early: not an error
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- Python flushes stdout at exit
+        sys.stdout = open(os.devnull, "w")  # Python flushes stdout at exit
         return 0

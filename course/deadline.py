@@ -8,7 +8,7 @@ machine. That time is the course's, not the learner's: code that does it runs in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -53,7 +53,7 @@ class CheckCancelled(Exception):
     """The check's task was cancelled from inside, neither by its time limit nor from outside."""
 
 
-async def within(work: Coroutine[Any, Any, T], seconds: float, grace: float | None = None) -> T:
+async def within(work: Awaitable[T], seconds: float, grace: float | None = None) -> T:
     """Await `work` in a task of its own under limited(seconds); raise TimeoutError if the limit
     expired, whatever `work` let out then (a bare CancelledError, another error, a result).
 

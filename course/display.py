@@ -72,6 +72,6 @@ def show(text: str, markdown: str, data: dict[str, Any] | None = None) -> None:
     if in_kernel():
         from IPython.display import display
 
-        display(Shown(text, markdown, data))
+        display(Shown(text, markdown, data))  # type: ignore[no-untyped-call]  # IPython's display() is unannotated
     else:
         print(text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
 
 
 class CourseError(Exception):
@@ -354,7 +356,8 @@ def install_ipython_handler() -> None:
     if shell is None:
         return
 
-    def handler(shell, etype, value, tb, tb_offset=None):  # noqa: ANN001
+    def handler(shell: Any, etype: type[BaseException], value: BaseException,
+                tb: TracebackType | None, tb_offset: int | None = None) -> None:
         remember(value)
         if isinstance(value, CourseError):
             print(f"⚠️ {value.problem}\nFix: {value.fix}")

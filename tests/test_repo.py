@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.util
 import re
 import shutil
@@ -217,3 +219,79 @@ def test_nbval_markers_are_cell_tags_not_comments(folder: str) -> None:
             if cell.cell_type == "code":
                 assert not re.search(r"#\s*NBVAL_", cell.source), \
                     f"{folder}/{path.name} cell {index}: use the tag nbval-ignore-output (or raises-exception)"
+
+
+def _course_imports(path: Path) -> set[str]:
+    """The course modules that `path` imports anywhere in it, even inside a function."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # a relative import, from the package the module is in
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *filter(None, [base])])
+            names = [f"{base}.{alias.name}" for alias in node.names]  # a module, or a name of base
+        else:
+            continue
+        found.update(n for n in names if n == "course" or n.startswith("course."))
+    return found
+
+
+def course_import_graph() -> dict[str, set[str]]:
+    """{module: the course modules it imports}, for every module under course/.
+
+    `from course import x` counts as importing course.x when x is a module, else `course` (the
+    package's `__init__.py`, a node like the others)."""
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in sorted((ROOT / "course").rglob("*.py"))}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = {t if t in modules else t.rpartition(".")[0] for t in _course_imports(path)}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _a_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (a depth-first search)."""
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_course_modules_import_each_other_without_a_cycle() -> None:
+    """Every import counts, also one inside a function: a cycle means two modules that cannot
+    be understood (or changed) one without the other."""
+    cycle = _a_cycle(course_import_graph())
+    assert cycle is None, "import cycle in course/: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _a_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _a_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_mypy_passes_on_the_course_package() -> None:
+    """[tool.mypy] in pyproject.toml: strict for the databases layer and the checking engine.
+    Its cache lives in .course/mypy-cache, so a second run takes a second or two."""
+    pytest.importorskip("mypy", reason="mypy comes with the test extra: `python tasks.py install --extra test`")
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]

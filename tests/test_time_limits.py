@@ -18,19 +18,19 @@ async def _forever(*args: object) -> None:
     await asyncio.Event().wait()
 
 
-def _evaluate(checker, answer=_forever, limit: float = 0.3):  # noqa: ANN001, ANN202
+def _evaluate(checker, answer=_forever, limit: float = 0.3):
     """Evaluate on a fresh loop; also return the count of cancellation requests left on the
     caller's task, which must be 0."""
     exercise = Exercise("q9", "answer", checker, limit=limit, lesson="99")
 
-    async def main():  # noqa: ANN202
+    async def main():
         outcome = await exercise.evaluate(answer)
         return outcome, asyncio.current_task().cancelling()
 
     return asyncio.run(main())
 
 
-def _is_time_line(outcome) -> bool:  # noqa: ANN001
+def _is_time_line(outcome) -> bool:
     return (outcome.status == "busy" and outcome.message == TOO_BUSY) or (
         outcome.status == "wrong" and "did not finish within 0.3 s" in outcome.message)
 
@@ -55,7 +55,7 @@ class _SlowDriver:
 def test_the_limit_landing_in_a_slow_close_ends_in_a_line() -> None:
     driver = _SlowDriver()
 
-    async def checker(fn) -> None:  # noqa: ANN001
+    async def checker(fn) -> None:
         try:
             await call(fn)
         finally:
@@ -69,7 +69,7 @@ def test_the_limit_landing_in_a_slow_close_ends_in_a_line() -> None:
 def test_a_cancellation_inside_a_close_that_is_cancelled_again_ends_in_a_line() -> None:
     driver = _SlowDriver()
 
-    async def checker(fn) -> None:  # noqa: ANN001
+    async def checker(fn) -> None:
         try:
             await call(fn)
         finally:
@@ -85,7 +85,7 @@ def test_a_cancellation_request_left_behind_does_not_escape() -> None:
     """Python 3.11's TaskGroup leaves one when a task fails while the group exits; before, the
     time limit then left the check as a bare CancelledError."""
 
-    async def checker(fn) -> None:  # noqa: ANN001
+    async def checker(fn) -> None:
         task = asyncio.current_task()
         task.cancel()  # a request whose CancelledError something swallowed, never uncancelled
         with contextlib.suppress(asyncio.CancelledError):
@@ -119,7 +119,7 @@ def test_clean_up_that_never_ends_is_bounded(monkeypatch: pytest.MonkeyPatch) ->
     refused = 0
     stuck = asyncio.Event()  # set by the test once the verdict is in: the clean-up may stop
 
-    async def checker(fn) -> None:  # noqa: ANN001
+    async def checker(fn) -> None:
         nonlocal refused
         try:
             await call(fn)
@@ -145,7 +145,7 @@ def test_clean_up_that_never_ends_is_bounded(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_cancellation_from_outside_still_propagates() -> None:
     cleaned = []
 
-    async def checker(fn) -> None:  # noqa: ANN001
+    async def checker(fn) -> None:
         try:
             await call(fn)
         finally:
@@ -194,7 +194,7 @@ def _stall(seconds: float) -> None:
 
 
 def test_a_stalled_loop_is_not_judged() -> None:
-    async def checker(fn) -> None:  # noqa: ANN001
+    async def checker(fn) -> None:
         _stall(2.5)  # a gap of 2.5 s, with no learner's code on the loop's thread
         await call(fn)
 
@@ -215,7 +215,7 @@ def test_the_learners_code_holding_the_loop_is_named() -> None:
 
 
 def test_a_wrong_answer_inside_the_limit_is_still_wrong() -> None:
-    async def checker(fn) -> None:  # noqa: ANN001
+    async def checker(fn) -> None:
         raise Wrong("no.")
 
     outcome, left = _evaluate(checker)

@@ -255,7 +255,9 @@ async def serve(app: Any, host: str = "127.0.0.1", port: int = 8765,
     handlers: set[asyncio.Task[Any]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handlers.add(task := asyncio.current_task())
+        task = asyncio.current_task()
+        assert task is not None  # a handler always runs in a task of its own
+        handlers.add(task)
         try:
             await _handle(manager.app, reader, writer, (host, port))
         except asyncio.CancelledError:  # the server is stopping; this task ends here

@@ -17,11 +17,11 @@ def take_over_begin(engine: Any) -> Any:
     from sqlalchemy import event
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _no_driver_begin(dbapi_connection, connection_record) -> None:  # noqa: ANN001
+    def _no_driver_begin(dbapi_connection, connection_record) -> None:
         dbapi_connection.isolation_level = None
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn) -> None:  # noqa: ANN001
+    def _begin(conn) -> None:
         conn.exec_driver_sql("BEGIN")
 
     return engine

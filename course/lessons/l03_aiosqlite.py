@@ -114,7 +114,7 @@ class _WatchedCursor(aiosqlite.Cursor):
     """A real aiosqlite cursor that reports each statement it runs to its _Watched connection."""
 
     def __init__(self, watch: _Watched, cursor: aiosqlite.Cursor) -> None:
-        super().__init__(cursor._conn, cursor._cursor)  # noqa: SLF001 -- the same sqlite3 cursor, watched
+        super().__init__(cursor._conn, cursor._cursor)  # the same sqlite3 cursor, watched
         self._watch = watch
 
     async def execute(self, sql: str, parameters: Any = None) -> aiosqlite.Cursor:
@@ -497,7 +497,7 @@ class _Pause:
             CREATE TRIGGER pause_on_track_{PAUSED_TRACK} BEFORE INSERT ON {table}
             WHEN NEW.track_id = {PAUSED_TRACK}
             BEGIN SELECT course_pause(); END
-        """)  # noqa: S608 -- the table name is a constant of the check
+        """)  # the table name is a constant of the check
         await db.commit()
 
     async def cancel_midway(self, db: aiosqlite.Connection, fn: Any, *args: Any) -> BaseException | Any:
@@ -1000,7 +1000,7 @@ async def _recording_connect() -> AsyncIterator[list[aiosqlite.Connection]]:
     finally:
         aiosqlite.connect = real
         for conn in opened:
-            if conn._connection is not None:  # noqa: SLF001 -- the check cleans up a leak
+            if conn._connection is not None:  # the check cleans up a leak
                 await conn.close()
 
 

@@ -266,7 +266,7 @@ async def _json_on(pooled: asyncpg.Connection, hold: float) -> str:
     try:
         try:
             value = await pooled.fetchval("SELECT jsonb_build_object('ok', true, 'n', 3)")
-        except Exception as exc:  # noqa: BLE001 -- the learner's decoder runs inside fetchval
+        except Exception as exc:  # the learner's decoder runs inside fetchval
             if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
                 raise
             return f"decoder failed: {_describe(exc)}"

@@ -470,7 +470,7 @@ async def _cancel_midway(engine: AsyncEngine, md: MetaData, create_playlist, bef
     in, the tracks are not. The cancellation must roll it back and reach the caller."""
     target: list[asyncio.Task] = []
 
-    def cancel_on_tracks(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def cancel_on_tracks(conn, cursor, statement, parameters, context, executemany) -> None:
         if target and "playlist_track" in statement and statement.lstrip().upper().startswith("INSERT"):
             target.pop().cancel()
 
@@ -623,7 +623,7 @@ async def _export_cases(engine: AsyncEngine, table: Table, export_lines, backend
     found: list[int] = []
     streamed: list[bool] = []  # for each SELECT of the table: did it run on a server-side cursor?
 
-    def watch(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def watch(conn, cursor, statement, parameters, context, executemany) -> None:
         if table.name in statement and statement.lstrip().upper().startswith("SELECT"):
             streamed.append(bool(context.execution_options.get("stream_results")))
 
@@ -719,7 +719,7 @@ class _NoAutocommit(StatementCounter):
     every row of it would commit alone, a disk sync each (thousands of them, a minute on a busy
     machine), and the check already knows the answer is wrong."""
 
-    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
         super()._on_execute(conn, cursor, statement, parameters, context, executemany)
         if statement.lstrip().upper().startswith("INSERT") and \
                 conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
@@ -842,23 +842,23 @@ class _PoolWatch:
         self.engines: dict[int, Any] = {}  # the engines that connected
         self.disposed: set[int] = set()
 
-    def _engine_connect(self, conn) -> None:  # noqa: ANN001
+    def _engine_connect(self, conn) -> None:
         self.engines[id(conn.engine)] = conn.engine
 
-    def _engine_disposed(self, engine) -> None:  # noqa: ANN001
+    def _engine_disposed(self, engine) -> None:
         self.disposed.add(id(engine))
 
     def undisposed(self) -> int:
         """Engines that connected and whose dispose() was never called."""
         return len(self.engines.keys() - self.disposed)
 
-    def _connect(self, dbapi_connection, record) -> None:  # noqa: ANN001
+    def _connect(self, dbapi_connection, record) -> None:
         self.opened += 1
         self._open[id(dbapi_connection)] = dbapi_connection
         if "AsyncAdapt" not in type(dbapi_connection).__name__:
             self.sync = True
 
-    def _close(self, dbapi_connection, record) -> None:  # noqa: ANN001
+    def _close(self, dbapi_connection, record) -> None:
         self.closed += 1
         self._open.pop(id(dbapi_connection), None)
 

@@ -498,7 +498,7 @@ class _LostUpdateProbe:
         self.changed = asyncio.Event()
         self.gave_up = False
 
-    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
         task = conn
         if statement.lstrip().upper().startswith("SELECT") and "FROM invoice" in statement \
                 and "FOR UPDATE" not in statement.upper():
@@ -506,14 +506,14 @@ class _LostUpdateProbe:
         elif statement.lstrip().upper().startswith("UPDATE INVOICE") and self.reads.get(task) == "done":
             self.marks.setdefault(task, len(self.done_reads))
 
-    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def _after(self, conn, cursor, statement, parameters, context, executemany) -> None:
         task = conn
         if self.reads.get(task) == "started":
             self.reads[task] = "done"
             self.done_reads.append(task)
             self.changed.set()
 
-    def _on_commit(self, conn) -> None:  # noqa: ANN001
+    def _on_commit(self, conn) -> None:
         task = conn
         if task in self.marks:
             await_(self._someone_else_read(task, self.marks.pop(task)))
@@ -693,13 +693,13 @@ class _SessionWatch:
             self.open_now += 1
             self.peak = max(self.peak, self.open_now)
 
-    def _begun(self, session, transaction, connection) -> None:  # noqa: ANN001
+    def _begun(self, session, transaction, connection) -> None:
         self._opened(session)
 
-    def _executed(self, state) -> None:  # noqa: ANN001
+    def _executed(self, state) -> None:
         self._opened(state.session)
 
-    def _ended(self, session, transaction) -> None:  # noqa: ANN001
+    def _ended(self, session, transaction) -> None:
         if transaction.parent is None and id(session) in self._open:
             self._open.discard(id(session))
             self.open_now -= 1

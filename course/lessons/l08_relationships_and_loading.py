@@ -118,7 +118,7 @@ class _Recorder(StatementCounter):
         self.parameters: list[Any] = []
         self.in_flight = self.peak = 0
 
-    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def _on_execute(self, conn, cursor, statement, parameters, context, executemany) -> None:
         super()._on_execute(conn, cursor, statement, parameters, context, executemany)
         self.parameters.append(parameters)
         self.in_flight += 1

@@ -534,7 +534,7 @@ async def _failing_album_insert(engine: Any) -> AsyncIterator[None]:
     """While active, every INSERT into album fails: a failure halfway through the request."""
     from sqlalchemy import event
 
-    def fail(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def fail(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO ALBUM"):
             raise InjectedFailure("the check made the INSERT into album fail")
 
@@ -579,7 +579,7 @@ class _RaceProbe:
         self.arrived = 0
         self.all_arrived = asyncio.Event()
 
-    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
         from sqlalchemy.util import await_
 
         if statement.lstrip().upper().startswith("INSERT INTO ARTIST"):

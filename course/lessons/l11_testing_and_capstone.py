@@ -666,7 +666,7 @@ class _Receipts:
         try:
             seen = asyncio.run_coroutine_threadsafe(self.committed(order_id),
                                                     self.loop).result(timeout=60)
-        except Exception:  # noqa: BLE001 - an odd order_id: nothing to judge here
+        except Exception:
             return
         if not seen:
             self.early.append(order_id)
@@ -694,10 +694,10 @@ class _Connections:
         self.out: set[int] = set()
         self.engines: list[Any] = []
 
-    def _checkout(self, dbapi_connection, record, proxy) -> None:  # noqa: ANN001
+    def _checkout(self, dbapi_connection, record, proxy) -> None:
         self.out.add(id(record))
 
-    def _checkin(self, dbapi_connection, record) -> None:  # noqa: ANN001
+    def _checkin(self, dbapi_connection, record) -> None:
         self.out.discard(id(record))
 
     def watch(self, engine: Any) -> None:
@@ -726,7 +726,7 @@ class _FloatMoney:
     def __init__(self) -> None:
         self.seen: list[tuple[str, float]] = []
 
-    def before_execute(self, conn, clause, multiparams, params, options) -> None:  # noqa: ANN001
+    def before_execute(self, conn, clause, multiparams, params, options) -> None:
         table = getattr(getattr(clause, "table", None), "name", None)
         if table not in ("store_order", "store_order_line") or not getattr(clause, "is_dml", False):
             return
@@ -806,7 +806,7 @@ class _StockRace:
                                                      and "FOR UPDATE" in head
                                                      and " STOCK" in head)
 
-    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+    def _before(self, conn, cursor, statement, parameters, context, executemany) -> None:
         from sqlalchemy.util import await_
 
         if not self._is_gate(statement) or id(conn) in self.arrived:
@@ -1316,7 +1316,7 @@ class _Suite:
         task: asyncio.Task | None = None
         seen_insert = False
 
-        def cancel_on_insert(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        def cancel_on_insert(conn, cursor, statement, parameters, context, executemany) -> None:
             nonlocal seen_insert
             if (statement.lstrip().upper().startswith("INSERT") and task is not None
                     and not seen_insert):

@@ -317,7 +317,7 @@ async def run_script_main_forgets_result(main):
 @wrong("q2", expect="time.sleep() on the event loop's thread")
 async def track_artist_name_throttled_with_time_sleep(track_id, fetch_track, fetch_album, fetch_artist):
     track = await fetch_track(track_id)
-    time.sleep(0.3)  # noqa: ASYNC251 -- the mistake: "throttling" that blocks the loop
+    time.sleep(0.3)  # the mistake: "throttling" that blocks the loop
     album = await fetch_album(track["album_id"])
     artist = await fetch_artist(album["artist_id"])
     return artist["name"]
@@ -325,7 +325,7 @@ async def track_artist_name_throttled_with_time_sleep(track_id, fetch_track, fet
 
 @wrong("q1", expect="time.sleep() on the event loop's thread")
 async def album_title_waits_with_time_sleep(album_id, fetch_album):
-    time.sleep(0.01)  # noqa: ASYNC251 -- the mistake
+    time.sleep(0.01)  # the mistake
     album = await fetch_album(album_id)
     return None if album is None else album["title"]
 
@@ -459,7 +459,7 @@ async def call_hook_blanket_except_returns_none(hook, *args):
         if inspect.isawaitable(result):
             return await result
         return result
-    except Exception:  # noqa: BLE001 -- the mistake: the hook's own errors vanish
+    except Exception:  # the mistake: the hook's own errors vanish
         return None
 
 

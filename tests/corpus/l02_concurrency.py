@@ -480,7 +480,7 @@ async def fetch_all_in_batches_of_ten(ids, fetch_one):
 @wrong("q3", expect="time.sleep() on the event loop's thread")
 async def with_timeout_sleeps_the_deadline(coro_fn, seconds, default):
     task = asyncio.ensure_future(coro_fn())
-    time.sleep(seconds)  # noqa: ASYNC251 -- the mistake: blocks the loop, so the task cannot run
+    time.sleep(seconds)  # the mistake: blocks the loop, so the task cannot run
     if task.done():
         return task.result()
     task.cancel()
@@ -492,7 +492,7 @@ async def with_timeout_polls_with_time_sleep(coro_fn, seconds, default):
     task = asyncio.ensure_future(coro_fn())
     waited = 0.0
     while not task.done() and waited < seconds:
-        time.sleep(0.01)  # noqa: ASYNC251 -- the mistake
+        time.sleep(0.01)  # the mistake
         waited += 0.01
         await asyncio.sleep(0)
     if task.done():
@@ -633,7 +633,7 @@ async def fetch_some_task_group_catching_inside(ids, fetch_one):
     async def one(track_id):
         try:
             found[track_id] = await fetch_one(track_id)
-        except Exception:  # noqa: BLE001 -- a failed query is skipped, as asked
+        except Exception:  # a failed query is skipped, as asked
             pass
 
     async with asyncio.TaskGroup() as tg:
@@ -731,7 +731,7 @@ async def fetch_bounded_catches_inside(ids, fetch_one, limit):
         async with semaphore:
             try:
                 return await fetch_one(track_id)
-            except Exception as exc:  # noqa: BLE001 -- the mistake under test
+            except Exception as exc:  # the mistake under test
                 return exc
 
     return await asyncio.gather(*(one(i) for i in ids))
@@ -784,7 +784,7 @@ async def fetch_some_none_for_failures_then_truthiness(ids, fetch_one):
     async def one(track_id):
         try:
             return await fetch_one(track_id)
-        except Exception:  # noqa: BLE001 -- a failed query is skipped
+        except Exception:  # a failed query is skipped
             return None
 
     names = await asyncio.gather(*(one(i) for i in ids))
@@ -804,7 +804,7 @@ async def fetch_some_none_for_failures_is_none(ids, fetch_one):
     async def one(track_id):
         try:
             return await fetch_one(track_id)
-        except Exception:  # noqa: BLE001 -- a failed query is skipped
+        except Exception:  # a failed query is skipped
             return failed
 
     names = await asyncio.gather(*(one(i) for i in ids))

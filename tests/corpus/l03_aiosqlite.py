@@ -739,7 +739,7 @@ async def customers_in_fstring(path, country):
         db.row_factory = aiosqlite.Row
         rows = await db.execute_fetchall(
             "SELECT customer_id, first_name, last_name, email FROM customer "
-            f"WHERE country = '{country}' ORDER BY last_name, first_name")  # noqa: S608
+            f"WHERE country = '{country}' ORDER BY last_name, first_name")
         return [dict(row) for row in rows]
 
 
@@ -750,7 +750,7 @@ async def customers_in_quotes_doubled_by_hand(path, country):
         db.row_factory = aiosqlite.Row
         rows = await db.execute_fetchall(
             "SELECT customer_id, first_name, last_name, email FROM customer "
-            f"WHERE country = '{quoted}' ORDER BY last_name, first_name")  # noqa: S608
+            f"WHERE country = '{quoted}' ORDER BY last_name, first_name")
         return [dict(row) for row in rows]
 
 
@@ -761,7 +761,7 @@ async def customers_in_close_not_awaited(path, country):
         db.row_factory = aiosqlite.Row
         return [dict(row) for row in await db.execute_fetchall(CUSTOMERS, (country,))]
     finally:
-        db.close()  # noqa: RUF006 -- the mistake: close() is a coroutine
+        db.close()  # the mistake: close() is a coroutine
 
 
 @wrong("q5", expect="closed only later")
@@ -849,12 +849,12 @@ async def customers_in_ordered_by_last_name_only(path, country):
 async def create_invoice_values_formatted(db, customer_id, lines):
     try:
         cursor = await db.execute(
-            "INSERT INTO invoice (customer_id, invoice_date, total) "  # noqa: S608 -- the mistake
+            "INSERT INTO invoice (customer_id, invoice_date, total) "  # the mistake
             f"VALUES ({customer_id}, datetime('now'), 0)")
         invoice_id = cursor.lastrowid
         for track_id, quantity in lines:
             await db.execute(
-                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) VALUES "  # noqa: S608
+                "INSERT INTO invoice_line (invoice_id, track_id, unit_price, quantity) VALUES "
                 f"({invoice_id}, {track_id}, (SELECT unit_price FROM track WHERE track_id = "
                 f"{track_id}), {quantity})")
         await db.execute(TOTAL_SQL, (invoice_id, invoice_id))

@@ -344,7 +344,7 @@ async def load_lines_insert_select_from_copy(conn, table, rows):
                            "track_id integer, unit_price numeric(10, 2), quantity integer) "
                            "ON COMMIT DROP")
         status = await conn.copy_records_to_table("incoming", records=rows)
-        await conn.execute(f"INSERT INTO {table} ({', '.join(COLUMNS)}) "  # noqa: S608 -- the mistake
+        await conn.execute(f"INSERT INTO {table} ({', '.join(COLUMNS)}) "  # the mistake
                            f"SELECT {', '.join(COLUMNS)} FROM incoming")
     return int(status.split()[-1])
 
@@ -411,7 +411,7 @@ _STATEMENT = None
 
 @wrong("q3", expect="prepared 0 statement(s) there")
 async def prices_for_statement_in_a_global(conn, track_ids):
-    global _STATEMENT  # noqa: PLW0603 -- the mistake
+    global _STATEMENT  # the mistake
     if _STATEMENT is None:
         _STATEMENT = await conn.prepare("SELECT unit_price FROM track WHERE track_id = $1")
     return [await _STATEMENT.fetchval(track_id) async for track_id in track_ids]
@@ -464,7 +464,7 @@ async def collect_notifications_remove_not_awaited(conn, channel, n):
     try:
         return [await queue.get() for _ in range(n)]
     finally:
-        conn.remove_listener(channel, on_notify)  # noqa: RUF006 -- the mistake
+        conn.remove_listener(channel, on_notify)  # the mistake
 
 
 @correct("q4")
@@ -676,7 +676,7 @@ async def collect_notifications_none_wanted_without_listening(conn, channel, n):
 @wrong("q1", expect="with no rows, load_lines should load nothing and return 0")
 async def load_lines_counts_the_whole_table(conn, table, rows):
     await conn.copy_records_to_table(table, records=rows, columns=synthetic.INVOICE_LINE_COLUMNS)
-    return await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # noqa: S608 -- the check's table
+    return await conn.fetchval(f'SELECT count(*) FROM "{table}"')  # the check's table
 
 
 @wrong("q1", expect="already quoted")

@@ -32,7 +32,7 @@ def _longest(name, n):
 async def longest_tracks_fstring_in_text(conn, name, n):
     sql = text(
         "SELECT t.name, t.milliseconds FROM track AS t JOIN genre AS g ON g.genre_id = t.genre_id "
-        f"WHERE g.name = '{name}' ORDER BY t.milliseconds DESC, t.name, t.track_id LIMIT :n"  # noqa: S608 -- the bug on show
+        f"WHERE g.name = '{name}' ORDER BY t.milliseconds DESC, t.name, t.track_id LIMIT :n"  # the bug on show
     )
     return (await conn.execute(sql, {"n": n})).all()
 
@@ -47,7 +47,7 @@ async def longest_tracks_ties_by_id(conn, name, n):
 async def longest_tracks_fstring_limit(conn, name, n):
     sql = text(
         "SELECT t.name, t.milliseconds FROM track AS t JOIN genre AS g ON g.genre_id = t.genre_id "
-        f"WHERE g.name = :name ORDER BY t.milliseconds DESC, t.name, t.track_id LIMIT {int(n)}"  # noqa: S608 -- the bug on show
+        f"WHERE g.name = :name ORDER BY t.milliseconds DESC, t.name, t.track_id LIMIT {int(n)}"  # the bug on show
     )
     return (await conn.execute(sql, {"name": name})).all()
 
@@ -198,7 +198,7 @@ async def create_playlist_inserts_empty_list(engine, name, track_ids):
 async def create_playlist_fstring_in_text(engine, name, track_ids):
     async with engine.begin() as conn:
         playlist_id = (await conn.execute(text(
-            f"INSERT INTO playlist (name) VALUES ('{name}') RETURNING playlist_id"  # noqa: S608 -- the bug on show
+            f"INSERT INTO playlist (name) VALUES ('{name}') RETURNING playlist_id"  # the bug on show
         ))).scalar_one()
         if track_ids:
             await conn.execute(insert(playlist_track), _track_rows(playlist_id, track_ids))
@@ -288,7 +288,7 @@ async def export_lines_with_sqlite3(conn, table, out):
     writer = csv.writer(out)
     with sqlite3.connect(conn.engine.url.database) as db:  # BUG: a blocking driver in async code
         count = 0
-        for row in db.execute(f"SELECT * FROM {table.name} ORDER BY invoice_line_id"):  # noqa: S608 -- table name, not input
+        for row in db.execute(f"SELECT * FROM {table.name} ORDER BY invoice_line_id"):  # table name, not input
             writer.writerow(row)
             count += 1
     return count
@@ -324,7 +324,7 @@ async def load_lines_one_by_one(engine, table, lines):
 async def load_lines_fstring_loop(engine, table, lines):
     async with engine.begin() as conn:
         for line in lines:
-            await conn.execute(text(f"INSERT INTO {table.name} VALUES ({', '.join(map(str, line))})"))  # noqa: S608 -- the bug on show
+            await conn.execute(text(f"INSERT INTO {table.name} VALUES ({', '.join(map(str, line))})"))  # the bug on show
     return len(lines)
 
 
@@ -431,7 +431,7 @@ async def count_albums_fstring_in_text(url, name):
         async with engine.connect() as conn:
             return (await conn.execute(text(
                 "SELECT count(*) FROM album JOIN artist ON artist.artist_id = album.artist_id "
-                f"WHERE artist.name = '{name}'"  # noqa: S608 -- the bug on show
+                f"WHERE artist.name = '{name}'"  # the bug on show
             ))).scalar_one()
     finally:
         await engine.dispose()

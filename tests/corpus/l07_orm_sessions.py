@@ -44,7 +44,7 @@ async def track_or_none_select(session, track_id):
 
 @wrong("q1", expect="inside your SQL text")
 async def track_or_none_fstring(session, track_id):
-    stmt = select(Track).from_statement(text(f"SELECT * FROM track WHERE track_id = {track_id}"))  # noqa: S608
+    stmt = select(Track).from_statement(text(f"SELECT * FROM track WHERE track_id = {track_id}"))
     return await session.scalar(stmt)
 
 
@@ -178,7 +178,7 @@ async def create_invoice_fstring(session, customer_id, lines):
     async with session.begin():
         invoice = Invoice(customer_id=customer_id, invoice_date=datetime(2026, 1, 1), total=Decimal("0.00"))
         for track_id, quantity in lines:
-            price = await session.scalar(text(f"SELECT unit_price FROM track WHERE track_id = {track_id}"))  # noqa: S608
+            price = await session.scalar(text(f"SELECT unit_price FROM track WHERE track_id = {track_id}"))
             if price is None:
                 raise LookupError(track_id)
             invoice.lines.append(InvoiceLine(track_id=track_id, unit_price=Decimal(str(price)), quantity=quantity))
@@ -251,7 +251,7 @@ async def add_to_total_leaks_session(Session, invoice_id, amount):
 async def add_to_total_fstring(Session, invoice_id, amount):
     async with Session.begin() as session:
         return await session.scalar(text(
-            f"UPDATE invoice SET total = total + {amount} WHERE invoice_id = {invoice_id} RETURNING total"))  # noqa: S608
+            f"UPDATE invoice SET total = total + {amount} WHERE invoice_id = {invoice_id} RETURNING total"))
 
 
 @wrong("q3", expect="psycopg")
@@ -336,7 +336,7 @@ async def track_names_one_query(Session, track_ids):
 async def track_names_fstring(Session, track_ids):
     async def one(track_id):
         async with Session() as session:
-            return await session.scalar(text(f"SELECT name FROM track WHERE track_id = {track_id}"))  # noqa: S608
+            return await session.scalar(text(f"SELECT name FROM track WHERE track_id = {track_id}"))
 
     return list(await asyncio.gather(*(one(i) for i in track_ids)))
 
@@ -392,7 +392,7 @@ async def save_artists_fstring(session, artists):
     if artists:
         rows = ", ".join(f"(:id{n}, '{name}')" for n, (_, name) in enumerate(artists))
         await session.execute(text(
-            f"INSERT INTO artist (artist_id, name) VALUES {rows} "  # noqa: S608
+            f"INSERT INTO artist (artist_id, name) VALUES {rows} "
             "ON CONFLICT (artist_id) DO UPDATE SET name = excluded.name"),
             {f"id{n}": artist_id for n, (artist_id, _) in enumerate(artists)})
         await session.commit()
@@ -405,7 +405,7 @@ async def save_artists_fstring_ids(session, artists):
         await session.execute(stmt.on_conflict_do_update(index_elements=[Artist.artist_id],
                                                          set_={"name": stmt.excluded.name}))
         listed = ", ".join(str(i) for i, _ in artists)
-        await session.execute(text(f"SELECT count(*) FROM artist WHERE artist_id IN ({listed})"))  # noqa: S608
+        await session.execute(text(f"SELECT count(*) FROM artist WHERE artist_id IN ({listed})"))
         await session.commit()
 
 

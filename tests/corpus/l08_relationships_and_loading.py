@@ -43,7 +43,7 @@ async def artist_albums_without_await(session, artist_id):
 async def artist_albums_fstring(session, artist_id):
     rows = await session.execute(text(
         "SELECT al.title, t.name FROM album al LEFT JOIN track t ON t.album_id = al.album_id "
-        f"WHERE al.artist_id = {artist_id} ORDER BY al.album_id, t.track_id"))  # noqa: S608 -- the mistake
+        f"WHERE al.artist_id = {artist_id} ORDER BY al.album_id, t.track_id"))  # the mistake
     albums: dict[str, list[str]] = {}
     for title, name in rows:
         albums.setdefault(title, [])
@@ -135,7 +135,7 @@ async def genre_revenue_fstring(session, country):
     rows = await session.execute(text(
         "SELECT g.name, sum(il.unit_price * il.quantity) AS revenue FROM genre g "
         "JOIN track t ON t.genre_id = g.genre_id JOIN invoice_line il ON il.track_id = t.track_id "
-        f"JOIN invoice i ON i.invoice_id = il.invoice_id WHERE i.billing_country = '{country}' "  # noqa: S608 -- the mistake
+        f"JOIN invoice i ON i.invoice_id = il.invoice_id WHERE i.billing_country = '{country}' "  # the mistake
         "GROUP BY g.genre_id, g.name ORDER BY revenue DESC, g.name"))
     return [tuple(row) for row in rows]
 
@@ -345,7 +345,7 @@ async def tracks_page_at_or_after(session, after, size):
 async def tracks_page_fstring(session, after, size):
     where = "" if after is None else f"WHERE (name, track_id) > ('{after[0]}', {after[1]})"
     rows = await session.execute(text(
-        f"SELECT name, track_id FROM track {where} ORDER BY name, track_id LIMIT :size"),  # noqa: S608 -- the mistake
+        f"SELECT name, track_id FROM track {where} ORDER BY name, track_id LIMIT :size"),  # the mistake
         {"size": size})
     return [tuple(row) for row in rows]
 
@@ -408,7 +408,7 @@ async def track_labels_every_track_has_an_album(track):
 async def track_labels_swallowed(track):
     try:
         album = track.album
-    except Exception:  # noqa: BLE001 -- the mistake: hiding the lazy load
+    except Exception:  # the mistake: hiding the lazy load
         album = None
     genre = await track.awaitable_attrs.genre
     return track.name, album.title if album else None, genre.name if genre else None
