@@ -20,6 +20,7 @@ import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any, Literal, get_args
 
 from course import progress, registry
@@ -196,9 +197,11 @@ class Exercise:
     def __post_init__(self) -> None:
         if self.lesson:
             return
-        frame = sys._getframe(1)
-        while frame.f_globals.get("__name__") == __name__:  # past the dataclass's own __init__
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None and frame.f_globals.get("__name__") == __name__:  # past __init__
             frame = frame.f_back
+        if frame is None:
+            raise LookupError("an Exercise made outside a lesson's check module needs lesson=")
         module = frame.f_globals
         self.lesson = registry.by_module(module["__name__"]).number
         names = module.setdefault("__all__", [])
