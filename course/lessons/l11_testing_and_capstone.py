@@ -1666,16 +1666,23 @@ async def _check_create_store_app(create_store_app) -> str:
 q4 = Exercise(
     "q4", "create_store_app", _check_create_store_app,
     hints=["Start from lesson 09's create_app: a lifespan that creates the engine and yields "
-           "{'engine': engine, 'sessionmaker': ...}, and get_session. Then one route at a time, "
+           "{'engine': engine, 'sessionmaker': ...}; each route takes its session from "
+           "`get_store_session` (given above, `StoreSessionDep`). Then one route at a time, "
            "checking as you go.",
-           "POST /orders, in one transaction: first claim the Idempotency-Key by inserting the "
-           "order (`insert(store_order)...returning(store_order.c.order_id)`); an "
-           "IntegrityError there means the key was used: roll back and answer 200 with the "
-           "stored order. Then, per line, `update(stock).where(stock.c.track_id == t, "
-           "stock.c.quantity >= q)` and `rowcount == 1`, else roll back and 409. Insert the "
-           "lines, commit, then `await asyncio.to_thread(send_receipt, order_id)`.",
-           "Why the key first: a retry sent while the first request is still running waits at "
-           "its INSERT for the first one to commit, then fails on the unique key and reads the "
+           "POST /orders, in one transaction, in this order. 1) One SELECT of the unit prices "
+           "(`select(Track.track_id, Track.unit_price).where(Track.track_id.in_(ids))`): a "
+           "track missing from it is a 404, before anything is written. 2) The total, in "
+           "Decimals: `sum((price * quantity ...), Decimal(0))`. 3) Claim the Idempotency-Key "
+           "by inserting the order with that total "
+           "(`insert(store_order).values(customer_id=..., idempotency_key=..., total=...)"
+           ".returning(store_order.c.order_id)`); an IntegrityError there means the key was "
+           "used: roll back, read the stored order by its key and answer 200 with it. 4) Per "
+           "line, `update(stock).where(stock.c.track_id == t, stock.c.quantity >= q)"
+           ".values(quantity=stock.c.quantity - q)` and `rowcount == 1`, else roll back and "
+           "409. 5) Insert the lines, commit, then `await asyncio.to_thread(send_receipt, "
+           "order_id)`.",
+           "Why the key before the stock: a retry sent while the first request is still "
+           "running waits at its INSERT for the first one to commit, then fails on the unique key and reads the "
            "order; had it taken stock first, it would have lost the last copy to its own first "
            "request (409). Pages of orders: one query for the page's ids, `ORDER BY order_id`, "
            "one for all their lines (`in_`)."],
