@@ -314,7 +314,7 @@ q2 = Exercise(
            "Either declare the route with plain `def`, which FastAPI runs in its thread pool, or "
            "keep `async def` and `await asyncio.to_thread(lookup, track_id)`.",
            "`@app.get(\"/tracks/{track_id}/name\")` / `def track_name(track_id: int) -> dict:` / "
-           "`name = lookup(track_id)`; `if name is None: raise HTTPException(404, detail=f\"track "
+           "`name = lookup(track_id)`; `if name is None: raise HTTPException(status_code=404, detail=f\"track "
            "{track_id} not found\")`; `return {\"track_id\": track_id, \"name\": name}`"],
     title="A route that does not block",
 )
