@@ -11,9 +11,14 @@ if any run was not "correct".
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import collections
+import contextlib
+import inspect
+import io
 import random
+import re
 import sys
 import traceback
 import types
@@ -35,37 +40,43 @@ from typing import Any
 """
 
 
-def _definitions(lesson: str) -> str:
-    """The solution notebook's cells that only import or define (its imports, the schemas of
-    lesson 09): every code cell without a solution or a top-level await, and the imports of a
-    cell that also awaits (lesson 10 opens with one)."""
+def _definitions(lesson: str) -> list[str]:
+    """The solution notebook's set-up cells, in order: every code cell that neither holds a
+    solution nor calls an exercise (`ex.qN`). Cells with top-level await run too (lesson 06
+    reflects its tables in one, lesson 11 prepares the capstone's database in one)."""
     from course import registry
     from course.build import read_notebook
 
     cells = [c.source for c in read_notebook(registry.lesson(lesson).solution).cells if c.cell_type == "code"]
-    kept = [s if "await " not in s else _imports_of(s) for s in cells if "SOLUTION" not in s]
-    return "\n\n".join(kept)
+    return [s for s in cells if "SOLUTION" not in s and not re.search(r"\bex\.q\d", s)]
 
 
-def _imports_of(source: str) -> str:
-    """The import statements at the top level of a cell that may use top-level await."""
-    import ast
+_RUNNER: asyncio.Runner | None = None  # one loop for the set-up cells, open while the script runs
 
-    tree = ast.parse(source)  # top-level await parses; only compiling it would object
-    return "\n".join(ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)))
+
+def _run_cell(source: str, namespace: dict, name: str) -> None:
+    """Run one cell's source as a notebook would, top-level await included, its prints hidden."""
+    global _RUNNER
+    # dont_inherit: this file's `from __future__ import annotations` must not turn the
+    # solution's annotations into strings, which FastAPI cannot resolve for a local alias
+    code = compile(source, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        if code.co_flags & inspect.CO_COROUTINE:
+            _RUNNER = _RUNNER or asyncio.Runner()
+            _RUNNER.run(eval(code, namespace))  # the course's own notebook code
+        else:
+            exec(code, namespace)  # the course's own solution code
 
 
 def reference(lesson: str, function: str):
-    """The solution's function, defined from its cell in solutions/."""
+    """The solution's function, defined from its cell in solutions/ after the notebook's set-up."""
     module = types.ModuleType(f"solution_{lesson}_{function}")  # a real module: pydantic
     sys.modules[module.__name__] = module  # resolves a schema's annotations through it
-    namespace = module.__dict__
-    for source in (PRELUDE, _definitions(lesson), solution_source(lesson, function)):
-        # dont_inherit: this file's `from __future__ import annotations` must not turn the
-        # solution's annotations into strings, which FastAPI cannot resolve for a local alias
-        code = compile(source, f"<{module.__name__}>", "exec", dont_inherit=True)
-        exec(code, namespace)  # the course's own solution code
-    return namespace[function]
+    for source in (PRELUDE, *_definitions(lesson)):
+        with contextlib.suppress(NameError):  # a cell that tries the solutions out together
+            _run_cell(source, module.__dict__, f"<{module.__name__}>")
+    _run_cell(solution_source(lesson, function), module.__dict__, f"<{module.__name__}>")
+    return module.__dict__[function]
 
 
 async def _evaluate(ex, answer) -> tuple[str, str]:
