@@ -20,6 +20,7 @@ import io
 import random
 import re
 import sys
+import threading
 import traceback
 import types
 from pathlib import Path
@@ -51,19 +52,28 @@ def _definitions(lesson: str) -> list[str]:
     return [s for s in cells if "SOLUTION" not in s and not re.search(r"\bex\.q\d", s)]
 
 
-_RUNNER: asyncio.Runner | None = None  # one loop for the set-up cells, open while the script runs
+_SETUP_LOOP: asyncio.AbstractEventLoop | None = None  # the set-up cells' loop, in a thread of its own
+
+
+def _setup_loop() -> asyncio.AbstractEventLoop:
+    """A loop that stays open while the script runs, usable whether or not the caller is inside
+    a running loop (main() is)."""
+    global _SETUP_LOOP
+    if _SETUP_LOOP is None:
+        _SETUP_LOOP = asyncio.new_event_loop()
+        threading.Thread(target=_SETUP_LOOP.run_forever, daemon=True).start()
+    return _SETUP_LOOP
 
 
 def _run_cell(source: str, namespace: dict, name: str) -> None:
     """Run one cell's source as a notebook would, top-level await included, its prints hidden."""
-    global _RUNNER
     # dont_inherit: this file's `from __future__ import annotations` must not turn the
     # solution's annotations into strings, which FastAPI cannot resolve for a local alias
     code = compile(source, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
     with contextlib.redirect_stdout(io.StringIO()):
         if code.co_flags & inspect.CO_COROUTINE:
-            _RUNNER = _RUNNER or asyncio.Runner()
-            _RUNNER.run(eval(code, namespace))  # the course's own notebook code
+            coroutine = eval(code, namespace)  # the course's own notebook code
+            asyncio.run_coroutine_threadsafe(coroutine, _setup_loop()).result()
         else:
             exec(code, namespace)  # the course's own solution code
 
