@@ -38,6 +38,15 @@ class Wrong(Exception):
     """Raised by a checker: the answer is wrong, for the reason given."""
 
 
+class NeverAwaited(Wrong):
+    """The learner's code made a coroutine and dropped it; `name` is the coroutine function's
+    name, so a lesson can say more about one it knows (SQLAlchemy's `greenlet_spawn`)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name}() was called but never awaited: put `await` in front of it.")
+        self.name = name
+
+
 class NotAttempted(Exception):
     """The learner's code still raises the stub's NotImplementedError."""
 
@@ -157,7 +166,7 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             quoted = str(warning.message).split("'")
             # the qualified name may read _check.<locals>.fetch: keep the part the learner knows
             name = quoted[1].rsplit(".", 1)[-1] if len(quoted) > 1 else "a coroutine"
-            raise Wrong(f"{name}() was called but never awaited: put `await` in front of it.")
+            raise NeverAwaited(name)
     return result
 
 

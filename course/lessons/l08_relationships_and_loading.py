@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import raiseload, selectinload
 
-from course.checks import Exercise, LearnerError, Wrong, call
+from course.checks import Exercise, LearnerError, NeverAwaited, Wrong, call
 from course.databases import BACKENDS, fresh_engine_url
 from course.models import Album, Artist, Customer, Genre, Invoice, InvoiceLine, Track
 from course.postgres import PgDatabase, drop_postgres
@@ -199,6 +199,7 @@ async def _run(fn: Any, *args: Any, what: str, fix: str) -> Any:
 
 
 async def _explained(fn: Any, *args: Any, what: str, fix: str) -> Any:
+    never_awaited = ""
     with warnings.catch_warnings():
         # A forgotten await leaves the learner's coroutine inside the error (AttributeError keeps
         # the object it was read on), and aiosqlite's lazy load leaves an un-awaited
@@ -208,9 +209,11 @@ async def _explained(fn: Any, *args: Any, what: str, fix: str) -> Any:
             return await call(fn, *args)
         except Wrong as exc:
             message = str(exc)
-            if message.startswith("cursor() was called but never awaited"):
+            if isinstance(exc, NeverAwaited) and exc.name == "cursor":
                 message = SWALLOWED.format(fix=fix)
             message = _await_too_late(exc.__cause__, what) or message
+            if isinstance(exc, NeverAwaited) and message == str(exc):
+                never_awaited = exc.name  # passed on as it came, for the check to say more
         except LearnerError as exc:
             cause = exc.__cause__
             if late := _await_too_late(cause, what):
@@ -222,7 +225,7 @@ async def _explained(fn: Any, *args: Any, what: str, fix: str) -> Any:
             else:
                 raise
         gc.collect()  # the error and what it held are gone once the except block has ended
-    raise Wrong(message)
+    raise NeverAwaited(never_awaited) if never_awaited else Wrong(message)
 
 
 def _strict(session: AsyncSession) -> None:
@@ -884,8 +887,8 @@ async def _check_track_labels(track_labels) -> str:
                     with _Recorder(engine) as seen:
                         try:
                             got = await _run(track_labels, track, what=what, fix=f"read it with {Q5_FIX}")
-                        except Wrong as exc:
-                            if "greenlet_spawn() was called but never awaited" not in str(exc):
+                        except NeverAwaited as exc:
+                            if exc.name != "greenlet_spawn":
                                 raise
                             raise Wrong(f"{what}: a coroutine your code made was never awaited: "
                                         "SQLAlchemy's greenlet_spawn, which is what "
