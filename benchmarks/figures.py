@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 WARM_JOIN = """
-import time, course.postgres as pg
+import time, course.db.postgres as pg
 t = time.perf_counter(); pg.start_local(); print(time.perf_counter() - t)
 """
 
@@ -41,8 +41,8 @@ def timed(fn: Callable[[], object], repeat: int = 1) -> float:
 
 
 def database_figures() -> list[tuple[str, float, str]]:
-    from course import postgres
-    from course.sqlite import fresh_sqlite, template
+    from course.db import postgres
+    from course.db.sqlite import fresh_sqlite, template
 
     rows = [("SQLite template build (once per data version)", timed(template), "")]
     rows.append(("fresh SQLite copy", timed(lambda: fresh_sqlite("bench"), repeat=20), "< 0.2 s"))
@@ -64,8 +64,8 @@ def database_figures() -> list[tuple[str, float, str]]:
 
 
 def check_figures() -> list[tuple[str, float, str]]:
-    from course.build import solution_source
-    from course.workbooks import all_exercises
+    from course.checking.solutions import solution_source
+    from course.tools.workbooks import all_exercises
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from repeat_checks import reference  # the solution's function, with its notebook's definitions
@@ -138,7 +138,7 @@ async def _driver_ratios() -> list[tuple[str, float, str]]:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
     from sqlalchemy.orm import load_only
 
-    from course.databases import fresh_engine_url
+    from course.db.engines import fresh_engine_url
     from course.models import Track
 
     url = await fresh_engine_url("bench-drivers", "postgresql")
@@ -175,7 +175,7 @@ def content_figures() -> list[tuple[str, float, str]]:
 
 
 def notebook_figures() -> list[tuple[str, float, str]]:
-    from course.build import execute
+    from course.tools.build import execute
 
     rows = []
     for folder in ("notebooks", "solutions", "exercises"):
@@ -209,7 +209,7 @@ def main() -> int:
         ratios = content_figures()
         if args.notebooks:
             rows += notebook_figures()
-        from course import postgres
+        from course.db import postgres
 
         postgres.stop_local()
     if args.suite:

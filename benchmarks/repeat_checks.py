@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from course.build import solution_source
-from course.workbooks import all_exercises
+from course.checking.solutions import solution_source
+from course.tools.workbooks import all_exercises
 
 PRELUDE = """
 import asyncio, inspect, json, threading, time
@@ -46,7 +46,7 @@ def _definitions(lesson: str) -> list[str]:
     solution nor calls an exercise (`ex.qN`). Cells with top-level await run too (lesson 06
     reflects its tables in one, lesson 11 prepares the capstone's database in one)."""
     from course import registry
-    from course.build import read_notebook
+    from course.checking.solutions import read_notebook
 
     cells = [c.source for c in read_notebook(registry.lesson(lesson).solution).cells if c.cell_type == "code"]
     return [s for s in cells if "SOLUTION" not in s and not re.search(r"\bex\.q\d", s)]

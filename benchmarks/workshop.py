@@ -63,10 +63,10 @@ async def learner(name: str, lessons: list[str]) -> None:
 
     As in a notebook, where the course shows a CourseError as its one line (errors.py's IPython
     handler), a CourseError ends the learner with that line, not a traceback; and the script's own
-    connections (the marker row) go through course.postgres.connect(), which turns a full server
+    connections (the marker row) go through course.db.postgres.connect(), which turns a full server
     into that line. Any other error is a traceback, and counts as a failure."""
     import course
-    from course.postgres import connect
+    from course.db.postgres import connect
 
     start = time.perf_counter()
     say(event="started", pid=os.getpid())
@@ -82,7 +82,7 @@ async def learner_steps(name: str, lessons: list[str], connect) -> None:
     from repeat_checks import reference
 
     import course
-    from course.workbooks import all_exercises
+    from course.tools.workbooks import all_exercises
 
     db = await course.fresh_postgres("04_asyncpg")  # what lesson 04's first cell does
     url = await course.fresh_engine_url("07-orm-sessions", "postgresql")  # lesson 07, on PostgreSQL
@@ -129,7 +129,7 @@ async def full_server_line() -> None:
     from repeat_checks import reference
 
     import course
-    from course.workbooks import all_exercises
+    from course.tools.workbooks import all_exercises
 
     try:
         await course.fresh_postgres("04_asyncpg")
@@ -153,7 +153,7 @@ class Server:
     """A PostgreSQL started like an instructor's: password auth, loopback TCP only."""
 
     def __init__(self, folder: Path, max_connections: int) -> None:
-        from course.postgres import server_module
+        from course.db.postgres import server_module
 
         PostgresServer = server_module().PostgresServer  # imported quietly
 
@@ -289,7 +289,7 @@ async def run_learner(server: Server, home: Path, name: str, args: list[str], ki
 async def course_databases(admin_url: str) -> list[str]:
     import asyncpg
 
-    from course.postgres import COURSE_DATABASE, COURSE_TEMPLATE
+    from course.db.postgres import COURSE_DATABASE, COURSE_TEMPLATE
 
     conn = await asyncpg.connect(admin_url)
     try:

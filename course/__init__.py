@@ -7,10 +7,10 @@
     course.explain(error)                              # what an async-database error means
 """
 
-from course.databases import fresh_engine_url
+from course.db.engines import fresh_engine_url
+from course.db.postgres import PgDatabase, fresh_postgres
+from course.db.sqlite import fresh_sqlite
 from course.errors import CourseError, explain, install_ipython_handler
-from course.postgres import PgDatabase, fresh_postgres
-from course.sqlite import fresh_sqlite
 
 __all__ = ["CourseError", "PgDatabase", "explain", "fresh_engine_url", "fresh_postgres", "fresh_sqlite"]
 

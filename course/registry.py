@@ -84,8 +84,10 @@ def lesson(number: str) -> Lesson:
 
 
 def by_module(name: str) -> Lesson:
-    """The lesson of a check or corpus module ("course.lessons.l04_asyncpg", "l04_asyncpg")."""
+    """The lesson of a check or corpus module ("course.lessons.l04_asyncpg", "l04_asyncpg"), or
+    of a module inside a check package ("course.lessons.l11_testing_and_capstone.capstone")."""
     for found in LESSONS:
-        if name in (found.module, found.check_module, found.corpus_module):
+        if name in (found.module, found.check_module, found.corpus_module) \
+                or name.startswith(found.check_module + "."):
             return found
     raise LookupError(f"{name!r} is not the module of a lesson in course/registry.py")

@@ -35,7 +35,7 @@ def main() -> int:
     else:
         problems.append("PostgreSQL processes started by the suite are still running:\n  " + "\n  ".join(left))
     sys.path.insert(0, str(ROOT))
-    from course.chinook import verify_files
+    from course.db.chinook import verify_files
     from course.errors import CourseError
 
     try:

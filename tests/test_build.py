@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course.build import STUB, BuildError, strip_solution, workbook_from
+from course.checking.solutions import STUB, BuildError, strip_solution, workbook_from
 
 NB = Path("solutions/99-test-solution.ipynb")
 
@@ -55,7 +55,7 @@ def test_markdown_is_left_alone_and_outputs_cleared(tmp_path) -> None:
 
 
 def test_stored_streams_do_not_depend_on_how_the_kernel_flushed() -> None:
-    from course.build import merged_streams
+    from course.tools.build import merged_streams
 
     def out(name: str, text: str) -> nbformat.NotebookNode:
         return nbformat.v4.new_output("stream", name=name, text=text)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from course import checks, progress
-from course.checks import TOO_BUSY, Exercise, Outcome, TooBusy, Wrong, call
+from course.checking import checks, progress
+from course.checking.checks import TOO_BUSY, Exercise, Outcome, TooBusy, Wrong, call
 from course.errors import explain
 from course.paths import SOLUTIONS
 from course.probes import Heartbeat, LoopWatch
@@ -265,7 +265,7 @@ def test_blocking_code_is_still_stopped_afterwards(limit: float, monkeypatch) ->
 
 
 def test_a_multi_line_error_is_reported_on_one_line() -> None:
-    from course.checks import Exercise, call
+    from course.checking.checks import Exercise, call
 
     def answer() -> None:
         raise ValueError("insert violates a constraint\nDETAIL: Key (track_id)=(0) is not present.")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from course import registry
-from course.checks import exercises_of
+from course.checking.checks import exercises_of
 from tests.corpus import CorrectAnswer, WrongAnswer
 
 LESSONS = [lesson.module for lesson in registry.LESSONS]  # "l00_welcome", ...: the test ids

@@ -19,11 +19,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from course import cluster, postgres
+from course.db import cluster, postgres
+from course.db.postgres import drop_postgres, fresh_postgres, mask
+from course.db.sqlite import fresh_sqlite
 from course.errors import CourseError
 from course.paths import DATASETS, ROOT
-from course.postgres import drop_postgres, fresh_postgres, mask
-from course.sqlite import fresh_sqlite
 
 # --- SQLite -------------------------------------------------------------------------------
 
@@ -58,7 +58,7 @@ def test_copies_of_exited_processes_are_removed() -> None:
 def test_changed_or_missing_data_is_explained(monkeypatch, tmp_path) -> None:
     fake = tmp_path / "chinook"
     shutil.copytree(DATASETS / "chinook", fake)
-    monkeypatch.setattr("course.chinook.CHINOOK_CSV", fake)
+    monkeypatch.setattr("course.db.chinook.CHINOOK_CSV", fake)
     with open(fake / "genre.csv", "a") as f:
         f.write("26,Polka\n")
     with pytest.raises(CourseError, match="genre.csv has been changed") as info:

@@ -13,7 +13,7 @@ from course.errors import explain, explanation_for
 
 @pytest.fixture(scope="module")
 def postgres_dsn() -> str:
-    from course.postgres import fresh_postgres
+    from course.db.postgres import fresh_postgres
 
     return asyncio.run(fresh_postgres("test_explain")).dsn
 
@@ -228,8 +228,8 @@ def test_explain_without_argument_explains_the_last_error_of_any_cell(tmp_path, 
     import nbformat
     from nbclient import NotebookClient
 
-    from course.build import QUIET_KERNEL
     from course.paths import EXERCISES
+    from course.tools.build import QUIET_KERNEL
 
     monkeypatch.setenv("COURSE_PROGRESS", str(tmp_path / "progress.json"))  # the check records here
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in NOTEBOOK_CELLS])
@@ -293,7 +293,7 @@ def _session_error(backend: str, work) -> BaseException:
     """The error `work(Session)` raises on a fresh Chinook copy, on the pinned SQLAlchemy."""
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from course.databases import fresh_engine_url
+    from course.db.engines import fresh_engine_url
 
     async def run() -> None:
         engine = create_async_engine(await fresh_engine_url(f"test-explain-07-{backend}", backend))
@@ -304,7 +304,7 @@ def _session_error(backend: str, work) -> BaseException:
         finally:
             await engine.dispose()
 
-    from course.checks import free_frames
+    from course.checking.checks import free_frames
 
     exc = _raised(run)
     with warnings.catch_warnings():

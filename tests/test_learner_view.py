@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from course import display, workbooks
+from course import display
+from course.tools import workbooks
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p for folder in ("notebooks", "exercises", "solutions") for p in (ROOT / folder).glob("*.ipynb"))
@@ -94,7 +95,7 @@ def test_outside_a_kernel_hints_print_plain_text(capsys) -> None:
 
 def test_a_finished_bar_is_stored_as_text(tmp_path) -> None:
     """course.bar.tqdm in a real kernel: a widget while it runs, a line of text when closed."""
-    from course.build import execute
+    from course.tools.build import execute
 
     path = tmp_path / "bar.ipynb"
     nb = nbformat.v4.new_notebook()
@@ -114,7 +115,7 @@ def test_a_finished_bar_is_stored_as_text(tmp_path) -> None:
 
 def test_a_copy_of_the_course_records_its_workbooks_only(tmp_path, monkeypatch) -> None:
     """JupyterLab serving a copy of the course (the browser test does): lessons don't record."""
-    from course import progress
+    from course.checking import progress
 
     for folder in ("notebooks", "exercises", "solutions"):
         (tmp_path / "copy" / folder).mkdir(parents=True)

@@ -8,14 +8,14 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from course import progress
-from course.build import QUIET_KERNEL
-from course.checks import Exercise, Wrong
+from course.checking import progress
+from course.checking.checks import Exercise, Wrong
 from course.paths import EXERCISES, NOTEBOOKS, ROOT, SOLUTIONS
+from course.tools.build import QUIET_KERNEL
 
 
 async def _double_checker(fn) -> str:
-    from course.checks import call
+    from course.checking.checks import call
 
     if await call(fn, 21) != 42:
         raise Wrong("not 42")

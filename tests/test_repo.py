@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from course import registry
-from course.build import workbook_from
-from course.checks import exercises_of
-from course.doctor import pins
-from course.workbooks import outcomes_in
+from course.checking.checks import exercises_of
+from course.checking.solutions import workbook_from
+from course.tools.doctor import pins
+from course.tools.workbooks import outcomes_in
 
 ROOT = Path(__file__).resolve().parent.parent
 LESSONS = registry.LESSONS
@@ -146,7 +146,7 @@ def test_ruff_passes_on_code_and_notebooks() -> None:
 
 
 def test_datasets_are_verified_by_checksum() -> None:
-    from course.chinook import verify_files
+    from course.db.chinook import verify_files
 
     assert re.fullmatch(r"[0-9a-f]{10}", verify_files())
     assert (ROOT / "datasets" / "chinook" / "LICENSE.md").exists()
@@ -282,6 +282,30 @@ def test_course_modules_import_each_other_without_a_cycle() -> None:
     be understood (or changed) one without the other."""
     cycle = _a_cycle(course_import_graph())
     assert cycle is None, "import cycle in course/: " + " -> ".join(cycle or [])
+
+
+# The layers of course/, from the bottom: each module imports only its own layer or lower ones.
+# The package's face (course/__init__.py, __main__.py) stands above them all.
+LAYERS = ("base", "db", "checking", "apps", "lessons", "tools", "face")
+
+
+def layer_of(module: str) -> str:
+    """course.db.postgres -> db; a module directly in course/ (paths, errors, probes, models,
+    ...) -> base; the package itself -> face."""
+    if module in ("course", "course.__main__"):
+        return "face"
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 else "base"
+
+
+def test_each_layer_imports_only_downwards() -> None:
+    """The folders show the layers: the databases know nothing of checks, the checks nothing of
+    the lessons, and nothing below the tools imports a tool."""
+    upward = [f"{module} ({layer_of(module)}) imports {target} ({layer_of(target)})"
+              for module, targets in sorted(course_import_graph().items()) for target in sorted(targets)
+              if LAYERS.index(layer_of(target)) > LAYERS.index(layer_of(module))]
+    assert not upward, "an import runs up a layer:\n" + "\n".join(upward)
+    assert {layer_of(m) for m in course_import_graph()} == set(LAYERS), "a folder that is no layer"
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -20,9 +20,10 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from course import postgres, room
-from course.apps.room_view import agenda_lesson, create_app, serve
+from course.checking import room
+from course.db import postgres
 from course.lessons import l00_welcome as ex
+from course.tools.room_view import agenda_lesson, create_app, serve
 
 
 def mmss(milliseconds: int) -> str:
@@ -372,7 +373,7 @@ def test_the_clean_up_drops_the_room_table(monkeypatch, server) -> None:
 
 
 def test_the_room_command_says_what_it_needs(monkeypatch, capsys) -> None:
-    from course import cli
+    from course.tools import cli
 
     for name in ("ROOM_DATABASE_URL", "DATABASE_URL", "COURSE_ROOM"):
         monkeypatch.delenv(name, raising=False)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from course import deadline
-from course.checks import TOO_BUSY, Exercise, Wrong, call
+from course.checking.checks import TOO_BUSY, Exercise, Wrong, call
 
 
 async def _forever(*args: object) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from course.errors import CourseError
-from course.update import update
+from course.tools.update import update
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Course", "GIT_AUTHOR_EMAIL": "course@example.org",
            "GIT_COMMITTER_NAME": "Course", "GIT_COMMITTER_EMAIL": "course@example.org",

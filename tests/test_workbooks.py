@@ -8,8 +8,10 @@ import shutil
 import nbformat
 import pytest
 
-from course import cli, paths, progress, registry, workbooks
+from course import paths, registry
+from course.checking import progress
 from course.errors import CourseError
+from course.tools import cli, workbooks
 
 
 @pytest.fixture
@@ -73,7 +75,7 @@ def test_cli_reset_without_a_number(capsys) -> None:
 
 
 def test_corrupt_notebook_is_explained(tmp_path) -> None:
-    from course.build import read_notebook
+    from course.checking.solutions import read_notebook
 
     bad = tmp_path / "03-x.ipynb"
     bad.write_text("not json at all")
@@ -127,10 +129,10 @@ def test_verify_reports_a_check_that_never_ran(course_copy, monkeypatch) -> None
 def test_verify_leaves_an_earlier_verdict_when_a_check_was_not_judged(tmp_path, monkeypatch) -> None:
     """A check the machine was too busy to judge changes nothing: `make verify` must not record
     it as not attempted over an earlier ✅ (its data says busy, and it was seen)."""
-    from course import progress
-    from course.checks import Outcome
+    from course.checking import progress
+    from course.checking.checks import Outcome
     from course.display import OUTCOME_MIME
-    from course.workbooks import outcomes_in, record_unseen
+    from course.tools.workbooks import outcomes_in, record_unseen
 
     monkeypatch.setenv("COURSE_HOME", str(tmp_path))
     progress.record("00", "q1", "correct")
@@ -145,7 +147,7 @@ def test_verify_leaves_an_earlier_verdict_when_a_check_was_not_judged(tmp_path, 
 
 
 def test_a_stored_line_without_data_is_still_read() -> None:
-    from course.workbooks import outcomes_in
+    from course.tools.workbooks import outcomes_in
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output(
         "stream", name="stdout", text="⏳ q3 not judged: the machine was too busy\n❌ q2 not yet: off by one\n")])])

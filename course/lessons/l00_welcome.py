@@ -6,10 +6,10 @@ import asyncio
 import sqlite3
 from contextlib import closing
 
-from course.checks import Exercise, Wrong, call
+from course.checking.checks import Exercise, Wrong, call
+from course.db.sqlite import fresh_sqlite
 from course.deadline import not_counted
 from course.probes import InFlight
-from course.sqlite import fresh_sqlite
 
 # --- q1: format a track length -----------------------------------------------------------
 

@@ -10,8 +10,16 @@ import time
 import warnings
 from typing import Any
 
-from course.checks import Exercise, LearnerError, TooBusy, Wrong, call, free_frames, must_raise
-from course.lessons._blocking import no_sleep_on_loop
+from course.checking.blocking import no_sleep_on_loop
+from course.checking.checks import (
+    Exercise,
+    LearnerError,
+    TooBusy,
+    Wrong,
+    call,
+    free_frames,
+    must_raise,
+)
 from course.probes import InFlight, LoopWitness
 
 # A little of Chinook, copied here so that the checks need no database.

@@ -15,8 +15,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from course.checks import FORGOT_AWAIT, Exercise, LearnerError, TooBusy, Wrong, call, must_raise
-from course.lessons._blocking import no_sleep_on_loop
+from course.checking.blocking import no_sleep_on_loop
+from course.checking.checks import (
+    FORGOT_AWAIT,
+    Exercise,
+    LearnerError,
+    TooBusy,
+    Wrong,
+    call,
+    must_raise,
+)
 from course.probes import InFlight, LoopWitness
 
 # A little of Chinook, copied here so that the checks need no database.

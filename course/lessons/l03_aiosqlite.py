@@ -17,10 +17,10 @@ from typing import Any
 
 import aiosqlite
 
-from course.checks import Exercise, LearnerError, Wrong, call, must_raise
-from course.lessons._top_n import no_track_counted_as_one
+from course.checking.checks import Exercise, LearnerError, Wrong, call, must_raise
+from course.checking.top_n import no_track_counted_as_one
+from course.db.sqlite import fresh_sqlite
 from course.probes import HOSTILE_INPUTS, InjectedFailure, ListThatBreaks
-from course.sqlite import fresh_sqlite
 
 WORKER = "_connection_worker_thread"  # the name aiosqlite 0.22 gives each connection's thread
 

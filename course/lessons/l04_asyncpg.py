@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 from asyncpg import introspection
 
-from course.checks import Exercise, LearnerError, Wrong, call, must_raise
-from course.lessons._top_n import no_track_counted_as_one
-from course.postgres import drop_postgres, fresh_postgres
+from course.checking.checks import Exercise, LearnerError, Wrong, call, must_raise
+from course.checking.top_n import no_track_counted_as_one
+from course.db.postgres import drop_postgres, fresh_postgres
 from course.probes import (
     HOSTILE_INPUTS,
     InjectedFailure,

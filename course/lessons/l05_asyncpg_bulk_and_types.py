@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 
 from course import synthetic
-from course.checks import Exercise, LearnerError, Wrong, _describe, call
-from course.postgres import drop_postgres, fresh_postgres
+from course.checking.checks import Exercise, LearnerError, Wrong, _describe, call
+from course.db.postgres import drop_postgres, fresh_postgres
 from course.probes import close_pool
 
 

@@ -26,10 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import Pool
 
 from course import synthetic
-from course.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call, must_raise
-from course.databases import BACKENDS, fresh_engine_url
-from course.lessons._quiet import quiet_wrong
-from course.postgres import PgDatabase, drop_postgres
+from course.checking.checks import FORGOT_AWAIT, Exercise, LearnerError, Wrong, call, must_raise
+from course.checking.quiet import quiet_wrong
+from course.db.engines import BACKENDS, fresh_engine_url
+from course.db.postgres import PgDatabase, drop_postgres
 from course.probes import (
     HOSTILE_INPUTS,
     ConnectionLeaks,

@@ -29,11 +29,11 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.util import await_
 
-from course.checks import Exercise, LearnerError, Wrong, call, must_raise
-from course.databases import BACKENDS, Backend, fresh_engine_url
-from course.lessons._quiet import quiet_wrong
+from course.checking.checks import Exercise, LearnerError, Wrong, call, must_raise
+from course.checking.quiet import quiet_wrong
+from course.db.engines import BACKENDS, Backend, fresh_engine_url
+from course.db.postgres import PgDatabase, drop_postgres
 from course.models import Artist, Invoice, InvoiceLine, Track
-from course.postgres import PgDatabase, drop_postgres
 from course.probes import (
     HOSTILE_INPUTS,
     ConnectionLeaks,

@@ -27,10 +27,10 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import raiseload, selectinload
 
-from course.checks import Exercise, LearnerError, NeverAwaited, Wrong, call
-from course.databases import BACKENDS, fresh_engine_url
+from course.checking.checks import Exercise, LearnerError, NeverAwaited, Wrong, call
+from course.db.engines import BACKENDS, fresh_engine_url
+from course.db.postgres import PgDatabase, drop_postgres
 from course.models import Album, Artist, Customer, Genre, Invoice, InvoiceLine, Track
-from course.postgres import PgDatabase, drop_postgres
 from course.probes import ConnectionLeaks, StatementCounter
 
 LIMIT = 30.0  # seconds: the first check of a session may start PostgreSQL and clone Chinook

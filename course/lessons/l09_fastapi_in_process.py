@@ -21,8 +21,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from course.checks import Exercise, LearnerError, Wrong, call
-from course.databases import fresh_engine_url
+from course.checking.checks import Exercise, LearnerError, Wrong, call
+from course.db.engines import fresh_engine_url
 from course.errors import remember
 from course.probes import (
     HOSTILE_INPUTS,

@@ -19,8 +19,8 @@ from fastapi import FastAPI
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
-from course.checks import Exercise, LearnerError, TooBusy, Wrong, call
-from course.databases import fresh_engine_url
+from course.checking.checks import Exercise, LearnerError, TooBusy, Wrong, call
+from course.db.engines import fresh_engine_url
 from course.probes import InFlight, LoopWitness, StatementCounter
 
 

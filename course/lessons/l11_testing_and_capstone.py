@@ -25,11 +25,11 @@ from typing import Any
 
 from starlette.requests import Request
 
+from course.apps.capstone_tools import VARIANTS, take_over_begin, variant_routes
 from course.apps.music_store import SessionDep
-from course.checks import Exercise, LearnerError, Wrong, call
-from course.databases import Backend, fresh_engine_url
+from course.checking.checks import Exercise, LearnerError, Wrong, call
+from course.db.engines import Backend, fresh_engine_url
 from course.deadline import not_counted
-from course.lessons._capstone_tools import VARIANTS, take_over_begin, variant_routes
 from course.probes import HOSTILE_INPUTS, checked_out
 
 UNIQUE_NAMES = "CREATE UNIQUE INDEX IF NOT EXISTS artist_name_key ON artist (lower(name))"
@@ -401,7 +401,7 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from course.lessons._capstone_tools import store_variant
+from course.apps.capstone_tools import store_variant
 
 STORES = os.environ.get("STORE_VARIANTS", "reference").split(",")
 

@@ -20,9 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from course import postgres, room  # noqa: E402
-from course.apps.room_view import create_app, serve  # noqa: E402
+from course.checking import room  # noqa: E402
+from course.db import postgres  # noqa: E402
 from course.paths import state_dir  # noqa: E402
+from course.tools.room_view import create_app, serve  # noqa: E402
 
 # A small room: a wrong answer seen by several learners, one learner stuck on q2.
 DEMO = [("ada", "00.q1", "wrong", "mmss(5000) returned '0:5'; expected '0:05'. Pad the seconds to two digits, e.g. f'{s:02d}'."),

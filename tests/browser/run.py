@@ -457,7 +457,7 @@ def work_the_workbook(page, lab: Lab, shots: list[Path]) -> str:
     if not any(text.startswith("⏳ q1") for text in stub):
         raise Failed(f"{path}: the stub's check printed {stub!r}, not ⏳")
 
-    from course.build import solution_source
+    from course.checking.solutions import solution_source
 
     type_into_cell(page, answer, WRONG_MMSS)
     wrong = run_cell_and_check(page, answer, check, "❌ q1")

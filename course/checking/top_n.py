@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from course.checks import Wrong
+from course.checking.checks import Wrong
 
 
 def no_track_counted_as_one(rows: list[tuple], expected: list[tuple], what: str) -> None:

@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel
 
-from course.room import CHANNEL, TABLE
+from course.checking.room import CHANNEL, TABLE
 
 # The half-day agenda INSTRUCTORS.md suggests, in minutes per lesson (a break after 02).
 AGENDA: list[tuple[str, int]] = [("00", 15), ("01", 40), ("02", 45), ("break", 15), ("03", 40),
@@ -110,7 +110,7 @@ class RoomOut(BaseModel):
 
 def course_exercises() -> list[str]:
     """Every exercise of the course ("00.q1", ...), in lesson order."""
-    from course.workbooks import all_exercises
+    from course.tools.workbooks import all_exercises
 
     return [exercise.key for exercise in all_exercises()]
 

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from course import chinook
+from course.db import chinook
 from course.paths import state_dir
 
 

@@ -12,12 +12,14 @@ from typing import Any
 
 import nbformat
 
-from course import progress, registry
-from course.build import QUIET_KERNEL, execute, read_notebook, workbook_from
-from course.checks import STATUSES, Exercise, Outcome, Status, exercises_of
+from course import registry
+from course.checking import progress
+from course.checking.checks import STATUSES, Exercise, Outcome, Status, exercises_of
+from course.checking.solutions import read_notebook, workbook_from
 from course.display import OUTCOME_MIME
 from course.errors import CourseError
 from course.paths import ROOT, state_dir
+from course.tools.build import QUIET_KERNEL, execute
 
 # Check lines stored before verdicts carried their data, or printed outside a kernel.
 OUTCOME_LINE = re.compile(r"^(✅|❌|⏳|⚠️) (q\d+) "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
-import os
 import sys
 import traceback
 import warnings
@@ -23,10 +22,11 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Literal, get_args
 
-from course import progress, registry
+from course import registry
+from course.checking import progress
+from course.db.postgres import as_course_error
 from course.deadline import CheckCancelled, within
 from course.errors import CourseError, explanation_for, remember
-from course.postgres import is_too_many_connections, no_free_connection
 from course.probes import Heartbeat, LoopWatch, sleeps_on_loop
 
 DEFAULT_LIMIT = 10.0  # seconds; generous, only there so a deadlock cannot hang the notebook
@@ -264,8 +264,7 @@ class Exercise:
         except CourseError as exc:  # the set-up failed (no free connection, say): not judged
             return Outcome(self.name, "busy", f"{exc.problem} Fix: {exc.fix}")
         except Exception as exc:  # a bug in the check, not in the learner's code
-            if is_too_many_connections(exc):  # the check's own connection found the server full
-                error = no_free_connection(bool(os.environ.get("DATABASE_URL", "").strip()))
+            if (error := as_course_error(exc)) is not None:  # e.g. the server was full for the check
                 return Outcome(self.name, "busy", f"{error.problem} Fix: {error.fix}")
             return Outcome(self.name, "error", f"{_describe(exc)}. Please report it.")
         return Outcome(self.name, "correct", remark or "")
@@ -296,7 +295,7 @@ class Exercise:
         outcome = await self.evaluate(answer)
         if outcome.status != "busy":  # not judged: the last real verdict stands
             progress.record(self.lesson, self.name, outcome.status)
-        from course import room  # the live view of the room, only with COURSE_ROOM
+        from course.checking import room  # the live view of the room, only with COURSE_ROOM
         from course.display import markdown_line, show
 
         # Markdown wraps between words and shows code as code; the data is what tools read
@@ -320,7 +319,7 @@ class Exercise:
 
     def solution(self) -> None:
         """Show the reference solution from solutions/: highlighted Python in JupyterLab."""
-        from course.build import solution_source
+        from course.checking.solutions import solution_source
         from course.display import show
 
         source = solution_source(self.lesson, self.function)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from course.postgres import ROOM_TABLE
+from course.db.postgres import ROOM_TABLE
 
 TABLE = ROOM_TABLE            # "course_room_verdict", on the server in DATABASE_URL
 CHANNEL = "course_room"      # NOTIFY channel: the view refreshes when a verdict arrives
@@ -71,7 +71,7 @@ def room_name() -> str:
 
 def learner_name() -> str:
     """The learner, named as their databases are (JUPYTERHUB_USER, COURSE_USER or the login)."""
-    from course.postgres import _learner_prefix
+    from course.db.postgres import _learner_prefix
 
     return _learner_prefix()
 
@@ -205,8 +205,8 @@ def record(lesson: str, name: str, status: str, message: str) -> None:
     if not room or not os.environ.get("DATABASE_URL", "").strip():
         return
     try:
-        from course import progress
-        from course.postgres import _shared_server_url
+        from course.checking import progress
+        from course.db.postgres import _shared_server_url
 
         if progress._outside_workbooks():
             return

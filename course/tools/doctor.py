@@ -9,7 +9,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-from course import chinook
+from course.db import chinook
 from course.errors import CourseError
 from course.paths import ROOT
 
@@ -66,7 +66,7 @@ def _data() -> str:
 
 
 def _sqlite() -> str:
-    from course.sqlite import fresh_sqlite
+    from course.db.sqlite import fresh_sqlite
 
     try:
         path = fresh_sqlite("doctor")
@@ -83,7 +83,7 @@ def _sqlite() -> str:
 async def _postgres() -> str:
     import asyncpg
 
-    from course.postgres import drop_postgres, fresh_postgres
+    from course.db.postgres import drop_postgres, fresh_postgres
 
     try:
         db = await fresh_postgres("doctor")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from course.checks import LearnerError, Wrong
+from course.checking.checks import LearnerError, Wrong
 from course.probes import sleeps_on_loop
 
 SLEPT = ("{function} called time.sleep() on the event loop's thread: that blocks the loop, so "

@@ -19,7 +19,7 @@ def _lessons(arg: str | None) -> list[str]:
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
-    from course.workbooks import progress_table
+    from course.tools.workbooks import progress_table
 
     print(progress_table())
     return 0
@@ -28,8 +28,8 @@ def cmd_progress(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from course.checks import Outcome
-    from course.workbooks import verify
+    from course.checking.checks import Outcome
+    from course.tools.workbooks import verify
 
     lessons = _lessons(args.lesson)
     print("Running your saved workbooks (save them first: unsaved edits are not seen).")
@@ -47,14 +47,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for outcome in outcomes:
             print(f"  {outcome.line}")
     print()
-    from course.workbooks import progress_table
+    from course.tools.workbooks import progress_table
 
     print(progress_table())
     return 0
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    from course.workbooks import reset
+    from course.tools.workbooks import reset
 
     if not args.lesson:
         raise CourseError("make reset needs a lesson number.", "run `make reset NB=04`, for example.")
@@ -66,7 +66,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def cmd_update(args: argparse.Namespace) -> int:
     from course.paths import state_dir
-    from course.update import update
+    from course.tools.update import update
 
     print("Taking the new version of the course; every file you changed is saved first.")
     report = update(ROOT, state_dir() / "backups")
@@ -77,7 +77,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from course.build import build_all, execute
+    from course.tools.build import build_all, execute
 
     written = build_all(args.lesson.zfill(2) if args.lesson else None)
     for path in tqdm(written, desc="executing new workbooks", unit="notebook", disable=not written):
@@ -89,7 +89,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from course.build import execute
+    from course.tools.build import execute
 
     for name in tqdm(args.paths, desc="executing", unit="notebook"):
         execute(Path(name).resolve())
@@ -100,7 +100,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     import asyncio
     import shutil
 
-    from course import postgres
+    from course.db import postgres
 
     if args.action == "start":
         db = asyncio.run(postgres.fresh_postgres("smoke_test"))
@@ -128,7 +128,7 @@ def cmd_room(args: argparse.Namespace) -> int:
     """The instructor's live view of the room (INSTRUCTORS.md, "The room view")."""
     import asyncio
 
-    from course import room
+    from course.checking import room
 
     url = (os.environ.get("ROOM_DATABASE_URL") or os.environ.get("DATABASE_URL") or "").strip()
     if not url:
@@ -149,7 +149,7 @@ def cmd_room(args: argparse.Namespace) -> int:
     if not name:
         raise CourseError("Which room? COURSE_ROOM is not set.",
                           "run `make room ROOM=tuesday` (or `python -m course room --room tuesday`).")
-    from course.apps.room_view import create_app, serve
+    from course.tools.room_view import create_app, serve
 
     print(f"Room {name!r}: http://{args.host}:{args.port}/ (Ctrl+C stops it)", flush=True)
     try:
@@ -174,7 +174,7 @@ def _room_server_error(exc: Exception, fix: str) -> CourseError:
 def cmd_doctor(args: argparse.Namespace) -> int:
     import asyncio
 
-    from course.doctor import report
+    from course.tools.doctor import report
 
     asyncio.run(report())
     return 0

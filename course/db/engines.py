@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from course import chinook
+from course.db import chinook
+from course.db.postgres import connect, fresh_postgres
+from course.db.sqlite import fresh_sqlite
 from course.deadline import not_counted
 from course.errors import CourseError
-from course.postgres import connect, fresh_postgres
-from course.sqlite import fresh_sqlite
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL

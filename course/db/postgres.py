@@ -22,20 +22,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from course import chinook
-from course.cluster import (
+from course.db import chinook
+from course.db.cluster import (
     clear_stale_pid_file,
     live_users,
     start_watcher,
     stop_cluster,
 )
-from course.cluster import (
-    is_local_running as is_local_running,  # as: also course.postgres's, for the CLI and tests
+from course.db.cluster import (
+    is_local_running as is_local_running,  # as: also course.db.postgres's, for the CLI and tests
 )
-from course.cluster import (
+from course.db.cluster import (
     pgdata as pgdata,
 )
-from course.cluster import (
+from course.db.cluster import (
     server_module as server_module,
 )
 from course.deadline import not_counted
@@ -71,7 +71,7 @@ def mask(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-# --- the embedded cluster (its life: course/cluster.py) ---------------------------------
+# --- the embedded cluster (its life: course/db/cluster.py) ---------------------------------
 
 # This cluster is disposable (everything in it is rebuilt from datasets/), so it trades crash
 # safety for speed. Without fsync the checkpoints of CREATE DATABASE ... STRATEGY FILE_COPY cost
@@ -85,7 +85,7 @@ def _tune(folder: Path) -> None:
     text = conf.read_text() if conf.exists() else ""
     missing = [f"{k} = '{v}'" for k, v in TUNING.items() if f"\n{k} = " not in f"\n{text}"]
     if missing:
-        conf.write_text(text + "# set by course/postgres.py: a disposable cluster\n" + "\n".join(missing) + "\n")
+        conf.write_text(text + "# set by course/db/postgres.py: a disposable cluster\n" + "\n".join(missing) + "\n")
 
 
 def _forget_stopped_instance(pg: ModuleType, folder: Path) -> None:
@@ -102,7 +102,7 @@ def _forget_stopped_instance(pg: ModuleType, folder: Path) -> None:
 def start_local() -> str:
     """Start (or join) the checkout's cluster and return the DSN of its `postgres` database.
 
-    A watcher (course/reaper.py) stops the cluster once every process that joined it has gone,
+    A watcher (course/db/reaper.py) stops the cluster once every process that joined it has gone,
     even a killed kernel that never said goodbye.
     """
     folder = pgdata()
@@ -212,6 +212,14 @@ def is_too_many_connections(exc: BaseException | None) -> bool:
             return True
         exc, seen = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+def as_course_error(exc: BaseException) -> CourseError | None:
+    """PostgreSQL's error, or one SQLAlchemy wraps, as the course's own one-line error where the
+    course has one (today: the server has no free connection); None for any other error."""
+    if is_too_many_connections(exc):
+        return no_free_connection(bool(os.environ.get("DATABASE_URL", "").strip()))
+    return None
 
 
 def no_free_connection(shared: bool) -> CourseError:
@@ -409,7 +417,7 @@ async def cleanup_shared(drop: bool = True) -> list[str]:
     return names
 
 
-# course/room.py's table on the shared server: the verdicts the instructor's room view shows.
+# course/checking/room.py's table on the shared server: the verdicts the instructor's room view shows.
 ROOM_TABLE = "course_room_verdict"
 
 

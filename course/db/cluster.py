@@ -1,6 +1,6 @@
 """The embedded PostgreSQL cluster's life: where it lives, who uses it, and how it stops.
 
-Both `course.postgres` (which starts and joins the cluster) and `course.reaper` (the watcher
+Both `course.db.postgres` (which starts and joins the cluster) and `course.db.reaper` (the watcher
 process that stops it once nobody uses it) build on this module; neither imports the other.
 """
 
@@ -94,7 +94,7 @@ def live_users(folder: Path) -> list[int]:
     return alive
 
 
-# --- the watcher (course/reaper.py), seen from outside ----------------------------------------
+# --- the watcher (course/db/reaper.py), seen from outside ----------------------------------------
 
 def watcher_running(folder: Path) -> bool:
     """Whether a watcher already holds this cluster's lock file (reaper.lock)."""
@@ -113,13 +113,13 @@ def watcher_running(folder: Path) -> bool:
 
 # A short-lived go-between starts the watcher in its own session, so the watcher is never a
 # child (or a zombie) of the kernel that asked for it.
-_SPAWN = ("import subprocess, sys; subprocess.Popen([sys.executable, '-m', 'course.reaper', sys.argv[1]], "
+_SPAWN = ("import subprocess, sys; subprocess.Popen([sys.executable, '-m', 'course.db.reaper', sys.argv[1]], "
           "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
           "stderr=subprocess.DEVNULL)")
 
 
 def start_watcher(folder: Path) -> None:
-    """Start `python -m course.reaper folder` in the background, unless one is running already."""
+    """Start `python -m course.db.reaper folder` in the background, unless one is running already."""
     if watcher_running(folder):
         return
     subprocess.run([sys.executable, "-c", _SPAWN, str(folder)], cwd=ROOT, check=False, timeout=30,
