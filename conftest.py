@@ -20,6 +20,9 @@ os.environ.setdefault("COURSE_HOME", str(ROOT / ".course" / "test"))
 # The real-JupyterHub test takes minutes: `make test-hub` asks for it, `make test` leaves it out
 # (not collected, rather than reported as skipped).
 collect_ignore = [] if os.environ.get("COURSE_TEST_HUB") else ["tests/test_hub.py"]
+# Lesson 11 writes a conftest and test modules beside itself (notebooks/*.py) for its own pytest
+# runs: they belong to those runs, not to the course's suite.
+collect_ignore_glob = ["notebooks/*.py"]
 
 
 # --- kernel start-up under pytest-xdist -------------------------------------------------------
