@@ -1,0 +1,9 @@
+"""Checks for exercises/04-asyncpg-workbook.ipynb."""
+
+from ._q1_customers import q1
+from ._q2_top_artists import q2
+from ._q3_invoice import q3
+from ._q4_lookups import q4
+from ._q5_prices import q5
+
+__all__ = ["q1", "q2", "q3", "q4", "q5"]
