@@ -7,7 +7,8 @@ from typing import Any
 from course.checking.checks import Wrong
 
 
-def rows_of(got: Any, what: str, width: int, fetch: str = "`result.all()` gives a list.") -> list[tuple[Any, ...]]:
+def rows_of(got: Any, what: str, width: int,
+            fetch: str = "`result.all()` gives a list.") -> list[tuple[Any, ...]]:
     """The learner's rows as tuples of `width` columns, or a Wrong that says what came back."""
     if not isinstance(got, list):
         raise Wrong(f"{what} should return a list of rows, not {type(got).__name__}: {fetch}")

@@ -70,8 +70,8 @@ class _PoolWatch:
         self.back += 1
 
     def _hooks(self) -> list[Hook]:
-        return [(Pool, name, getattr(self, f"_{name}")) for name in ("connect", "close", "checkout", "checkin")] \
-            + [(Engine, name, getattr(self, f"_{name}")) for name in ("engine_connect", "engine_disposed")]
+        pool = [(Pool, name, getattr(self, f"_{name}")) for name in ("connect", "close", "checkout", "checkin")]
+        return pool + [(Engine, name, getattr(self, f"_{name}")) for name in ("engine_connect", "engine_disposed")]
 
     def __enter__(self) -> _PoolWatch:
         listen_all(self._hooks())

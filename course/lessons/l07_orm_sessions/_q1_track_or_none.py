@@ -17,7 +17,8 @@ from ._common import LIMIT, fstring_sql, literal_in, new_track, on_backend, run
 
 
 async def _check_track_or_none(track_or_none) -> str:
-    await on_each_backend("check-07-q1-{backend}", lambda engine, backend: _track_cases(engine, backend, track_or_none))
+    await on_each_backend("check-07-q1-{backend}",
+                          lambda engine, backend: _track_cases(engine, backend, track_or_none))
     return ("a Track or None on SQLite and PostgreSQL, from the session you passed, and no query "
             "when the track is already in it.")
 

@@ -117,7 +117,8 @@ async def _invoice_counts(engine: AsyncEngine) -> tuple[int, int]:
 
 
 async def _check_create_invoice(create_invoice) -> str:
-    await on_each_backend("check-07-q2-{backend}", lambda engine, backend: _invoice_cases(engine, backend, create_invoice),
+    await on_each_backend("check-07-q2-{backend}",
+                          lambda engine, backend: _invoice_cases(engine, backend, create_invoice),
                           prepare=_refusing)
     return ("committed when complete; on SQLite and PostgreSQL nothing is left after a refused "
             "line, a missing track, a refused total, a broken list or a cancellation.")
@@ -200,6 +201,14 @@ async def _good_invoice(Session: async_sessionmaker[AsyncSession], on: str, crea
                     f"{after[1] - before[1]}.")
 
 
+async def _nothing_stayed(engine: AsyncEngine, committed: tuple[int, int], when: str,
+                          advice: str = "Commit once, at the end.") -> None:
+    """A Wrong when invoices or lines of a failed call stayed in the database."""
+    if (now := await _invoice_counts(engine)) != committed:
+        raise Wrong(f"{when}, {now[0] - committed[0]} invoice(s) and {now[1] - committed[1]} "
+                    f"line(s) stayed in the database. {advice}")
+
+
 async def _refused_invoices(Session: async_sessionmaker[AsyncSession], on: str, create_invoice: Any,
                             committed: tuple[int, int]) -> None:
     """Invoices the database refuses, or that name a missing track: nothing of them may stay."""
@@ -221,10 +230,8 @@ async def _refused_invoices(Session: async_sessionmaker[AsyncSession], on: str, 
                 raise Wrong(f"{on}when {why}, the session was left inside its failed "
                             "transaction. `async with session.begin():` rolls back when an "
                             "exception leaves the block.")
-        if (now := await _invoice_counts(engine)) != committed:
-            raise Wrong(f"{on}when {why}, {now[0] - committed[0]} invoice(s) and "
-                        f"{now[1] - committed[1]} line(s) stayed in the database. Nothing from a "
-                        "failed invoice may remain: one transaction, one commit, at the end.")
+        await _nothing_stayed(engine, committed, f"{on}when {why}", "Nothing from a failed invoice "
+                              "may remain: one transaction, one commit, at the end.")
 
 
 async def _broken_list(Session: async_sessionmaker[AsyncSession], on: str, create_invoice: Any,
@@ -240,10 +247,7 @@ async def _broken_list(Session: async_sessionmaker[AsyncSession], on: str, creat
             raise Wrong(f"{on}when the list of lines broke midway (not a database error), the "
                         "session was left inside its transaction: your rollback runs only for "
                         "some errors. `async with session.begin():` rolls back on any exception.")
-    if (now := await _invoice_counts(engine)) != committed:
-        raise Wrong(f"{on}when the list of lines broke midway, {now[0] - committed[0]} invoice(s) "
-                    f"and {now[1] - committed[1]} line(s) stayed in the database. Commit once, at "
-                    "the end.")
+    await _nothing_stayed(engine, committed, f"{on}when the list of lines broke midway")
 
 
 async def _cancelled(Session: async_sessionmaker[AsyncSession], on: str, create_invoice: Any,
@@ -273,9 +277,8 @@ async def _cancelled(Session: async_sessionmaker[AsyncSession], on: str, create_
                         "and left the session inside its transaction: `except Exception` does "
                         "not catch CancelledError. `async with session.begin():` rolls back "
                         "whatever leaves the block.")
-    if (now := await _invoice_counts(engine)) != committed:
-        raise Wrong(f"{on}after a cancellation midway, {now[0] - committed[0]} invoice(s) and "
-                    f"{now[1] - committed[1]} line(s) stayed in the database. Commit once, at the end.")
+    await _nothing_stayed(engine, committed, f"{on}after a cancellation midway")
+
 
 q2 = Exercise(
     "q2", "create_invoice", _check_create_invoice,

@@ -18,7 +18,8 @@ from ._common import LIMIT, SessionWatch, fstring_sql, literal_in, new_track, on
 
 
 async def _check_track_names(track_names) -> str:
-    await on_each_backend("check-07-q4-{backend}", lambda engine, backend: _names_cases(engine, backend, track_names))
+    await on_each_backend("check-07-q4-{backend}",
+                          lambda engine, backend: _names_cases(engine, backend, track_names))
     return ("one session per task on SQLite and PostgreSQL, several at work at once, every one "
             "closed, names in the order asked.")
 

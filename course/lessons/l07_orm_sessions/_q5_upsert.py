@@ -28,7 +28,8 @@ ONE_STATEMENT = ("the exercise asks for one: an upsert, INSERT … ON CONFLICT D
 
 
 async def _check_save_artists(save_artists) -> str:
-    await on_each_backend("check-07-q5-{backend}", lambda engine, backend: _upsert_cases(engine, backend, save_artists))
+    await on_each_backend("check-07-q5-{backend}",
+                          lambda engine, backend: _upsert_cases(engine, backend, save_artists))
     return ("one statement per call on SQLite and PostgreSQL: new artists added, existing ones "
             "renamed, hostile names kept as data, committed.")
 
