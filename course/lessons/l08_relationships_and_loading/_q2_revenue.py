@@ -124,6 +124,17 @@ def _sums_differ(what: str, got: list, want: list) -> str:
 
 
 
+# What the check's Bossa line (3 sold at 0.50, listed at 0.99) shows for each likely mistake.
+TIE_MISTAKES = {
+    "0.50": " for a line of 3 sold at 0.50: multiply by the quantity. Every Chinook line has "
+            "quantity 1, so only new data shows it.",
+    "0.99": ", the track's list price once, for a line of 3 sold at 0.50: sum each line's "
+            "`InvoiceLine.unit_price * InvoiceLine.quantity`, the price paid times how many.",
+    "2.97": ": that is the track's list price, but the line was sold at 0.50. Sum "
+            "InvoiceLine.unit_price × quantity, the price paid.",
+}
+
+
 def _explain_revenue(what: str, rows: list, expected: list) -> None:
     """The check's invoice tells apart the mistakes that Chinook's own data hides."""
     got = dict(rows)
@@ -131,16 +142,9 @@ def _explain_revenue(what: str, rows: list, expected: list) -> None:
         raise Wrong(f"{what} returned nothing, but one invoice is billed to {COUNTRY!r} (its "
                     "customer lives in Ireland): filter on Invoice.billing_country, not on the "
                     "customer's country.")
-    if got.get(TIE_GENRE) == Decimal("0.50"):
-        raise Wrong(f"{what} gives {TIE_GENRE!r} 0.50 for a line of 3 sold at 0.50: multiply by "
-                    "the quantity. Every Chinook line has quantity 1, so only new data shows it.")
-    if got.get(TIE_GENRE) == Decimal("0.99"):
-        raise Wrong(f"{what} gives {TIE_GENRE!r} 0.99, the track's list price once, for a line "
-                    "of 3 sold at 0.50: sum each line's `InvoiceLine.unit_price * "
-                    "InvoiceLine.quantity`, the price paid times how many.")
-    if got.get(TIE_GENRE) == Decimal("2.97"):
-        raise Wrong(f"{what} gives {TIE_GENRE!r} 2.97: that is the track's list price, but the "
-                    "line was sold at 0.50. Sum InvoiceLine.unit_price × quantity, the price paid.")
+    tie = got.get(TIE_GENRE)
+    if tie is not None and (mistake := TIE_MISTAKES.get(str(tie))):
+        raise Wrong(f"{what} gives {TIE_GENRE!r} {tie}{mistake}")
     if sorted(rows, key=str) == sorted(expected, key=str):
         raise Wrong(f"{what} puts the tie in the wrong order: Rock and {TIE_GENRE!r} both made "
                     f"1.50 there, and ties go by genre name (ORDER BY revenue DESC, name).")
