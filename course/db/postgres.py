@@ -372,6 +372,16 @@ async def drop_postgres(db: PgDatabase) -> None:
             await admin.close()
 
 
+async def drop_named(name: str) -> None:
+    """Remove a database made by fresh_postgres(), known by its real name (a URL's database)."""
+    async with not_counted():
+        admin, _, _ = await connect_admin()
+        try:
+            await drop_database(admin, name)
+        finally:
+            await admin.close()
+
+
 # --- after a workshop: the instructor's clean-up ---------------------------------------------
 
 # Every name the course gives a database on a shared server: learner_label_h<machine>_p<pid>,

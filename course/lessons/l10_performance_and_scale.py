@@ -17,10 +17,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from course.checking.backends import backend_name, on_each_backend
 from course.checking.checks import Exercise, LearnerError, TooBusy, Wrong, call
-from course.db.engines import fresh_engine_url
+from course.db.engines import Backend, fresh_engine_url
 from course.probes import InFlight, LoopWitness, StatementCounter
 
 
@@ -174,8 +175,8 @@ async def _hold_all(engine: AsyncEngine, holders: float) -> int:
         else:
             raise TooBusy()
         for t in tasks:
-            if t.done() and t.exception() is not None:
-                raise t.exception()
+            if t.done() and (error := t.exception()) is not None:
+                raise error
         return peak
     finally:
         release.set()
@@ -493,45 +494,47 @@ async def _expected_catalogue(conn: Any, artist_id: int) -> dict | None:
 
 
 async def _check_add_catalogue_route(add_catalogue_route) -> str:
-    # the learner's function builds two apps: one on SQLite, one on PostgreSQL
-    for backend, cases in (("sqlite", CATALOGUE_CASES), ("postgresql", CATALOGUE_CASES[::-1])):
-        await _catalogue_on(add_catalogue_route, backend, cases)
+    # the learner's function builds two apps: one on SQLite, one on PostgreSQL, asked in another order
+    async def cases(engine: AsyncEngine, backend: Backend) -> None:
+        order = CATALOGUE_CASES if backend == "sqlite" else CATALOGUE_CASES[::-1]
+        await _catalogue_on(add_catalogue_route, engine, backend, order)
+
+    await on_each_backend("check_10_q4", cases, prepare=_with_new_data)
     return ("on SQLite and PostgreSQL: one statement per request, whatever the number of "
             "albums; albums and tracks in id order on rows stored out of order; empty albums, "
             "unknown artists and quoted names handled.")
 
 
-async def _catalogue_on(add_catalogue_route, backend: str, cases: list[int]) -> None:
-    name = "check-10-q4" if backend == "sqlite" else "check_10_q4"
-    url = await fresh_engine_url(name, backend)  # type: ignore[arg-type]
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            for statement, rows in NEW_DATA:
-                await conn.execute(text(statement), rows)
-            expected = {a: await _expected_catalogue(conn, a) for a in CATALOGUE_CASES}
-        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+async def _with_new_data(engine: AsyncEngine) -> None:
+    """The check's artists, albums and tracks, stored out of id order."""
+    async with engine.begin() as conn:
+        for statement, rows in NEW_DATA:
+            await conn.execute(text(statement), rows)
 
-        async def get_session():
-            async with sessionmaker() as session:
-                yield session
 
-        app = FastAPI()
-        await call(add_catalogue_route, app, get_session)
-        async with _client(app) as client:
-            for artist_id in cases:
-                try:
-                    await _catalogue_case(client, engine, artist_id, expected[artist_id], backend)
-                except LearnerError as exc:
-                    if backend == "postgresql" and "does not exist" in str(exc):
-                        raise Wrong(f"GET /artists/{artist_id}/catalogue failed on PostgreSQL, "
-                                    f"where the check runs it too: {exc}. Write the query with "
-                                    "select(), joins and joinedload, which SQLAlchemy turns into "
-                                    "each database's SQL, not with SQL that only SQLite "
-                                    "knows.") from None
-                    raise
-    finally:
-        await engine.dispose()
+async def _catalogue_on(add_catalogue_route, engine: AsyncEngine, backend: Backend, cases: list[int]) -> None:
+    async with engine.connect() as conn:
+        expected = {a: await _expected_catalogue(conn, a) for a in CATALOGUE_CASES}
+    sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def get_session():
+        async with sessionmaker() as session:
+            yield session
+
+    app = FastAPI()
+    await call(add_catalogue_route, app, get_session)
+    async with _client(app) as client:
+        for artist_id in cases:
+            try:
+                await _catalogue_case(client, engine, artist_id, expected[artist_id], backend)
+            except LearnerError as exc:
+                if backend == "postgresql" and "does not exist" in str(exc):
+                    raise Wrong(f"GET /artists/{artist_id}/catalogue failed on PostgreSQL, "
+                                f"where the check runs it too: {exc}. Write the query with "
+                                "select(), joins and joinedload, which SQLAlchemy turns into "
+                                "each database's SQL, not with SQL that only SQLite "
+                                "knows.") from None
+                raise
 
 
 async def _catalogue_case(client: httpx.AsyncClient, engine: AsyncEngine, artist_id: int,
@@ -557,8 +560,7 @@ async def _catalogue_case(client: httpx.AsyncClient, engine: AsyncEngine, artist
         _status(response, path, 200)
         got = _json(response)
         if got != wanted:
-            on = "SQLite" if backend == "sqlite" else "PostgreSQL"
-            raise Wrong(_catalogue_difference(f"{path} (on {on})", got, wanted))
+            raise Wrong(_catalogue_difference(f"{path} (on {backend_name(backend)})", got, wanted))
     if counter.count > 1:
         albums = len(wanted["albums"]) if wanted else 0
         if counter.count == 2 and albums > 1:
@@ -622,7 +624,8 @@ def _catalogue_difference(path: str, got: Any, wanted: dict) -> str:
 
 q4 = Exercise(
     "q4", "add_catalogue_route", _check_add_catalogue_route, limit=60,
-    hints=["Count the statements: one for the artist, one per album for its tracks. Ask for "
+    hints=["Count the statements of `catalogue_n_plus_one`: one for the artist, one for its "
+           "albums, one per album for its tracks. Ask for "
            "the artist, its albums and their tracks in a single SELECT instead.",
            "joinedload loads a relationship in the same statement, with an outer join (so an "
            "artist without albums still comes back); chain it from the artist's albums to each "

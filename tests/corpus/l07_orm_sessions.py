@@ -777,3 +777,38 @@ async def track_names_deduplicated_lookups(Session, track_ids):
     """A repeated id is looked up once, and its name given again in its place."""
     _, names = await _names_once(Session, track_ids)
     return [names[i] for i in track_ids]
+
+
+# --- q2: the invoice added first, its lines after a query has flushed it -----------------------
+
+@wrong("q2", expect="lazy-load `Invoice.lines`")
+async def create_invoice_lines_after_autoflush(session, customer_id, lines):
+    async with session.begin():
+        invoice = Invoice(customer_id=customer_id, invoice_date=datetime.now(), total=Decimal(0))
+        session.add(invoice)
+        for track_id, quantity in lines:
+            track = await session.get(Track, track_id)  # autoflush: the invoice is in the database now
+            if track is None:
+                raise LookupError(f"there is no track {track_id}")
+            # BUG: a flushed invoice's unloaded collection is lazy-loaded, without await
+            invoice.lines.append(InvoiceLine(track_id=track_id, unit_price=track.unit_price, quantity=quantity))
+            invoice.total += track.unit_price * quantity
+        await session.flush()
+        return invoice.invoice_id
+
+
+@correct("q2")
+async def create_invoice_lines_added_on_their_own(session, customer_id, lines):
+    """the invoice added first; each line added with invoice=..., never reading invoice.lines."""
+    async with session.begin():
+        invoice = Invoice(customer_id=customer_id, invoice_date=datetime.now(), total=Decimal(0))
+        session.add(invoice)
+        for track_id, quantity in lines:
+            track = await session.get(Track, track_id)
+            if track is None:
+                raise LookupError(f"there is no track {track_id}")
+            session.add(InvoiceLine(invoice=invoice, track_id=track_id, unit_price=track.unit_price,
+                                    quantity=quantity))
+            invoice.total += track.unit_price * quantity
+        await session.flush()
+        return invoice.invoice_id
