@@ -97,9 +97,11 @@ async def _check_rolled_back_session(rolled_back_session) -> str:
 
 q1 = Exercise(
     "q1", "rolled_back_session", _check_rolled_back_session,
-    hints=["`async with engine.connect() as conn:` then `transaction = await conn.begin()`: the "
-           "outer transaction, which the test never sees.",
-           "Bind the session to that connection: `session = AsyncSession(bind=conn, "
+    hints=["Wrap the whole test in a transaction of the fixture's own that the test never "
+           "sees: open a connection, begin it yourself, and hand the session that connection. "
+           "Rolling that outer transaction back at the end undoes whatever the test committed.",
+           "`async with engine.connect() as conn:` and `transaction = await conn.begin()`; bind "
+           "the session to that connection: `session = AsyncSession(bind=conn, "
            "join_transaction_mode=\"create_savepoint\", expire_on_commit=False)`, then "
            "`yield session`.",
            "After the yield: `await session.close()` and `await transaction.rollback()` (in a "

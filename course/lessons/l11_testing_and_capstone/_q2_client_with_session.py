@@ -213,10 +213,11 @@ def _judge_overrides_left(app: Any, get_session: Any, what: str, before: dict) -
 
 q2 = Exercise(
     "q2", "client_with_session", _check_client_with_session,
-    hints=["Write an async generator that overrides the session dependency: `async def "
-           "test_session(): yield session`, then `app.dependency_overrides[get_session] = "
-           "test_session`.",
-           "Then the in-process client with the lifespan: `async with LifespanManager(app) as "
+    hints=["FastAPI lets a test swap a dependency for one of its own: hand the routes the "
+           "test's session through the app's dependency_overrides, keyed by the very function "
+           "the routes depend on, and serve the app in process with its lifespan.",
+           "`async def test_session(): yield session`, then `app.dependency_overrides[get_session] "
+           "= test_session`; the client: `async with LifespanManager(app) as "
            "manager:` and `httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), "
            "base_url=...)`; `yield client` inside both.",
            "Put the whole body in `try:` / `finally: app.dependency_overrides.pop(get_session, "
