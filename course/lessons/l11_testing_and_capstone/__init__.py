@@ -9,6 +9,7 @@ own hidden suite, through httpx.ASGITransport with the app's lifespan run by Lif
 
 from ._q1_rolled_back_session import q1
 from ._q2_client_with_session import q2
+from ._q3_store_tests import CONFTEST as CONFTEST  # the workbook shows and writes it
 from ._q3_store_tests import q3
 from ._q4_capstone import q4
 from ._q4_probes import prepare_capstone as prepare_capstone  # the workbook calls it
