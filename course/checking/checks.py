@@ -47,6 +47,14 @@ class NeverAwaited(Wrong):
         self.name = name
 
 
+class ReturnedCoroutine(Wrong):
+    """The learner's function returned a coroutine object instead of awaiting it."""
+
+    def __init__(self) -> None:
+        super().__init__("your function returned a coroutine object instead of its result: "
+                         "did you forget `await`?")
+
+
 class NotAttempted(Exception):
     """The learner's code still raises the stub's NotImplementedError."""
 
@@ -155,8 +163,7 @@ async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             raise LearnerError(_describe(exc)) from exc
         if inspect.iscoroutine(result):
             result.close()
-            raise Wrong("your function returned a coroutine object instead of its result: "
-                        "did you forget `await`?")
+            raise ReturnedCoroutine()
         if isinstance(result, asyncio.Future):
             raise Wrong(f"your function returned a {type(result).__name__} instead of its result: "
                         "did you forget `await`?")

@@ -8,12 +8,15 @@ import inspect
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from course.checking.blocking import no_sleep_on_loop
 from course.checking.checks import (
     Exercise,
     LearnerError,
+    NeverAwaited,
+    ReturnedCoroutine,
     TooBusy,
     Wrong,
     call,
@@ -238,6 +241,16 @@ async def _check_call_hook(call_hook) -> str:
     def count(name: str) -> None:
         calls[name] = calls.get(name, 0) + 1
 
+    for hook, args, expected, advice in _hook_cases(count):
+        await _one_hook(call_hook, calls, hook, args, expected, advice)
+    await _hook_errors_pass_through(call_hook, count)
+    return ("plain values, coroutines, Futures and other awaitables all come back as results; "
+            "the hook's own errors pass through.")
+
+
+def _hook_cases(count: Callable[[str], None]) -> list[tuple[Any, tuple, Any, str]]:
+    """Hooks of every kind call_hook may be given: (hook, its arguments, its result, the advice
+    for an answer that gets it wrong). Each hook counts its calls with count(its name)."""
     def row_count(table: str) -> int:
         count("row_count")
         return {"track": 3503, "album": 347}[table]
@@ -306,38 +319,47 @@ async def _check_call_hook(call_hook) -> str:
          "an async hook that returns None still returns a coroutine when called: await it, "
          "and return its None."),
     ]
-    for hook, args, expected, advice in cases:
-        shown = ", ".join([hook.__name__, *map(repr, args)])
-        before = calls.get(hook.__name__, 0)
-        try:
-            got = await _run(call_hook, hook, *args)
-        except Wrong as exc:
-            if "await" not in str(exc) or "asyncio.run()" in str(exc):
-                raise
-            if "never awaited" in str(exc) and calls.get(hook.__name__, 0) - before > 1:
-                raise Wrong(f"call_hook({shown}) called the hook {calls[hook.__name__] - before} "
-                            "times and dropped a coroutine: call it once, keep the result, then "
-                            "decide whether to await that result.") from None
-            raise Wrong(f"call_hook({shown}): {advice}") from None
-        except LearnerError as exc:
-            if isinstance(exc.__cause__, TypeError) and "await" in str(exc.__cause__):
-                raise Wrong(f"call_hook({shown}) raised TypeError: {advice}") from None
-            if isinstance(exc.__cause__, TypeError) and "argument" in str(exc.__cause__):
-                raise Wrong(f"call_hook({shown}) raised TypeError: call the hook with exactly "
-                            "the arguments you were given, `hook(*args)`.") from None
+    return cases
+
+
+async def _one_hook(call_hook: Any, calls: dict[str, int], hook: Any, args: tuple, expected: Any,
+                    advice: str) -> None:
+    """call_hook(hook, *args) must call the hook once and return its result, awaited if need be."""
+    shown = ", ".join([hook.__name__, *map(repr, args)])
+    before = calls.get(hook.__name__, 0)
+    try:
+        got = await _run(call_hook, hook, *args)
+    except Wrong as exc:
+        if "await" not in str(exc) or "asyncio.run()" in str(exc):
             raise
-        ran = calls.get(hook.__name__, 0) - before
-        if ran != 1:
-            raise Wrong(f"call_hook({shown}) called the hook {ran} times; call it exactly once "
-                        "(a hook may have side effects, such as a query).")
-        if inspect.isawaitable(got):
-            if inspect.iscoroutine(got):
-                got.close()
-            raise Wrong(f"call_hook({shown}) returned a {type(got).__name__}, not its result: "
-                        f"{advice}")
-        if got != expected:
-            falsy = f" {advice}" if not expected else ""  # the advice for a falsy result
-            raise Wrong(f"call_hook({shown}) returned {got!r}; expected {expected!r}.{falsy}")
+        if isinstance(exc, NeverAwaited) and calls.get(hook.__name__, 0) - before > 1:
+            raise Wrong(f"call_hook({shown}) called the hook {calls[hook.__name__] - before} "
+                        "times and dropped a coroutine: call it once, keep the result, then "
+                        "decide whether to await that result.") from None
+        raise Wrong(f"call_hook({shown}): {advice}") from None
+    except LearnerError as exc:
+        if isinstance(exc.__cause__, TypeError) and "await" in str(exc.__cause__):
+            raise Wrong(f"call_hook({shown}) raised TypeError: {advice}") from None
+        if isinstance(exc.__cause__, TypeError) and "argument" in str(exc.__cause__):
+            raise Wrong(f"call_hook({shown}) raised TypeError: call the hook with exactly "
+                        "the arguments you were given, `hook(*args)`.") from None
+        raise
+    ran = calls.get(hook.__name__, 0) - before
+    if ran != 1:
+        raise Wrong(f"call_hook({shown}) called the hook {ran} times; call it exactly once "
+                    "(a hook may have side effects, such as a query).")
+    if inspect.isawaitable(got):
+        if inspect.iscoroutine(got):
+            got.close()
+        raise Wrong(f"call_hook({shown}) returned a {type(got).__name__}, not its result: "
+                    f"{advice}")
+    if got != expected:
+        falsy = f" {advice}" if not expected else ""  # the advice for a falsy result
+        raise Wrong(f"call_hook({shown}) returned {got!r}; expected {expected!r}.{falsy}")
+
+
+async def _hook_errors_pass_through(call_hook: Any, count: Callable[[str], None]) -> None:
+    """The async hook's own errors (a TypeError, a LookupError) must reach call_hook's caller."""
 
     async def failing_hook(artist_id: int) -> str:
         count("failing_hook")
@@ -383,8 +405,6 @@ async def _check_call_hook(call_hook) -> str:
         raise Wrong(f"when the async hook itself raised LookupError, call_hook returned "
                     f"{on_lookup_error} instead of letting that error through. Catch nothing "
                     "here: let the hook's errors reach the caller.")
-    return ("plain values, coroutines, Futures and other awaitables all come back as results; "
-            "the hook's own errors pass through.")
 
 
 q3 = Exercise(
@@ -517,7 +537,7 @@ async def _check_run_script_main(run_script_main) -> str:
     try:
         got = await _run(run_script_main, main)
     except Wrong as exc:
-        if not ran and "returned a coroutine" in str(exc):
+        if not ran and isinstance(exc, ReturnedCoroutine):
             raise Wrong("main() was called but its body never ran: asyncio.to_thread(main) "
                         "only creates the coroutine, in the thread, and hands it back. Run "
                         "it there on a loop of its own: `await asyncio.to_thread(asyncio.run, "
