@@ -57,6 +57,9 @@ def test_check_module_offers_its_exercises_only(lesson: registry.Lesson) -> None
     assert all(ex.lesson == lesson.number for ex in exercises)
     assert sorted(module.__all__) == sorted(ex.name for ex in exercises), \
         f"{lesson.check_module}: __all__ lists the exercises, nothing else"
+    offered = [name for name in dir(module) if not name.startswith("_")]  # what `ex.` completes
+    assert offered == sorted(ex.name for ex in exercises), \
+        f"{lesson.check_module}: `ex.` offers {offered}, not the exercises only"
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=IDS)

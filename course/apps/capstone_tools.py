@@ -1,5 +1,6 @@
-"""Lesson 11's tools, for its notebook and for the conftest.py its q3 check writes: the
-SQLite SAVEPOINT recipe, and the lesson-09 store with one planted bug (what q3's check runs)."""
+"""Lesson 11's tools, for its notebook, its workbook and the conftest.py its q3 check writes:
+the SQLite SAVEPOINT recipe, the lesson-09 store with one planted bug (what q3's check runs),
+that conftest's text (CONFTEST) and the capstone's starting database (prepare_capstone)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import HTTPException, Query
 
 from course.apps.music_store import AlbumOut, ArtistIn, ArtistOut, SessionDep, TrackRow
+from course.db.engines import Backend, fresh_engine_url
+from course.deadline import not_counted
 
 
 def take_over_begin(engine: Any) -> Any:
@@ -120,3 +123,87 @@ def store_variant(name: str) -> Any:
         return app
 
     return create_variant
+
+
+CONFTEST = '''\
+"""Fixtures for the music-store tests (lesson 11). The q3 check writes this file beside yours."""
+
+import os
+import shutil
+import threading
+import time
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from course.apps.capstone_tools import store_variant
+
+STORES = os.environ.get("STORE_VARIANTS", "reference").split(",")
+
+
+@pytest.fixture(scope="session")
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(params=STORES)
+def create_app(request):
+    """The lesson-09 store's create_app, or a copy with a planted bug (what q3's check runs)."""
+    return store_variant(request.param)
+
+
+@pytest.fixture
+async def client(create_app, tmp_path):
+    """The app on its own fresh copy of Chinook, lifespan run, called in-process."""
+    database = tmp_path / "chinook.db"
+    shutil.copyfile(os.environ["STORE_TEMPLATE"], database)
+    app = create_app(f"sqlite+aiosqlite:///{database}")
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
+            yield client
+
+
+@pytest.fixture
+def statements(client):
+    """Every SQL statement any engine runs during the test once the app has started, in order
+    (it asks for `client` first, so the app's own start-up SQL is never counted, whatever the
+    order of a test's parameters)."""
+    seen = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(Engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def blocking_calls(monkeypatch):
+    """time.sleep calls made on the event loop's own thread during the test."""
+    loop_thread = threading.get_ident()  # anyio runs the tests' loop on this thread
+    calls = []
+    real_sleep = time.sleep
+
+    def watched_sleep(seconds):
+        if threading.get_ident() == loop_thread:
+            calls.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", watched_sleep)
+    return calls
+'''
+
+
+async def prepare_capstone(name: str, backend: Backend = "sqlite") -> Any:
+    """A fresh Chinook with the store's tables (course.apps.store_orders) and its stock."""
+    from course.apps.store_orders import prepare_store
+
+    url = await fresh_engine_url(name, backend)
+    async with not_counted():  # set-up: never the learner's time
+        await prepare_store(url)
+    return url

@@ -19,6 +19,7 @@ import traceback
 import warnings
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from types import FrameType
 from typing import Any, Literal, get_args
 
@@ -200,7 +201,8 @@ class Exercise:
     """One checked exercise of a workbook.
 
     Declared in a lesson's check module, it takes its `lesson` from course/registry.py by that
-    module's name, and joins the module's `__all__`: a workbook's `ex.` offers the exercises."""
+    module's name, and joins the module's `__all__` (and its `dir()`, which tab completion
+    lists): a workbook's `ex.` offers the exercises."""
 
     name: str                   # "q1"
     function: str               # the name the learner defines, for messages and solution()
@@ -223,6 +225,7 @@ class Exercise:
         names = module.setdefault("__all__", [])
         if self.name not in names:  # a reloaded module declares it again
             names.append(self.name)
+        module["__dir__"] = partial(sorted, names)  # tab completion on `ex.` lists these only
 
     @property
     def key(self) -> str:

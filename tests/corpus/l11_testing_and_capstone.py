@@ -511,6 +511,20 @@ def _without(test_name: str) -> str:
     return head + ("async def " + tail if tail else "")
 
 
+@correct("q3")
+def tests_count_statements_asked_for_before_the_client():
+    """`statements` listed before `client`, and never cleared: the fixture starts counting once
+    the app has started, so the app's own start-up SQL is not in the list."""
+    return TESTS.replace("async def test_a_page_takes_few_statements(client, statements):\n"
+                         "    statements.clear()\n",
+                         "async def test_a_page_takes_few_statements(statements, client):\n")
+
+
+@correct("q3")
+def tests_count_statements_without_clearing_them():
+    return TESTS.replace("    statements.clear()\n", "")
+
+
 @wrong("q3", expect="miss the N+1 queries")
 def tests_without_statement_count():
     return _without("test_a_page_takes_few_statements")

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Awaitable, Iterable
 from typing import Any
 
+from course.apps.pretend_pool import TRACKS
 from course.checking.checks import (
     FORGOT_AWAIT,
     LearnerError,
@@ -15,12 +16,6 @@ from course.checking.checks import (
 )
 from course.probes import InFlight
 
-TRACKS = {
-    1: "For Those About To Rock (We Salute You)", 2: "Balls to the Wall", 3: "Fast As a Shark",
-    4: "Restless and Wild", 5: "Princess of the Dawn", 6: "Put The Finger On You",
-    7: "Let's Get It Up", 8: "Inject The Venom", 9: "Snowballed", 10: "Evil Walks",
-    11: "C.O.D.", 12: "Breaking The Rules",
-}
 EMPTY_NAME = 13  # a track whose name is "": still a name, which a truthiness test would drop
 NAMES = {**TRACKS, EMPTY_NAME: ""}
 

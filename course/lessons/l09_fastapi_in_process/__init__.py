@@ -12,3 +12,8 @@ from ._q4_list_tracks import q4
 from ._q5_track_lyrics import q5
 
 __all__ = ["q1", "q2", "q3", "q4", "q5"]
+
+
+def __dir__() -> list[str]:
+    """What tab completion offers on `ex.`: the exercises only."""
+    return __all__

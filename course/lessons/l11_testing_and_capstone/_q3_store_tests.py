@@ -10,80 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from course.apps.capstone_tools import VARIANTS, variant_routes
+from course.apps.capstone_tools import CONFTEST, VARIANTS, variant_routes
 from course.checking.checks import Exercise, Wrong, call
 from course.db.engines import fresh_engine_url
-
-CONFTEST = '''\
-"""Fixtures for the music-store tests (lesson 11). The q3 check writes this file beside yours."""
-
-import os
-import shutil
-import threading
-import time
-
-import httpx
-import pytest
-from asgi_lifespan import LifespanManager
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-
-from course.apps.capstone_tools import store_variant
-
-STORES = os.environ.get("STORE_VARIANTS", "reference").split(",")
-
-
-@pytest.fixture(scope="session")
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(params=STORES)
-def create_app(request):
-    """The lesson-09 store's create_app, or a copy with a planted bug (what q3's check runs)."""
-    return store_variant(request.param)
-
-
-@pytest.fixture
-async def client(create_app, tmp_path):
-    """The app on its own fresh copy of Chinook, lifespan run, called in-process."""
-    database = tmp_path / "chinook.db"
-    shutil.copyfile(os.environ["STORE_TEMPLATE"], database)
-    app = create_app(f"sqlite+aiosqlite:///{database}")
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://store") as client:
-            yield client
-
-
-@pytest.fixture
-def statements():
-    """Every SQL statement any engine runs during the test, in order."""
-    seen = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(Engine, "before_cursor_execute", record)
-
-
-@pytest.fixture
-def blocking_calls(monkeypatch):
-    """time.sleep calls made on the event loop's own thread during the test."""
-    loop_thread = threading.get_ident()  # anyio runs the tests' loop on this thread
-    calls = []
-    real_sleep = time.sleep
-
-    def watched_sleep(seconds):
-        if threading.get_ident() == loop_thread:
-            calls.append(seconds)
-        real_sleep(seconds)
-
-    monkeypatch.setattr(time, "sleep", watched_sleep)
-    return calls
-'''
 
 REPORTER = '''\
 import json

@@ -9,12 +9,13 @@ from typing import Any
 
 from starlette.requests import Request
 
+from course.apps.capstone_tools import prepare_capstone
 from course.checking.checks import Exercise, Wrong, call
 from course.checking.races import BASE
 from course.db.engines import Backend
 
 from ._q4_listings import _Suite
-from ._q4_probes import _Connections, _FloatMoney, _Receipts, _SleepWatch, prepare_capstone
+from ._q4_probes import _Connections, _FloatMoney, _Receipts, _SleepWatch
 from ._q4_suite import _Instance
 
 

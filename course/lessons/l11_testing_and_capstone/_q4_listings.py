@@ -120,7 +120,7 @@ class _Suite(_OrderSteps):
                 raise Wrong(f"GET /orders with {params} answered {response.status_code}; "
                             "expected 422 (limit between 1 and 100, offset from 0).")
         self.done.append(f"{len(order_ids)} orders paged, at most {max(counts)} statements a "
-                         "page")
+                         "page (3 allowed)")
 
     async def search(self) -> None:
         """Search: hostile strings stay data, pages follow each other, no N+1."""

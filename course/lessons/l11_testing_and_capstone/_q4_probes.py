@@ -9,18 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 from course.checking.races import RaceGate
-from course.db.engines import Backend, fresh_engine_url
-from course.deadline import not_counted
-
-
-async def prepare_capstone(name: str, backend: Backend = "sqlite") -> Any:
-    """A fresh Chinook with the store's tables (course.apps.store_orders) and its stock."""
-    from course.apps.store_orders import prepare_store
-
-    url = await fresh_engine_url(name, backend)
-    async with not_counted():  # set-up: never the learner's time
-        await prepare_store(url)
-    return url
 
 
 class _Receipts:
