@@ -1,4 +1,4 @@
-"""A learner's query result read as rows (lesson 06; lessons 03 and 04 have the same step)."""
+"""A learner's query result read as rows, for the checks of lessons 03, 04 and 06."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ from typing import Any
 from course.checking.checks import Wrong
 
 
-def rows_of(got: Any, what: str, width: int,
-            fetch: str = "`result.all()` gives a list.") -> list[tuple[Any, ...]]:
-    """The learner's rows as tuples of `width` columns, or a Wrong that says what came back."""
+def rows_of(got: Any, what: str, returns: str, width: int | None = None) -> list[tuple[Any, ...]]:
+    """The learner's rows as plain tuples (a dict row by its values), or a Wrong that says what
+    came back instead; `returns` names the call whose result is wanted, `width` the number of
+    columns each row must have."""
     if not isinstance(got, list):
-        raise Wrong(f"{what} should return a list of rows, not {type(got).__name__}: {fetch}")
+        raise Wrong(f"{what} should return a list of rows (what {returns} returns), "
+                    f"not {type(got).__name__}.")
     try:
-        rows = [tuple(row) for row in got]
+        rows = [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in got]
     except TypeError:
-        raise Wrong(f"{what} should return a list of rows (tuples); one item is "
-                    f"{type(got[0]).__name__}.") from None
-    if any(len(row) != width for row in rows):
+        raise Wrong(f"{what} should return a list of rows; one item is "
+                    f"{type(got[0]).__name__ if got else 'missing'}.") from None
+    if width is not None and any(len(row) != width for row in rows):
         raise Wrong(f"{what}: each row should have {width} columns.")
     return rows

@@ -18,7 +18,7 @@ import aiosqlite
 from course.checking.cancelling import paused_or_done
 from course.checking.checks import LearnerError, Wrong, call
 from course.checking.invoices import PAUSED_TRACK
-from course.checking.sql_text import as_rows
+from course.checking.rows import rows_of
 from course.db.sqlite import fresh_sqlite
 
 WORKER = "_connection_worker_thread"  # the name aiosqlite 0.22 gives each connection's thread
@@ -97,7 +97,7 @@ async def _rolled_back_if_open(db: aiosqlite.Connection) -> bool:
 
 def _rows(got: Any, what: str) -> list[tuple]:
     """The learner's rows as plain tuples, or a Wrong that says what came back instead."""
-    return as_rows(got, what, "`await cursor.fetchall()`")
+    return rows_of(got, what, "`await cursor.fetchall()`")
 
 
 def _pasted_into_sql(what: str, value: str, bind: str) -> Wrong:

@@ -9,7 +9,7 @@ import asyncpg
 from asyncpg import introspection
 
 from course.checking.checks import call
-from course.checking.sql_text import as_rows
+from course.checking.rows import rows_of
 
 
 class _QueryLog:
@@ -49,7 +49,7 @@ async def _logged(conn: asyncpg.Connection, fn: Any, *args: Any) -> tuple[Any, l
 
 def _rows(got: Any, what: str) -> list[tuple]:
     """The learner's rows as plain tuples, or a Wrong that says what came back instead."""
-    return as_rows(got, what, "conn.fetch")
+    return rows_of(got, what, "conn.fetch")
 
 
 def _quoted(values: list[str]) -> str:

@@ -96,7 +96,7 @@ async def _longest_cases(engine: AsyncEngine, md: MetaData, longest_tracks, back
                         "the SQL text, so every n makes a new statement. Bind it: `.limit(n)` in "
                         "select(), or `LIMIT :n` in text().")
         texts.setdefault(genre_name, set()).update(s for s in counter.statements if "LIMIT" in s.upper())
-        rows = rows_of(got, what, 2)
+        rows = rows_of(got, what, "`result.all()`", width=2)
         if rows == expected:
             continue
         if rows and not expected and n > 0:
