@@ -62,8 +62,9 @@ nbval.kernel.start_new_kernel = _start_one_at_a_time
 # --- scheduling under pytest-xdist --------------------------------------------------------------
 # `--dist loadscope` gives each module, and each notebook, to one worker as a whole (a notebook's
 # cells share one kernel). tests/test_corpus.py was then one unit holding half of the suite's
-# time (1229 of 2379 s measured): it is split by lesson here, and the units known to take longest
-# go first, so that neither worker is left alone with a big one at the end.
+# time (1229 of 2379 s measured): it is split by exercise here (a lesson's corpus, 150-340 s for
+# the largest, kept one worker waiting on its pauses while the others had finished), and the
+# units known to take longest go first, so that no worker is left alone with a big one at the end.
 
 # Seconds per unit in one --durations run of the whole suite (2026-12-07, 2 workers, load
 # average about 20). Only the order matters: a stale figure costs time, never a test.
@@ -84,6 +85,13 @@ SLOWEST = {
 }
 
 
+def corpus_unit(nodeid: str) -> str:
+    """"l06-q1" for a corpus test of lesson 06's q1, "l06" for one about the lesson as a whole."""
+    parts = nodeid.split("[", 1)[1].rstrip("]").split("-")
+    lesson = parts[0][:3]
+    return f"{lesson}-{parts[1]}" if len(parts) > 1 and parts[1][:1] == "q" else lesson
+
+
 @pytest.hookimpl(optionalhook=True)  # a run with -p no:xdist has no such hook
 def pytest_xdist_make_scheduler(config, log):  # xdist's hook
     """With --dist loadscope: the corpus one unit per lesson, and the slowest units first."""
@@ -95,7 +103,7 @@ def pytest_xdist_make_scheduler(config, log):  # xdist's hook
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
             if scope == "tests/test_corpus.py" and "[l" in nodeid:  # test_...[l06_sqlalchemy_...-q1-...]
-                return f"{scope}::{nodeid.split('[', 1)[1][:3]}"
+                return f"{scope}::{corpus_unit(nodeid)}"
             return scope
 
         def _assign_work_unit(self, node) -> None:
