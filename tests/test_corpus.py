@@ -43,8 +43,8 @@ CASES = [(lesson, entry) for lesson in LESSONS for entry in corpus_of(lesson)]
 RIGHT = [(lesson, entry) for lesson in LESSONS for entry in correct_of(lesson)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _imports_frozen():
+@pytest.fixture(scope="session", autouse=True)  # once per worker: the corpus's answers are
+def _imports_frozen():                             # scheduled between other tests
     """Several checks call gc.collect() to finalise what a rejected answer dropped. In this
     process, which has imported every lesson and corpus (about 100 000 objects), each full
     collection walked them all: 0.1-0.2 s apiece, dozens per answer. They are frozen here
