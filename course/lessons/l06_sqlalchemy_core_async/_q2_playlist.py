@@ -214,8 +214,11 @@ async def _cancel_midway(engine: AsyncEngine, md: MetaData, create_playlist, bef
 
 q2 = Exercise(
     "q2", "create_playlist", _check_create_playlist,
-    hints=["`async with engine.begin() as conn:` opens a connection and a transaction: COMMIT when "
-           "the block ends, ROLLBACK when an exception or a cancellation leaves it.",
+    hints=["The playlist row and its tracks must be committed together or not at all, even when "
+           "the task is cancelled halfway. Of the engine's two ways to open a connection (the "
+           "lesson's section 2, `connect()` or `begin()`), which one decides COMMIT or ROLLBACK for you?",
+           "`async with engine.begin() as conn:` opens a connection and a transaction: COMMIT when "
+           "the block ends, ROLLBACK when an exception or a cancellation leaves it. Inside it: "
            "`playlist_id = (await conn.execute(insert(playlist).values(name=name)"
            ".returning(playlist.c.playlist_id))).scalar_one()`.",
            "Then, only if there are tracks: `await conn.execute(insert(playlist_track), "

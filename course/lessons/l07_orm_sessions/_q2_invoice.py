@@ -282,10 +282,12 @@ async def _cancelled(Session: async_sessionmaker[AsyncSession], on: str, create_
 
 q2 = Exercise(
     "q2", "create_invoice", _check_create_invoice,
-    hints=["Do everything inside one `async with session.begin():` block: it commits when the "
-           "block ends, and rolls back if anything (an error, a cancellation) leaves it.",
-           "Build the objects: `invoice = Invoice(customer_id=..., invoice_date=datetime.now(), "
-           "total=...)`, and one `InvoiceLine(track_id=..., unit_price=track.unit_price, "
+    hints=["The sale must commit at the end and vanish whole if anything stops it midway, a "
+           "cancellation included. The lesson's section 4 shows a session method that, used with "
+           "`async with`, does both for you: which one?",
+           "`async with session.begin():` around all the work: it commits when the block ends, "
+           "and rolls back if anything (an error, a cancellation) leaves it. Inside it, build the "
+           "objects: `invoice = Invoice(customer_id=..., invoice_date=datetime.now(), total=...)`, and one `InvoiceLine(track_id=..., unit_price=track.unit_price, "
            "quantity=...)` per line, added to `invoice.lines`. `session.add(invoice)` takes the "
            "lines with it; it is not a coroutine.",
            "`track = await session.get(Track, track_id)` gives None for a missing track: raise "
