@@ -2,8 +2,10 @@
 
     async with fresh_engine("check_06_q1", "postgresql") as engine: ...
     remark = await on_each_backend("check-07-q1-{backend}", cases)   # cases(engine, backend)
+    url = await prepared_url("check-09-q2", "sqlite", prepare)        # for an app's own engine
 
-Lessons 06, 07, 08 and 10 use it; lessons 09 and 11 loop over backends the same way.
+Lessons 06, 07, 08 and 10 use the engines; lessons 09 and 11, whose checks serve an app that
+makes its own engine, use the URL.
 """
 
 from __future__ import annotations
@@ -48,6 +50,20 @@ async def fresh_engine(name: str, backend: Backend, prepare: Prepare | None = No
     finally:
         await engine.dispose()
         await drop_url(url)
+
+
+async def prepared_url(name: str, backend: Backend = "sqlite", prepare: Prepare | None = None) -> URL:
+    """A fresh Chinook on `backend`, made ready by `prepare` through an engine disposed at once,
+    as a URL: for a check whose app makes its own engine. A PostgreSQL copy stays until the
+    next fresh copy of that name replaces it."""
+    url = await fresh_engine_url(name, backend)
+    if prepare is not None:
+        engine = create_async_engine(url)
+        try:
+            await prepare(engine)
+        finally:
+            await engine.dispose()
+    return url
 
 
 async def on_each_backend(name: str, cases: Callable[[AsyncEngine, Backend], Awaitable[T]],

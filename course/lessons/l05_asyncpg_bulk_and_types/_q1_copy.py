@@ -9,8 +9,9 @@ import asyncpg
 
 from course import synthetic
 from course.checking.checks import Exercise, LearnerError, Wrong, call
+from course.checking.pg_copies import connected_copy
 
-from ._common import _Mapped, _Spy, _with_database
+from ._common import _Mapped, _Spy
 
 # The staging table has a column before the five and one after them, both with defaults: tuples
 # of five values fit only when COPY is told which columns they fill. The check loads two tables,
@@ -80,24 +81,18 @@ class _Counted(_Mapped):
 
 
 async def _check_load_lines(load_lines) -> str:
-    async def body(db) -> str:
-        conn = await asyncpg.connect(db.dsn)
-        try:
-            for table in (STAGING, SECOND_STAGING):
-                await conn.execute(STAGING_DDL.format(table=_quoted(table)))
-            await _load_case(conn, load_lines, STAGING, LOAD_SIZE, seed=5)
-            await _load_case(conn, load_lines, SECOND_STAGING, random.randint(1, 300),
-                             seed=random.randint(6, 10_000))
-            empty = await call(load_lines, _Spy(conn), STAGING, iter(()))
-            if empty != 0:
-                raise Wrong(f"with no rows, load_lines should load nothing and return 0, not "
-                            f"{empty!r}.")
-            return (f"{LOAD_SIZE} rows, then a random number into a table whose name needs "
-                    "quoting, all in by COPY from a generator, into the right columns.")
-        finally:
-            await conn.close()
-
-    return await _with_database("check_05_q1", body)
+    async with connected_copy("check_05_q1") as (conn,):
+        for table in (STAGING, SECOND_STAGING):
+            await conn.execute(STAGING_DDL.format(table=_quoted(table)))
+        await _load_case(conn, load_lines, STAGING, LOAD_SIZE, seed=5)
+        await _load_case(conn, load_lines, SECOND_STAGING, random.randint(1, 300),
+                         seed=random.randint(6, 10_000))
+        empty = await call(load_lines, _Spy(conn), STAGING, iter(()))
+        if empty != 0:
+            raise Wrong(f"with no rows, load_lines should load nothing and return 0, not "
+                        f"{empty!r}.")
+        return (f"{LOAD_SIZE} rows, then a random number into a table whose name needs "
+                "quoting, all in by COPY from a generator, into the right columns.")
 
 
 async def _load_case(conn: asyncpg.Connection, load_lines, table: str, size: int, seed: int) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 import asyncpg
 
 from course.checking.checks import Exercise, LearnerError, Wrong, call
+from course.checking.pg_copies import connected_copy
 
-from ._common import _Spy, _with_database
+from ._common import _Spy
 
 # Every wait of this check is counted in steps of the loop's own progress, not read off a clock:
 # a stall of the machine delays one step, and never turns a right answer into a wrong one.
@@ -168,29 +169,21 @@ def _slow_gaps() -> list[float]:
 
 
 async def _check_collect_notifications(collect_notifications) -> str:
-    async def body(db) -> str:
-        conn = await asyncpg.connect(db.dsn)
-        sender = await asyncpg.connect(db.dsn)
-        try:
-            for channel, n in (("price_changes", 3), ("Price Changes", 2)):
-                await _listen_case(conn, sender, collect_notifications, channel, n)
-                await _not_listening(conn, channel, "returned")
-            await _listen_case(conn, sender, collect_notifications, "slow lane", 4, slow=True)
-            await _not_listening(conn, "slow lane", "returned")
-            await _listen_case(conn, sender, collect_notifications, "none wanted", 0)
-            await _not_listening(conn, "none wanted", "returned")
-            await _interrupted_case(conn, sender, collect_notifications, "stock", 3)
-            await _not_listening(conn, "stock", "was interrupted")
-            return ("listened, collected exactly n payloads in order (an empty one, and ones "
-                    "that arrived slowly, included), returned once the n-th came (before a "
-                    "notification sent after it could arrive), waited through a pause of "
-                    f"{PAUSE:g} s "
-                    "without giving up, and stopped listening when interrupted.")
-        finally:
-            await sender.close()
-            await conn.close()
-
-    return await _with_database("check_05_q4", body)
+    async with connected_copy("check_05_q4", 2) as (conn, sender):
+        for channel, n in (("price_changes", 3), ("Price Changes", 2)):
+            await _listen_case(conn, sender, collect_notifications, channel, n)
+            await _not_listening(conn, channel, "returned")
+        await _listen_case(conn, sender, collect_notifications, "slow lane", 4, slow=True)
+        await _not_listening(conn, "slow lane", "returned")
+        await _listen_case(conn, sender, collect_notifications, "none wanted", 0)
+        await _not_listening(conn, "none wanted", "returned")
+        await _interrupted_case(conn, sender, collect_notifications, "stock", 3)
+        await _not_listening(conn, "stock", "was interrupted")
+        return ("listened, collected exactly n payloads in order (an empty one, and ones "
+                "that arrived slowly, included), returned once the n-th came (before a "
+                "notification sent after it could arrive), waited through a pause of "
+                f"{PAUSE:g} s "
+                "without giving up, and stopped listening when interrupted.")
 
 
 def _own_timeout(exc: LearnerError, what: str) -> Wrong | LearnerError:

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from course.checking.backends import prepared_url
 from course.checking.checks import LearnerError, Wrong, call
 from course.checking.races import BASE, UNIQUE_NAMES
-from course.db.engines import fresh_engine_url
+from course.db.engines import Backend
 from course.errors import remember
 from course.probes import (
     ConnectionLeaks,
@@ -20,22 +21,18 @@ from course.probes import (
 )
 
 
-async def _database(name: str, backend: str = "sqlite", *statements: tuple[str, dict]) -> Any:
+async def _database(name: str, backend: Backend = "sqlite", *statements: tuple[str, dict]) -> Any:
     """A fresh Chinook copy with the unique index on artist names (the lesson adds the same one),
     plus any setup statements: all done before the learner's code runs."""
     from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    url = await fresh_engine_url(name, backend)  # type: ignore[arg-type]
-    engine = create_async_engine(url)
-    try:
+    async def prepare(engine: Any) -> None:
         async with engine.begin() as conn:
             await conn.execute(text(UNIQUE_NAMES))
             for sql, params in statements:
                 await conn.execute(text(sql), params)
-    finally:
-        await engine.dispose()
-    return url
+
+    return await prepared_url(name, backend, prepare)
 
 
 def _has_star_args(fn: Any) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from course.checking.backends import backend_name
 from course.checking.checks import Exercise, Wrong
 from course.checking.races import money
+from course.db.engines import BACKENDS, Backend
 from course.probes import (
     StatementCounter,
 )
@@ -70,7 +72,7 @@ def _compare_album(got: Any, expected: dict, what: str) -> None:
 async def _check_read_album(read_album) -> str:
     await _mountable(read_album, "read_album")
     ids = [1, 9001, 9007, *random.Random(9).sample(range(2, 348), 4)]
-    for backend in ("sqlite", "postgresql"):
+    for backend in BACKENDS:
         await _check_read_album_on(read_album, backend, ids)
     return (f"on SQLite and PostgreSQL: {len(ids)} albums (ids with gaps, one with no tracks, "
             "tracks stored out of order) with their artist and tracks in track order, in at most "
@@ -78,12 +80,12 @@ async def _check_read_album(read_album) -> str:
             "every connection returned.")
 
 
-async def _check_read_album_on(read_album: Any, backend: str, ids: list[int]) -> None:
+async def _check_read_album_on(read_album: Any, backend: Backend, ids: list[int]) -> None:
     if backend == "sqlite":
         url = await _database("check-09-q2", backend, *Q2_SETUP)
     else:
         url = await _database("check_09_q2", backend, *Q2_SETUP, *Q2_SHUFFLE)
-    on = "SQLite" if backend == "sqlite" else "PostgreSQL"
+    on = backend_name(backend)
     async with _served(url, [("/albums/{album_id}", "GET", read_album, None)]) as (client, engine):
         for album_id in ids:
             what = f"GET /albums/{album_id} (on {on})"

@@ -10,6 +10,7 @@ from typing import Any
 
 from course.checking.checks import Exercise, LearnerError, Wrong
 from course.checking.races import RaceGate
+from course.db.engines import BACKENDS, Backend
 from course.probes import (
     HOSTILE_INPUTS,
     InjectedFailure,
@@ -119,7 +120,7 @@ async def _race(client: Any, engine: Any, name: str) -> None:
                     "IntegrityError on commit and answer 409.")
 
 
-async def _check_create_artist_on(create_artist: Any, backend: str, seed: int) -> int:
+async def _check_create_artist_on(create_artist: Any, backend: Backend, seed: int) -> int:
     rng = random.Random(seed)
     url = await _database("check-09-q3" if backend == "sqlite" else "check_09_q3", backend)
     async with _served(url, [("/artists", "POST", create_artist, 201)]) as (client, engine):
@@ -192,7 +193,7 @@ async def _check_create_artist_on(create_artist: Any, backend: str, seed: int) -
 
 async def _check_create_artist(create_artist) -> str:
     await _mountable(create_artist, "create_artist")
-    for seed, backend in enumerate(("sqlite", "postgresql")):
+    for seed, backend in enumerate(BACKENDS):
         await _check_create_artist_on(create_artist, backend, seed)
     return ("on SQLite and PostgreSQL: 201 with the stored row and its albums, hostile names "
             "stored as sent; 409 for taken names (any case) with nothing left behind, also when "

@@ -6,6 +6,7 @@ from typing import Any
 
 from course.checking.checks import Exercise, LearnerError, Wrong
 from course.checking.races import money
+from course.db.engines import BACKENDS, Backend
 from course.probes import (
     HOSTILE_INPUTS,
     StatementCounter,
@@ -77,7 +78,7 @@ async def _page(client: Any, engine: Any, **params: Any) -> tuple[list[dict], in
 async def _check_list_tracks(list_tracks) -> str:
     await _mountable(list_tracks, "list_tracks")
     many = 0
-    for backend in ("sqlite", "postgresql"):
+    for backend in BACKENDS:
         many = await _check_list_tracks_on(list_tracks, backend)
     return ("on SQLite and PostgreSQL: pages of every size over ids with gaps, in order, with "
             f"album and artist, in at most 3 statements (60 tracks: {many}); 422 for a bad limit "
@@ -85,7 +86,7 @@ async def _check_list_tracks(list_tracks) -> str:
             "empty text among them), each treated as plain text.")
 
 
-async def _check_list_tracks_on(list_tracks: Any, backend: str) -> int:
+async def _check_list_tracks_on(list_tracks: Any, backend: Backend) -> int:
     if backend == "sqlite":
         url = await _database("check-09-q4", backend, *Q4_SETUP)
     else:

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from course.checking.backends import prepared_url
 from course.checking.checks import LearnerError, Wrong, call
 from course.checking.races import UNIQUE_NAMES
-from course.db.engines import fresh_engine_url
 
 # --- plumbing ------------------------------------------------------------------------------------
 
 async def _database(name: str, unique_names: bool = True) -> Any:
     from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
 
-    url = await fresh_engine_url(name)
-    if unique_names:
-        engine = create_async_engine(url)
-        try:
-            async with engine.begin() as conn:
-                await conn.execute(text(UNIQUE_NAMES))
-        finally:
-            await engine.dispose()
-    return url
+    async def prepare(engine: Any) -> None:
+        async with engine.begin() as conn:
+            await conn.execute(text(UNIQUE_NAMES))
+
+    return await prepared_url(name, "sqlite", prepare if unique_names else None)
 
 
 async def _count_artists(engine: Any, name: str) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from course.checking.backends import backend_name
 from course.checking.checks import LearnerError, Wrong
 from course.db.engines import Backend
 from course.probes import HOSTILE_INPUTS
@@ -178,7 +179,7 @@ class _Suite(_OrderSteps):
 
 def _search_wrong(q: str, got: Any, expected_ids: list, backend: Backend) -> str:
     """What GET /tracks?q= gave against what it should have, with the causes the data shows."""
-    on = "SQLite" if backend == "sqlite" else "PostgreSQL"
+    on = backend_name(backend)
     if not isinstance(got, list):
         return f"GET /tracks?q={q!r} returned {str(got)[:80]}; expected a list of tracks."
     seen = (f"GET /tracks?q={q!r} gave {len(got)} tracks on {on}; {len(expected_ids)} track "

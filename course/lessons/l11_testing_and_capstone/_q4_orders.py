@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from course.checking.backends import backend_name
 from course.checking.checks import LearnerError, Wrong
 
 from ._q3_store_tests import OVERDRAWN, _stock_overdrawn
@@ -166,8 +167,7 @@ class _OrderSteps(_SuiteBase):
         self.done.append("a refused line left nothing behind (409/404)")
 
     def where(self) -> str:
-        names = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
-        return f"on {names[self.backend]}, through two instances of your app on one database"
+        return f"on {backend_name(self.backend)}, through two instances of your app on one database"
 
     async def last_copies(self) -> None:
         """The last copies of a track, five orders (five keys) at once, on two instances."""
