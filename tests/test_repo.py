@@ -298,7 +298,7 @@ def layer_of(module: str) -> str:
     if module in ("course", "course.__main__"):
         return "face"
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 else "base"
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "base"
 
 
 def test_each_layer_imports_only_downwards() -> None:
