@@ -156,7 +156,11 @@ def test(python: Path) -> int:
     env = {**os.environ, "COURSE_HOME": str(home)}
     # Temporary folders under COURSE_HOME too: another pytest run on the machine then never cleans
     # up (or re-permissions) a folder this run's embedded PostgreSQL is still using.
-    code = _run([python, "-m", "pytest", "-n", "2", "--dist", "loadscope", "-q",
+    # Three workers on two cores: much of the suite waits (on a pause a check makes on purpose,
+    # on a database, on a kernel), and the third worker uses that time (373 s against 464 s for
+    # two, same machine, 2026-12-08). COURSE_TEST_WORKERS sets another number.
+    workers = os.environ.get("COURSE_TEST_WORKERS", "3")
+    code = _run([python, "-m", "pytest", "-n", workers, "--dist", "loadscope", "-q",
                  f"--basetemp={home / 'tmp'}"], env=env).returncode
     if code == 0:
         code = _run([python, "tests/after_suite.py"], env=env).returncode
