@@ -21,8 +21,6 @@ FIGURE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:[–-]\d+(?:\.\d+)?)?(?:[×x](?!
 
 # Figures lesson 10 quotes from elsewhere, to compare with the learner's own; each with its source.
 QUOTED = {
-    "1.2×": "the Core overhead often quoted in talks and posts (drawn as a dotted line by the plot cell)",
-    "1.7×": "the ORM overhead often quoted in talks and posts (drawn as a dotted line by the plot cell)",
     "5x": 'asyncpg\'s README: "in our testing asyncpg is, on average, 5x faster than psycopg3"',
 }
 

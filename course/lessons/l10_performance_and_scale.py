@@ -187,8 +187,10 @@ q1 = Exercise(
     "q1", "sized_engine", _check_sized_engine, limit=60,
     hints=["Little's law: connections busy at once = requests per second × seconds each request "
            "holds a connection. The latency is given in milliseconds.",
-           "Round up with math.ceil: 1.1 busy connections need 2. Then pass pool_size=that "
-           "number to create_async_engine, and max_overflow=0 so the pool is a hard limit.",
+           "Round up with math.ceil: 1.1 busy connections need 2. Multiply the integers before "
+           "you divide: the lesson showed a float product landing a step too high. Then pass "
+           "pool_size=that number to create_async_engine, and max_overflow=0 so the pool is a "
+           "hard limit.",
            "`return create_async_engine(url, pool_size=math.ceil(rate * latency_ms / 1000), "
            "max_overflow=0)`"],
     title="A pool sized by Little's law",
