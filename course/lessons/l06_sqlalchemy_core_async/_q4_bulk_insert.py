@@ -143,8 +143,9 @@ def _refused(size: int, exc: LearnerError) -> str:
 
 q4 = Exercise(
     "q4", "load_lines", _check_load_lines,
-    hints=["One execute() of insert(table) with a list of rows, each a dict keyed by column "
-           "name, is one executemany; the table knows its column names, in order.",
+    hints=["All the lines can go in one statement: lesson 06 showed execute() taking a list of "
+           "rows at once (an executemany). What shape must each row have, and where does the "
+           "table keep its column names?",
            "`dict(zip(table.c.keys(), line))` turns a tuple into such a dict; then `await "
            "conn.execute(insert(table), list_of_dicts)`: a list as the second argument makes "
            "SQLAlchemy use the driver's executemany, one call for every row.",

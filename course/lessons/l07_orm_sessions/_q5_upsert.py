@@ -98,9 +98,11 @@ async def _upsert_cases(engine: AsyncEngine, backend: Backend, save_artists) -> 
 
 q5 = Exercise(
     "q5", "save_artists", _check_save_artists,
-    hints=["One statement does it: INSERT … ON CONFLICT (artist_id) DO UPDATE SET name = "
-           "excluded.name. SQLAlchemy has it in each dialect's own insert(): "
-           "`sqlalchemy.dialects.sqlite.insert` and `sqlalchemy.dialects.postgresql.insert`.",
+    hints=["One statement does it: an INSERT that turns into an UPDATE when the key is taken "
+           "(lesson 07, section 7). Both databases have one, and SQLAlchemy offers it in "
+           "each dialect's own insert().",
+           "INSERT … ON CONFLICT (artist_id) DO UPDATE SET name = excluded.name, from "
+           "`sqlalchemy.dialects.sqlite.insert` or `sqlalchemy.dialects.postgresql.insert`.",
            "Pick the construct with `session.bind.dialect.name`, then `stmt = insert(Artist)."
            "values([{'artist_id': i, 'name': n} for i, n in artists])` and "
            "`stmt.on_conflict_do_update(index_elements=[Artist.artist_id], set_={'name': "
