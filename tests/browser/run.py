@@ -185,8 +185,26 @@ return {
 """
 
 
+# Playwright's answer when the page dropped an evaluate's promise (seen once under heavy load,
+# reading a panel's state): the page is fine, and the same call a moment later succeeds. Every
+# call through js() reads state or sets the active cell, so asking again is safe.
+DROPPED = ("Resulting promise was garbage collected", "Execution context was destroyed")
+
+
+def evaluate(page, expression: str, arg=None):
+    """page.evaluate(), asked again (twice at most) when the page dropped the call's promise."""
+    for attempt in range(3):
+        try:
+            return page.evaluate(expression, arg)
+        except Exception as exc:
+            if attempt == 2 or not any(text in str(exc) for text in DROPPED):
+                raise
+            page.wait_for_timeout(500)
+    return None
+
+
 def js(page, body: str, arg=None):
-    return page.evaluate(f"async (arg) => {{ {body} }}", arg)
+    return evaluate(page, f"async (arg) => {{ {body} }}", arg)
 
 
 def open_notebook(page, lab: Lab, path: str) -> None:
@@ -337,7 +355,7 @@ def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
     started = time.perf_counter()
     open_notebook(page, lab, path)
     js(page, WATCH_WIDGETS)
-    if page.evaluate("() => document.body.textContent.includes('Jupyter news')"):
+    if evaluate(page, "() => document.body.textContent.includes('Jupyter news')"):
         shoot(page, f"{lesson}-FAILED-news", shots)
         raise Failed("JupyterLab asks about Jupyter news: the course's .jupyter/ settings were not applied")
     command(page, "notebook:clear-all-cell-outputs")  # stored outputs gone: every output below is this run's
@@ -372,7 +390,7 @@ def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
     hint = next((c["index"] for c in state["cells"] if ".hint(" in c["source"] and c["index"] in rich), None)
     if hint is not None:
         shoot(page, f"{lesson}-hint", shots, hint)
-    seen = page.evaluate("() => window.__course")
+    seen = evaluate(page, "() => window.__course")
     bars = [c["index"] for c in state["cells"] if any("100%|" in text_of(o) for o in c["outputs"])]
     if "tqdm" in " ".join(c["source"] for c in state["cells"]):
         if seen["progress"] == 0 and seen["widgetsSent"] == 0:
@@ -402,7 +420,7 @@ def run_lesson(page, lab: Lab, lesson: str, shots: list[Path]) -> str:
         if bars:
             js(page, JS_PANEL + "await panel.content.scrollToItem(arg, 'center');", bars[0])
             page.wait_for_timeout(800)
-        if page.evaluate("() => document.body.textContent.includes('Error displaying widget')"):
+        if evaluate(page, "() => document.body.textContent.includes('Error displaying widget')"):
             shoot(page, f"{lesson}-FAILED-{when}", shots, bars[0] if bars else None)
             raise Failed(f"{path}: 'Error displaying widget' after a save and reload ({when})")
         shoot(page, f"{lesson}-{when}", shots, bars[0] if bars else None)
